@@ -1,0 +1,180 @@
+import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { type BusTopology, Headers } from "@switchboard/contracts";
+import type { Logger } from "pino";
+import { PermanentError, RetryLaterError } from "./errors";
+import { headersToObject, publishRaw } from "./publish";
+import { isNotFound } from "./streams";
+
+export type Outcome = "acked" | "retried" | "dead_lettered";
+
+export interface ConsumerOptions {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  topology: BusTopology;
+  /** Stream to consume from, durable consumer name, and subject filter. */
+  stream: string;
+  durable: string;
+  filterSubject: string;
+  /** Stage name for dead letters (`<ns>.dlq.<stage>`) and logs. */
+  stage: string;
+  log: Logger;
+  handle: (msg: JsMsg) => Promise<void>;
+  /** Messages handled at once by this process. */
+  concurrency?: number;
+  /** Attempts for `RetryLaterError` before the message is dead-lettered. */
+  maxRetryLaterAttempts?: number;
+  /** Attempts for unexpected (transient) errors before dead-lettering: long enough to ride out an outage. */
+  maxTransientAttempts?: number;
+  ackWaitMs?: number;
+  /** Called once per handled message, for metrics. */
+  onOutcome?: (outcome: Outcome, msg: JsMsg, error?: unknown) => void;
+}
+
+export interface RunningConsumer {
+  /** Stops pulling, waits for handlers in flight to finish. */
+  stop(): Promise<void>;
+  inFlight(): number;
+}
+
+/** Exponential backoff for transient failures: 0.5 s, 1 s, 2 s … capped at 60 s, jittered ±20 %. */
+export function transientBackoffMs(attempt: number): number {
+  const base = Math.min(60_000, 500 * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+/** Creates the durable pull consumer if missing (several replicas share it). */
+export async function ensureConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+  filterSubject: string,
+  ackWaitMs = 30_000,
+) {
+  try {
+    await jsm.consumers.info(stream, durable);
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+    await jsm.consumers
+      .add(stream, {
+        durable_name: durable,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: filterSubject,
+        ack_wait: ackWaitMs * 1_000_000,
+        max_deliver: -1,
+        max_ack_pending: 2000,
+      })
+      .catch(async (addError: unknown) => {
+        // Another replica created it first.
+        await jsm.consumers.info(stream, durable).catch(() => {
+          throw addError;
+        });
+      });
+  }
+}
+
+/** Copies a message to the dead-letter stream with why it failed, where it came from and how often it was tried. */
+export async function deadLetter(js: JetStreamClient, topology: BusTopology, msg: JsMsg, stage: string, reason: string) {
+  await publishRaw(js, topology.subjects.deadLetter(stage), msg.data, {
+    msgId: `dlq:${msg.info.stream}:${msg.seq}`,
+    headers: {
+      ...headersToObject(msg.headers),
+      "Nats-Msg-Id": undefined,
+      [Headers.reason]: reason.slice(0, 1000),
+      [Headers.stage]: stage,
+      [Headers.originalSubject]: msg.subject,
+      [Headers.failedAt]: new Date().toISOString(),
+      [Headers.deliveries]: msg.info.deliveryCount,
+    },
+  });
+}
+
+/**
+ * Pulls from a durable consumer and runs `handle` for each message, up to `concurrency` at once.
+ * Success acks; `RetryLaterError` naks with its delay (delayed redelivery, no worker blocked);
+ * `PermanentError` and exhausted attempts go to the dead-letter stream with the reason; anything else
+ * is transient and redelivered with backoff.
+ */
+export async function runConsumer(options: ConsumerOptions): Promise<RunningConsumer> {
+  const { js, jsm, stream, durable, filterSubject, log, stage } = options;
+  const concurrency = options.concurrency ?? 16;
+  const maxRetryLater = options.maxRetryLaterAttempts ?? 8;
+  const maxTransient = options.maxTransientAttempts ?? 40;
+  const ackWaitMs = options.ackWaitMs ?? 30_000;
+  await ensureConsumer(jsm, stream, durable, filterSubject, ackWaitMs);
+  const consumer = await js.consumers.get(stream, durable);
+  const messages = await consumer.consume({ max_messages: concurrency * 2 });
+
+  const inFlight = new Set<Promise<void>>();
+  let slotFreed: (() => void) | undefined;
+
+  const settle = async (msg: JsMsg) => {
+    const heartbeat = setInterval(() => msg.working(), Math.max(1000, ackWaitMs / 2));
+    try {
+      await options.handle(msg);
+      msg.ack();
+      options.onOutcome?.("acked", msg);
+    } catch (error) {
+      const attempt = msg.info.deliveryCount;
+      const fields = { stage, subject: msg.subject, seq: msg.seq, attempt };
+      if (error instanceof PermanentError) {
+        await deadLetterOrRetry(msg, error.reason, error);
+      } else if (error instanceof RetryLaterError) {
+        if (attempt >= maxRetryLater) {
+          await deadLetterOrRetry(msg, `${error.reason} (gave up after ${attempt} attempts)`, error);
+        } else {
+          log.debug({ ...fields, reason: error.reason, delayMs: error.delayMs }, "retrying later");
+          msg.nak(error.delayMs);
+          options.onOutcome?.("retried", msg, error);
+        }
+      } else if (attempt >= maxTransient) {
+        await deadLetterOrRetry(msg, `failed ${attempt} times: ${(error as Error)?.message ?? String(error)}`, error);
+      } else {
+        const delayMs = transientBackoffMs(attempt);
+        log.warn({ ...fields, err: error, delayMs }, "handler failed, redelivering");
+        msg.nak(delayMs);
+        options.onOutcome?.("retried", msg, error);
+      }
+    } finally {
+      clearInterval(heartbeat);
+    }
+  };
+
+  const deadLetterOrRetry = async (msg: JsMsg, reason: string, error: unknown) => {
+    try {
+      await deadLetter(js, options.topology, msg, stage, reason);
+      msg.term(reason.slice(0, 200));
+      log.error({ stage, subject: msg.subject, seq: msg.seq, reason }, "dead-lettered");
+      options.onOutcome?.("dead_lettered", msg, error);
+    } catch (publishError) {
+      // The dead-letter stream is unreachable: keep the message rather than lose it.
+      log.error({ stage, err: publishError }, "dead-letter publish failed, redelivering");
+      msg.nak(transientBackoffMs(msg.info.deliveryCount));
+    }
+  };
+
+  const loop = (async () => {
+    for await (const msg of messages) {
+      while (inFlight.size >= concurrency) {
+        await new Promise<void>((resolve) => {
+          slotFreed = resolve;
+        });
+      }
+      const task = settle(msg).finally(() => {
+        inFlight.delete(task);
+        slotFreed?.();
+        slotFreed = undefined;
+      });
+      inFlight.add(task);
+    }
+  })();
+
+  return {
+    inFlight: () => inFlight.size,
+    async stop() {
+      await messages.close();
+      await loop.catch(() => undefined);
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}

@@ -1,0 +1,188 @@
+import { z } from "zod";
+
+/** A conversation is (page, PSID). Chatwoot's lock key, used for every event of the conversation. */
+export function conversationLockKey(psid: string, pageId: string): string {
+  return `FB_MESSAGE_CREATE_LOCK::${psid}::${pageId}`;
+}
+
+export function conversationKey(pageId: string, psid: string): string {
+  return `${pageId}:${psid}`;
+}
+
+export const ContactProfile = z.object({
+  firstName: z.string().nullable(),
+  lastName: z.string().nullable(),
+  profilePicUrl: z.string().nullable(),
+});
+export type ContactProfile = z.infer<typeof ContactProfile>;
+
+/** Whether the router could attach a profile: `unavailable` means retry later, the message went on. */
+export const ProfileStatus = z.enum(["fetched", "cached", "unavailable", "not_requested"]);
+
+export const Attachment = z.object({
+  type: z.string(),
+  url: z.string().nullable(),
+  stickerId: z.string().nullable(),
+  title: z.string().nullable(),
+  payload: z.unknown(),
+});
+export type Attachment = z.infer<typeof Attachment>;
+
+const EventBase = z.object({
+  /** Stable id: the same Meta item always yields the same id (also the bus `Nats-Msg-Id`). */
+  eventId: z.string(),
+  pageId: z.string(),
+  companyId: z.string(),
+  /** The user's page-scoped id, whichever side sent the item. */
+  psid: z.string(),
+  conversationKey: z.string(),
+  /** Meta's timestamp in ms (the entry's time when the item has none). */
+  timestamp: z.number().int(),
+  traceId: z.string(),
+  receivedAt: z.number().int(),
+  /** The item exactly as Meta sent it. */
+  raw: z.unknown(),
+});
+
+export const IncomingMessageEvent = EventBase.extend({
+  kind: z.literal("message"),
+  mid: z.string(),
+  text: z.string().nullable(),
+  attachments: z.array(Attachment),
+  quickReplyPayload: z.string().nullable(),
+  replyToMid: z.string().nullable(),
+  profile: ContactProfile.nullable(),
+  profileStatus: ProfileStatus,
+});
+
+/** `is_echo`: a message the page sent, from our app (`appId` ours, `metadata` our message id) or elsewhere. */
+export const EchoEvent = EventBase.extend({
+  kind: z.literal("echo"),
+  mid: z.string(),
+  text: z.string().nullable(),
+  attachments: z.array(Attachment),
+  appId: z.string().nullable(),
+  metadata: z.string().nullable(),
+});
+
+export const PostbackEvent = EventBase.extend({
+  kind: z.literal("postback"),
+  mid: z.string().nullable(),
+  title: z.string().nullable(),
+  payload: z.string().nullable(),
+  referral: z.unknown().nullable(),
+});
+
+export const DeliveryEvent = EventBase.extend({
+  kind: z.literal("delivery"),
+  watermark: z.number().int(),
+  mids: z.array(z.string()),
+});
+
+export const ReadEvent = EventBase.extend({
+  kind: z.literal("read"),
+  watermark: z.number().int(),
+});
+
+export const ReactionEvent = EventBase.extend({
+  kind: z.literal("reaction"),
+  action: z.enum(["react", "unreact"]),
+  reaction: z.string().nullable(),
+  emoji: z.string().nullable(),
+  targetMid: z.string().nullable(),
+});
+
+export const ReferralEvent = EventBase.extend({ kind: z.literal("referral"), referral: z.unknown() });
+export const OptinEvent = EventBase.extend({ kind: z.literal("optin"), optin: z.unknown() });
+/** Anything Meta sends that we do not model yet; kept whole. */
+export const UnsupportedEvent = EventBase.extend({ kind: z.literal("unsupported"), reason: z.string() });
+
+export const MessagingEvent = z.discriminatedUnion("kind", [
+  IncomingMessageEvent,
+  EchoEvent,
+  PostbackEvent,
+  DeliveryEvent,
+  ReadEvent,
+  ReactionEvent,
+  ReferralEvent,
+  OptinEvent,
+  UnsupportedEvent,
+]);
+export type MessagingEvent = z.infer<typeof MessagingEvent>;
+export type MessagingEventKind = MessagingEvent["kind"];
+export type IncomingMessageEvent = z.infer<typeof IncomingMessageEvent>;
+export type EchoEvent = z.infer<typeof EchoEvent>;
+export type PostbackEvent = z.infer<typeof PostbackEvent>;
+export type DeliveryEvent = z.infer<typeof DeliveryEvent>;
+export type ReadEvent = z.infer<typeof ReadEvent>;
+export type ReactionEvent = z.infer<typeof ReactionEvent>;
+export type ReferralEvent = z.infer<typeof ReferralEvent>;
+export type OptinEvent = z.infer<typeof OptinEvent>;
+export type UnsupportedEvent = z.infer<typeof UnsupportedEvent>;
+
+export const PageStatus = z.enum(["active", "disabled", "reauthorization_required"]);
+export type PageStatus = z.infer<typeof PageStatus>;
+
+/** Page lifecycle events. They never carry a token: consumers read it from the database. */
+export const PageLifecycleEvent = z.object({
+  type: z.enum(["page.connected", "page.disconnected", "page.token_updated", "page.status_changed"]),
+  pageId: z.string(),
+  companyId: z.string(),
+  status: PageStatus,
+  reason: z.string().nullable().default(null),
+  occurredAt: z.number().int(),
+});
+export type PageLifecycleEvent = z.infer<typeof PageLifecycleEvent>;
+
+export const MessageDirection = z.enum(["incoming", "outgoing"]);
+export const MessageStatus = z.enum(["received", "sending", "sent", "delivered", "read", "failed"]);
+export type MessageStatus = z.infer<typeof MessageStatus>;
+
+/** Facts published after commit for the product built on Switchboard. */
+export const DomainEvent = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("conversation.created"),
+    conversationId: z.string(),
+    pageId: z.string(),
+    psid: z.string(),
+    occurredAt: z.number().int(),
+  }),
+  z.object({
+    type: z.literal("message.created"),
+    messageId: z.string(),
+    conversationId: z.string(),
+    pageId: z.string(),
+    psid: z.string(),
+    mid: z.string().nullable(),
+    direction: MessageDirection,
+    kind: z.string(),
+    sentAt: z.number().int(),
+    occurredAt: z.number().int(),
+  }),
+  z.object({
+    type: z.literal("message.status_changed"),
+    messageId: z.string(),
+    pageId: z.string(),
+    psid: z.string(),
+    status: MessageStatus,
+    previousStatus: MessageStatus,
+    occurredAt: z.number().int(),
+  }),
+  z.object({
+    type: z.literal("message.sent"),
+    messageId: z.string(),
+    pageId: z.string(),
+    psid: z.string(),
+    mid: z.string(),
+    occurredAt: z.number().int(),
+  }),
+  z.object({
+    type: z.literal("message.failed"),
+    messageId: z.string(),
+    pageId: z.string(),
+    psid: z.string(),
+    reason: z.string(),
+    occurredAt: z.number().int(),
+  }),
+]);
+export type DomainEvent = z.infer<typeof DomainEvent>;

@@ -1,0 +1,4 @@
+export * from "./events";
+export * from "./fixtures";
+export * from "./topology";
+export * from "./webhook";

@@ -1,0 +1,73 @@
+/**
+ * Every stream, subject and durable consumer name in Switchboard. Nothing outside this file spells one.
+ * A namespace (`BUS_NAMESPACE`, default `sb`) prefixes all of them so test runs never collide.
+ */
+export function busTopology(namespace = "sb") {
+  const ns = namespace;
+  const NS = namespace.toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const token = (value: string) => value.replace(/[.*>\s]/g, "_");
+
+  const streams = {
+    /** Raw entries as Meta sent them, one message per entry, deduplicated by content. */
+    webhooks: { name: `${NS}_WEBHOOKS`, subjects: [`${ns}.webhook.entry.>`] },
+    /** Entries no page could take (unknown, disabled, undecodable), kept for replay. */
+    unrouted: { name: `${NS}_UNROUTED`, subjects: [`${ns}.unrouted.>`] },
+    /** Typed messaging events, one subject per page. */
+    events: { name: `${NS}_EVENTS`, subjects: [`${ns}.event.>`] },
+    /** Page lifecycle: connected, disconnected, token updated, status changed. */
+    pages: { name: `${NS}_PAGES`, subjects: [`${ns}.page.>`] },
+    /** Facts for the product: message created, status changed, conversation created, sent, failed. */
+    domain: { name: `${NS}_DOMAIN`, subjects: [`${ns}.domain.>`] },
+    /** Outgoing sends waiting for a worker (work queue). */
+    sends: { name: `${NS}_SENDS`, subjects: [`${ns}.send.>`] },
+    /** Per-page reconcile jobs (work queue). */
+    reconcile: { name: `${NS}_RECONCILE`, subjects: [`${ns}.reconcile.>`] },
+    /** Messages that failed for good, with the reason in headers; replayable. */
+    deadLetter: { name: `${NS}_DLQ`, subjects: [`${ns}.dlq.>`] },
+  } as const;
+
+  const subjects = {
+    webhookEntry: (pageId: string) => `${ns}.webhook.entry.${token(pageId)}`,
+    webhookEntries: `${ns}.webhook.entry.>`,
+    unrouted: (pageId: string) => `${ns}.unrouted.${token(pageId)}`,
+    unroutedAll: `${ns}.unrouted.>`,
+    messagingEvent: (pageId: string) => `${ns}.event.messaging.${token(pageId)}`,
+    messagingEvents: `${ns}.event.messaging.>`,
+    pageLifecycle: (type: string, pageId: string) => `${ns}.page.${token(type)}.${token(pageId)}`,
+    pageLifecycleAll: `${ns}.page.>`,
+    domainEvent: (type: string, pageId: string) => `${ns}.domain.${token(type)}.${token(pageId)}`,
+    domainEvents: `${ns}.domain.>`,
+    sendRequest: (pageId: string) => `${ns}.send.${token(pageId)}`,
+    sendRequests: `${ns}.send.>`,
+    reconcileJob: (pageId: string) => `${ns}.reconcile.${token(pageId)}`,
+    reconcileJobs: `${ns}.reconcile.>`,
+    deadLetter: (stage: string) => `${ns}.dlq.${token(stage)}`,
+    deadLetters: `${ns}.dlq.>`,
+  } as const;
+
+  const consumers = {
+    pageRouter: `${ns}-page-router`,
+    messageService: `${ns}-message-service`,
+    subscriptionService: `${ns}-subscription-service`,
+    sendWorker: `${ns}-send-worker`,
+    reconcileWorker: `${ns}-reconcile-worker`,
+    canarySink: `${ns}-canary-sink`,
+  } as const;
+
+  return { namespace: ns, streams, subjects, consumers };
+}
+export type BusTopology = ReturnType<typeof busTopology>;
+export type StreamName = keyof BusTopology["streams"];
+
+/** Header names Switchboard sets on bus messages (JetStream's own `Nats-Msg-Id` besides). */
+export const Headers = {
+  traceId: "Sb-Trace-Id",
+  receivedAt: "Sb-Received-At",
+  pageId: "Sb-Page-Id",
+  reason: "Sb-Reason",
+  stage: "Sb-Stage",
+  originalSubject: "Sb-Original-Subject",
+  failedAt: "Sb-Failed-At",
+  deliveries: "Sb-Deliveries",
+  eventType: "Sb-Event-Type",
+} as const;

@@ -1,0 +1,1 @@
+export function schemaDiffSql(fromSchema: string | null, toSchema: string): string;

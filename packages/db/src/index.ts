@@ -1,0 +1,3 @@
+export { createDb, type Db, isUniqueViolation } from "./client";
+export * from "./generated/prisma/client";
+export { applyMigrations, listMigrations, MIGRATIONS_DIR, MigrationChecksumError, type MigrationResult } from "./migrate";
