@@ -21,7 +21,12 @@ describe("bus", () => {
   let bus: Bus;
 
   beforeAll(async () => {
-    bus = await connectBus({ servers: [testServices().natsUrl], name: "bus-test", namespace: uniqueId(), log });
+    bus = await connectBus({
+      servers: [testServices().natsUrl],
+      name: "bus-test",
+      namespace: uniqueId(),
+      log,
+    });
   });
 
   afterAll(async () => {

@@ -1,6 +1,6 @@
-import { AckPolicy, type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { type BusTopology, busTopology } from "@switchboard/contracts";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { type BusTopology, busTopology } from "@switchboard/contracts";
 import type { Logger } from "pino";
 import { ensureStreams, type StreamOptions } from "./streams";
 
@@ -31,8 +31,6 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 1000,
-    // Outgoing data waits in a bounded buffer while reconnecting; publishes still time out on their ack.
-    reconnectBufSize: 8 * 1024 * 1024,
   });
   let connected = true;
   void (async () => {
@@ -40,7 +38,10 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       if (status.type === "disconnect") connected = false;
       if (status.type === "reconnect") connected = true;
       if (status.type === "disconnect" || status.type === "reconnect" || status.type === "error") {
-        log.warn({ bus: status.type, server: "server" in status ? status.server : undefined }, "bus connection status");
+        log.warn(
+          { bus: status.type, server: "server" in status ? status.server : undefined },
+          "bus connection status",
+        );
       }
     }
   })();
@@ -59,5 +60,3 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     },
   };
 }
-
-export { AckPolicy };

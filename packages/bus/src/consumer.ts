@@ -1,4 +1,10 @@
-import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
 import { type BusTopology, Headers } from "@switchboard/contracts";
 import type { Logger } from "pino";
 import { PermanentError, RetryLaterError } from "./errors";
@@ -74,7 +80,13 @@ export async function ensureConsumer(
 }
 
 /** Copies a message to the dead-letter stream with why it failed, where it came from and how often it was tried. */
-export async function deadLetter(js: JetStreamClient, topology: BusTopology, msg: JsMsg, stage: string, reason: string) {
+export async function deadLetter(
+  js: JetStreamClient,
+  topology: BusTopology,
+  msg: JsMsg,
+  stage: string,
+  reason: string,
+) {
   await publishRaw(js, topology.subjects.deadLetter(stage), msg.data, {
     msgId: `dlq:${msg.info.stream}:${msg.seq}`,
     headers: {
@@ -128,7 +140,11 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
           options.onOutcome?.("retried", msg, error);
         }
       } else if (attempt >= maxTransient) {
-        await deadLetterOrRetry(msg, `failed ${attempt} times: ${(error as Error)?.message ?? String(error)}`, error);
+        await deadLetterOrRetry(
+          msg,
+          `failed ${attempt} times: ${(error as Error)?.message ?? String(error)}`,
+          error,
+        );
       } else {
         const delayMs = transientBackoffMs(attempt);
         log.warn({ ...fields, err: error, delayMs }, "handler failed, redelivering");

@@ -1,3 +1,4 @@
+export type { JsMsg } from "@nats-io/jetstream";
 export { type Bus, type BusOptions, connectBus } from "./connection";
 export {
   type ConsumerOptions,
@@ -12,4 +13,3 @@ export { PermanentError, RetryLaterError } from "./errors";
 export { header, headersToObject, type PublishOptions, publishJson, publishRaw, toHeaders } from "./publish";
 export { listStored, replayStored, type StoredMessage } from "./stored";
 export { deleteStreams, ensureStreams, isNotFound, type StreamOptions } from "./streams";
-export type { JsMsg } from "@nats-io/jetstream";

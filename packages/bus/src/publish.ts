@@ -1,5 +1,5 @@
 import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
 
 export interface PublishOptions {
   /** Becomes `Nats-Msg-Id`: the stream drops a repeat within its duplicate window. */
@@ -30,7 +30,12 @@ export function publishRaw(
   });
 }
 
-export function publishJson(js: JetStreamClient, subject: string, value: unknown, options: PublishOptions = {}) {
+export function publishJson(
+  js: JetStreamClient,
+  subject: string,
+  value: unknown,
+  options: PublishOptions = {},
+) {
   return publishRaw(js, subject, JSON.stringify(value), options);
 }
 

@@ -44,8 +44,14 @@ function streamSettings(name: StreamName, options: StreamOptions): Partial<Strea
 }
 
 /** Creates each stream, or updates it to the wanted settings: safe on every start of every replica. */
-export async function ensureStreams(jsm: JetStreamManager, topology: BusTopology, options: StreamOptions = {}) {
-  for (const [key, stream] of Object.entries(topology.streams) as Array<[StreamName, { name: string; subjects: readonly string[] }]>) {
+export async function ensureStreams(
+  jsm: JetStreamManager,
+  topology: BusTopology,
+  options: StreamOptions = {},
+) {
+  for (const [key, stream] of Object.entries(topology.streams) as Array<
+    [StreamName, { name: string; subjects: readonly string[] }]
+  >) {
     const config = { ...streamSettings(key, options), name: stream.name, subjects: [...stream.subjects] };
     try {
       const info = await jsm.streams.info(stream.name);

@@ -12,7 +12,10 @@ const schema = z.object({
 
 describe("loadConfig", () => {
   it("applies defaults and parses lists and durations", () => {
-    const config = loadConfig(schema, { FB_APP_SECRET: "s3cr3t-value", REDIS_URL: "redis://a:1, redis://b:2" });
+    const config = loadConfig(schema, {
+      FB_APP_SECRET: "s3cr3t-value",
+      REDIS_URL: "redis://a:1, redis://b:2",
+    });
     expect(config.PORT).toBe(3000);
     expect(config.REDIS_URL).toEqual(["redis://a:1", "redis://b:2"]);
     expect(config.RECONCILE_INTERVAL).toBe(600_000);

@@ -65,9 +65,12 @@ export const env = {
         .pipe(z.array(z.string().regex(/^(nats|tls|wss?):\/\//, "each entry must be a nats:// URL")).min(1)),
     ),
   httpUrl: (fallback?: string) => url(["http", "https"], fallback),
-  secret: (minLength = 8) => z.string({ error: "required" }).min(minLength, `at least ${minLength} characters`),
-  port: (fallback: number) => z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(fallback)),
-  positiveInt: (fallback: number) => z.preprocess(emptyAsUndefined, z.coerce.number().int().positive().default(fallback)),
+  secret: (minLength = 8) =>
+    z.string({ error: "required" }).min(minLength, `at least ${minLength} characters`),
+  port: (fallback: number) =>
+    z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(65535).default(fallback)),
+  positiveInt: (fallback: number) =>
+    z.preprocess(emptyAsUndefined, z.coerce.number().int().positive().default(fallback)),
   duration: (fallback: string) =>
     z.preprocess(
       emptyAsUndefined,
@@ -89,13 +92,26 @@ export const env = {
       z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     ),
   busNamespace: () =>
-    z.preprocess(emptyAsUndefined, z.string().regex(/^[a-z][a-z0-9_-]*$/, "lowercase letters, digits, - and _").default("sb")),
+    z.preprocess(
+      emptyAsUndefined,
+      z
+        .string()
+        .regex(/^[a-z][a-z0-9_-]*$/, "lowercase letters, digits, - and _")
+        .default("sb"),
+    ),
   /** Key prefix for everything a service stores in Redis (tests isolate runs with it). */
   redisKeyPrefix: () => z.preprocess(emptyAsUndefined, z.string().default("")),
   graphApiBaseUrl: () => url(["http", "https"], "https://graph.facebook.com"),
-  graphApiVersion: () => z.preprocess(emptyAsUndefined, z.string().regex(/^v\d+\.\d+$/, "like v21.0").default("v21.0")),
-  boolean: (fallback: boolean) =>
-    z.preprocess(emptyAsUndefined, z.enum(["true", "false", "1", "0"]).default(fallback ? "true" : "false")).transform(
-      (v) => v === "true" || v === "1",
+  graphApiVersion: () =>
+    z.preprocess(
+      emptyAsUndefined,
+      z
+        .string()
+        .regex(/^v\d+\.\d+$/, "like v21.0")
+        .default("v21.0"),
     ),
+  boolean: (fallback: boolean) =>
+    z
+      .preprocess(emptyAsUndefined, z.enum(["true", "false", "1", "0"]).default(fallback ? "true" : "false"))
+      .transform((v) => v === "true" || v === "1"),
 };

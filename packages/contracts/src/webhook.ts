@@ -7,13 +7,11 @@ import { z } from "zod";
  */
 export const MetaId = z.union([z.string().min(1), z.number()]).transform((id) => String(id));
 
-export const MetaTimestamp = z
-  .union([z.number(), z.string().regex(/^\d+(\.\d+)?$/)])
-  .transform((value) => {
-    const n = typeof value === "number" ? value : Number(value);
-    // Some senders give seconds; Meta gives milliseconds.
-    return Math.trunc(n < 1e11 ? n * 1000 : n);
-  });
+export const MetaTimestamp = z.union([z.number(), z.string().regex(/^\d+(\.\d+)?$/)]).transform((value) => {
+  const n = typeof value === "number" ? value : Number(value);
+  // Some senders give seconds; Meta gives milliseconds.
+  return Math.trunc(n < 1e11 ? n * 1000 : n);
+});
 
 export const Party = z.looseObject({
   id: MetaId.optional(),

@@ -31,7 +31,9 @@ describe("token cipher", () => {
     expect(() => createTokenCipher(k2).decrypt(token)).toThrow(TokenDecryptionError);
     expect(() => createTokenCipher(k2).decrypt(token)).toThrow(/unknown key "k1"/);
     const sameBytesOtherId = `${k2.split(":")[0]}:${k1.split(":")[1]}`;
-    expect(() => createTokenCipher(sameBytesOtherId).decrypt(token.replace(".k1.", ".k2."))).toThrow(/tampered/);
+    expect(() => createTokenCipher(sameBytesOtherId).decrypt(token.replace(".k1.", ".k2."))).toThrow(
+      /tampered/,
+    );
     expect(() => cipher.decrypt("plain-token")).toThrow(/not a Switchboard v1 token/);
   });
 

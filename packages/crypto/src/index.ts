@@ -72,9 +72,13 @@ export function createTokenCipher(spec: string): TokenCipher {
       cipher.setAAD(Buffer.from(current.id));
       const data = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
       const tag = cipher.getAuthTag();
-      return [FORMAT, current.id, nonce.toString("base64url"), tag.toString("base64url"), data.toString("base64url")].join(
-        ".",
-      );
+      return [
+        FORMAT,
+        current.id,
+        nonce.toString("base64url"),
+        tag.toString("base64url"),
+        data.toString("base64url"),
+      ].join(".");
     },
     decrypt(ciphertext) {
       const { keyId, nonce, tag, data } = parts(ciphertext);
@@ -84,11 +88,16 @@ export function createTokenCipher(spec: string): TokenCipher {
         const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(nonce, "base64url"));
         decipher.setAAD(Buffer.from(keyId));
         decipher.setAuthTag(Buffer.from(tag, "base64url"));
-        return Buffer.concat([decipher.update(Buffer.from(data, "base64url")), decipher.final()]).toString("utf8");
+        return Buffer.concat([decipher.update(Buffer.from(data, "base64url")), decipher.final()]).toString(
+          "utf8",
+        );
       } catch (cause) {
-        throw new TokenDecryptionError(`token failed authentication with key "${keyId}" (tampered or wrong key)`, {
-          cause,
-        });
+        throw new TokenDecryptionError(
+          `token failed authentication with key "${keyId}" (tampered or wrong key)`,
+          {
+            cause,
+          },
+        );
       }
     },
     keyIdOf(ciphertext) {

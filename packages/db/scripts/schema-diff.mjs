@@ -14,7 +14,8 @@ export function schemaDiffSql(fromSchema, toSchema) {
   const work = mkdtempSync(join(tmpdir(), "sb-schema-diff-"));
   try {
     // Prisma 6 wants the url in the datasource block, which Prisma 7 forbids.
-    const forPrisma6 = (schema) => schema.replace(/provider\s*=\s*"postgresql"/, '$&\n  url      = env("DATABASE_URL")');
+    const forPrisma6 = (schema) =>
+      schema.replace(/provider\s*=\s*"postgresql"/, '$&\n  url      = env("DATABASE_URL")');
     const to = join(work, "to.prisma");
     writeFileSync(to, forPrisma6(toSchema));
     const from = fromSchema === null ? null : join(work, "from.prisma");

@@ -1,3 +1,9 @@
 export { createDb, type Db, isUniqueViolation } from "./client";
 export * from "./generated/prisma/client";
-export { applyMigrations, listMigrations, MIGRATIONS_DIR, MigrationChecksumError, type MigrationResult } from "./migrate";
+export {
+  applyMigrations,
+  listMigrations,
+  MIGRATIONS_DIR,
+  MigrationChecksumError,
+  type MigrationResult,
+} from "./migrate";

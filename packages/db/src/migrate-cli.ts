@@ -28,7 +28,9 @@ try {
   await ensureDatabase(config.DATABASE_URL);
   const result = await applyMigrations(config.DATABASE_URL);
   for (const name of result.applied) console.log(`applied ${name}`);
-  console.log(`database is up to date (${result.applied.length} applied, ${result.alreadyApplied.length} already there)`);
+  console.log(
+    `database is up to date (${result.applied.length} applied, ${result.alreadyApplied.length} already there)`,
+  );
 } catch (error) {
   console.error(`db:migrate failed: ${(error as Error).message}`);
   process.exit(1);

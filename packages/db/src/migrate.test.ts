@@ -55,7 +55,10 @@ describe("migrations", () => {
   });
 
   it("produce exactly the schema that schema.prisma describes", async () => {
-    const [actual, expected] = await Promise.all([describeSchema(migrated.url), describeSchema(fromSchema.url)]);
+    const [actual, expected] = await Promise.all([
+      describeSchema(migrated.url),
+      describeSchema(fromSchema.url),
+    ]);
     expect(actual.columns.length).toBeGreaterThan(40);
     expect(actual).toEqual(expected);
   });
@@ -97,7 +100,9 @@ describe("migrations", () => {
       await db.message.create({ data: row });
       const error = await db.message.create({ data: row }).catch((e: unknown) => e);
       expect(isUniqueViolation(error)).toBe(true);
-      await db.pageSubscription.create({ data: { pageId: "p1", desiredFields: ["messages"], subscribedFields: [] } });
+      await db.pageSubscription.create({
+        data: { pageId: "p1", desiredFields: ["messages"], subscribedFields: [] },
+      });
       await db.apiKey.create({ data: { companyId: "c1", keyHash: "h", prefix: "sk_" } });
       expect(await db.message.count()).toBe(1);
     } finally {

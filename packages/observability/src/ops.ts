@@ -6,7 +6,13 @@ import type { Registry } from "prom-client";
 export type ReadinessCheck = { name: string; check: () => boolean | Promise<boolean> };
 
 /** `/healthz` (the process runs), `/readyz` (its dependencies answer) and `/metrics` (Prometheus). */
-export function createOpsRouter({ registry, checks }: { registry: Registry; checks: ReadinessCheck[] }): Router {
+export function createOpsRouter({
+  registry,
+  checks,
+}: {
+  registry: Registry;
+  checks: ReadinessCheck[];
+}): Router {
   const router = express.Router();
   router.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });

@@ -9,7 +9,11 @@ export interface ShutdownStep {
  * Graceful shutdown as named steps run in order (stop accepting → stop consuming → finish in-flight
  * work → drain the bus → close stores), under one deadline. Exit code 128+signal, or 1 on a timeout.
  */
-export function onShutdown(log: Logger, steps: ShutdownStep[], { timeoutMs = 25_000 } = {}): () => Promise<void> {
+export function onShutdown(
+  log: Logger,
+  steps: ShutdownStep[],
+  { timeoutMs = 25_000 } = {},
+): () => Promise<void> {
   let running: Promise<void> | undefined;
   const run = (): Promise<void> => {
     running ??= (async () => {
@@ -46,7 +50,8 @@ export function onShutdown(log: Logger, steps: ShutdownStep[], { timeoutMs = 25_
 /** Runs `main`, printing a start-up failure (such as a bad variable) plainly and exiting 1. */
 export function runMain(main: () => Promise<unknown>): void {
   main().catch((error: unknown) => {
-    const message = error instanceof Error ? (error.name === "ConfigError" ? error.message : error.stack) : error;
+    const message =
+      error instanceof Error ? (error.name === "ConfigError" ? error.message : error.stack) : error;
     console.error(`start-up failed: ${message}`);
     process.exit(1);
   });
