@@ -1,0 +1,157 @@
+import { type Bus, publishJson } from "@switchboard/bus";
+import type { PageLifecycleEvent, PageStatus } from "@switchboard/contracts";
+import type { TokenCipher } from "@switchboard/crypto";
+import type { Db, PageConnection } from "@switchboard/db";
+
+/**
+ * The lifecycle of a PageConnection: connect, disconnect, status changes and token reads, in one place
+ * for the CLI, the console and the services. Every change is announced on the bus (without the token)
+ * so caches and subscriptions follow at once.
+ */
+export interface PageDeps {
+  db: Db;
+  bus: Bus;
+}
+
+export class PageNotFoundError extends Error {
+  constructor(readonly pageId: string) {
+    super(`page ${pageId} is not connected`);
+    this.name = "PageNotFoundError";
+  }
+}
+
+export async function publishPageEvent(
+  bus: Bus,
+  event: Omit<PageLifecycleEvent, "occurredAt">,
+  at = new Date(),
+) {
+  const full: PageLifecycleEvent = { ...event, occurredAt: at.getTime() };
+  await publishJson(bus.js, bus.topology.subjects.pageLifecycle(event.type, event.pageId), full, {
+    msgId: `${event.type}:${event.pageId}:${at.getTime()}`,
+  });
+  return full;
+}
+
+export interface ConnectPageInput {
+  pageId: string;
+  name: string;
+  companyId: string;
+  token: string;
+}
+
+/** Encrypts the token and upserts the page; `page.connected` for a new or re-enabled page, else `page.token_updated`. */
+export async function connectPage(
+  { db, bus, cipher }: PageDeps & { cipher: TokenCipher },
+  input: ConnectPageInput,
+): Promise<{ page: PageConnection; event: PageLifecycleEvent["type"] }> {
+  if (!/^\d+$/.test(input.pageId)) throw new Error(`page id must be digits, got "${input.pageId}"`);
+  if (!input.token.trim()) throw new Error("the page token is empty");
+  const previous = await db.pageConnection.findUnique({ where: { pageId: input.pageId } });
+  if (previous && previous.companyId !== input.companyId) {
+    throw new Error(`page ${input.pageId} belongs to another company (${previous.companyId})`);
+  }
+  const pageAccessTokenEnc = cipher.encrypt(input.token.trim());
+  const page = await db.pageConnection.upsert({
+    where: { pageId: input.pageId },
+    create: { pageId: input.pageId, companyId: input.companyId, name: input.name, pageAccessTokenEnc },
+    update: { name: input.name, pageAccessTokenEnc, status: "active", statusReason: null },
+  });
+  const type = previous?.status === "active" ? "page.token_updated" : "page.connected";
+  await publishPageEvent(bus, {
+    type,
+    pageId: page.pageId,
+    companyId: page.companyId,
+    status: page.status,
+    reason: null,
+  });
+  return { page, event: type };
+}
+
+export async function disconnectPage({ db, bus }: PageDeps, pageId: string): Promise<PageConnection> {
+  const page = await db.pageConnection.findUnique({ where: { pageId } });
+  if (!page) throw new PageNotFoundError(pageId);
+  const updated = await db.pageConnection.update({
+    where: { pageId },
+    data: { status: "disabled", statusReason: "disconnected by an operator" },
+  });
+  await publishPageEvent(bus, {
+    type: "page.disconnected",
+    pageId,
+    companyId: page.companyId,
+    status: "disabled",
+    reason: updated.statusReason,
+  });
+  return updated;
+}
+
+/** Moves a page to `status` (e.g. `reauthorization_required` after Graph error 190); announces only real changes. */
+export async function setPageStatus(
+  { db, bus }: PageDeps,
+  pageId: string,
+  status: PageStatus,
+  reason: string | null,
+): Promise<boolean> {
+  const changed = await db.pageConnection.updateMany({
+    where: { pageId, NOT: { status } },
+    data: { status, statusReason: reason },
+  });
+  if (changed.count === 0) return false;
+  const page = await db.pageConnection.findUniqueOrThrow({ where: { pageId } });
+  await publishPageEvent(bus, {
+    type: "page.status_changed",
+    pageId,
+    companyId: page.companyId,
+    status,
+    reason,
+  });
+  return true;
+}
+
+/** The decrypted token of a page, for the process that calls Meta with it. */
+export async function readPageToken(db: Db, cipher: TokenCipher, pageId: string): Promise<string> {
+  const page = await db.pageConnection.findUnique({
+    where: { pageId },
+    select: { pageAccessTokenEnc: true },
+  });
+  if (!page) throw new PageNotFoundError(pageId);
+  return cipher.decrypt(page.pageAccessTokenEnc);
+}
+
+export interface PageOverview {
+  pageId: string;
+  name: string;
+  companyId: string;
+  status: PageStatus;
+  statusReason: string | null;
+  subscriptionStatus: string | null;
+  subscribedFields: string[];
+  tokenKeyId: string | null;
+  updatedAt: Date;
+}
+
+export async function listPages(db: Db, cipher?: TokenCipher): Promise<PageOverview[]> {
+  const [pages, subscriptions] = await Promise.all([
+    db.pageConnection.findMany({ orderBy: [{ companyId: "asc" }, { name: "asc" }] }),
+    db.pageSubscription.findMany(),
+  ]);
+  const byPage = new Map(subscriptions.map((s) => [s.pageId, s]));
+  return pages.map((p) => ({
+    pageId: p.pageId,
+    name: p.name,
+    companyId: p.companyId,
+    status: p.status,
+    statusReason: p.statusReason,
+    subscriptionStatus: byPage.get(p.pageId)?.status ?? null,
+    subscribedFields: byPage.get(p.pageId)?.subscribedFields ?? [],
+    tokenKeyId: cipher ? safeKeyId(cipher, p.pageAccessTokenEnc) : null,
+    updatedAt: p.updatedAt,
+  }));
+}
+
+function safeKeyId(cipher: TokenCipher, ciphertext: string): string | null {
+  try {
+    return cipher.keyIdOf(ciphertext);
+  } catch {
+    return null;
+  }
+}
