@@ -1,0 +1,56 @@
+import type { Bus } from "@switchboard/bus";
+import { createOpsRouter, type Logger, type Registry } from "@switchboard/observability";
+import express, { type Express } from "express";
+import { createIngressMetrics } from "./metrics";
+import { createWebhookRouter } from "./webhook";
+
+export interface IngressDeps {
+  bus: Bus;
+  log: Logger;
+  registry: Registry;
+  appSecret: string;
+  verifyToken: string;
+  bodyLimit?: string;
+  publishTimeoutMs?: number;
+}
+
+/** Readiness: connected to NATS and the webhooks stream exists (checked at most every 5 s). */
+function webhookStreamCheck(bus: Bus) {
+  let checkedAt = 0;
+  let present = false;
+  return async () => {
+    if (!bus.isConnected()) return false;
+    if (Date.now() - checkedAt > 5000) {
+      present = await bus.jsm.streams
+        .info(bus.topology.streams.webhooks.name)
+        .then(() => true)
+        .catch(() => false);
+      checkedAt = Date.now();
+    }
+    return present;
+  };
+}
+
+export function createIngressApp(deps: IngressDeps): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.disable("etag");
+  app.use(
+    createWebhookRouter({
+      appSecret: deps.appSecret,
+      verifyToken: deps.verifyToken,
+      bus: deps.bus,
+      log: deps.log,
+      metrics: createIngressMetrics(deps.registry),
+      bodyLimit: deps.bodyLimit ?? "5mb",
+      publishTimeoutMs: deps.publishTimeoutMs ?? 3000,
+    }),
+  );
+  app.use(
+    createOpsRouter({
+      registry: deps.registry,
+      checks: [{ name: "webhook stream", check: webhookStreamCheck(deps.bus) }],
+    }),
+  );
+  return app;
+}

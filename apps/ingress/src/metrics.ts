@@ -1,0 +1,37 @@
+import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
+
+export function createIngressMetrics(registry: Registry) {
+  return {
+    webhooks: new Counter({
+      name: "switchboard_webhooks_received_total",
+      help: "Webhook POSTs received, by outcome (accepted, bad_signature, malformed, too_large, invalid_schema, broker_unavailable)",
+      labelNames: ["outcome"],
+      registers: [registry],
+    }),
+    entries: new Counter({
+      name: "switchboard_webhook_entries_received_total",
+      help: "Webhook entries stored in JetStream, per page",
+      labelNames: ["page_id"],
+      registers: [registry],
+    }),
+    duplicates: new Counter({
+      name: "switchboard_webhook_entries_duplicate_total",
+      help: "Entries JetStream recognised as a repeat (Meta retried a delivery), per page",
+      labelNames: ["page_id"],
+      registers: [registry],
+    }),
+    lastReceived: new Gauge({
+      name: "switchboard_webhook_last_received_timestamp_seconds",
+      help: "When the last entry for a page was received (unix seconds)",
+      labelNames: ["page_id"],
+      registers: [registry],
+    }),
+    publishSeconds: new Histogram({
+      name: "switchboard_webhook_publish_seconds",
+      help: "Time from receiving a webhook to JetStream acknowledging all its entries",
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+  };
+}
+export type IngressMetrics = ReturnType<typeof createIngressMetrics>;
