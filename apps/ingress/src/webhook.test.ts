@@ -54,7 +54,7 @@ describe("ingress webhook", () => {
     await bus.drain();
   });
 
-  const stored = (subject = bus.topology.subjects.webhookEntries) =>
+  const stored = (subject: string = bus.topology.subjects.webhookEntries) =>
     listStored(bus.js, bus.jsm, bus.topology.streams.webhooks.name, subject);
 
   it("answers the verification handshake only with the right token", async () => {
