@@ -1,0 +1,284 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import express, { type Express, type Request, type Response } from "express";
+import type { Logger } from "pino";
+import { createGraphRouter } from "./graph";
+import { type EchoMode, FakeMetaState, type GraphEndpointName } from "./state";
+import {
+  type DeliveryResult,
+  deliverSignedWebhook,
+  RawNumber,
+  type WebhookEntryInput,
+  webhookBodyFor,
+} from "./webhooks";
+
+export interface FakeMetaOptions {
+  appSecret: string;
+  appId: string;
+  /** Where webhooks (and Send API echoes) are POSTed, e.g. http://127.0.0.1:3000/webhooks/facebook */
+  ingressUrl: string;
+  /** Refuse other Graph API versions in the path; any `vX.Y` when omitted. */
+  graphApiVersion?: string;
+  echoMode?: EchoMode;
+  log?: Logger;
+}
+
+export interface SendWebhookOptions {
+  ingressUrl?: string;
+  /** Sign with this secret instead of the app secret. */
+  signWith?: string;
+  badSignature?: boolean;
+}
+
+export interface RunningFakeMeta {
+  /** Base URL, e.g. http://127.0.0.1:43121 — use it as GRAPH_API_BASE_URL. */
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface FakeMeta {
+  app: Express;
+  state: FakeMetaState;
+  listen(port?: number, host?: string): Promise<RunningFakeMeta>;
+  /** Signs and POSTs a webhook: a whole body (object or exact string) or a list of entries. */
+  sendWebhook(body: unknown, options?: SendWebhookOptions): Promise<DeliveryResult>;
+}
+
+export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
+  const { appSecret, appId, ingressUrl, log } = options;
+  const state = new FakeMetaState(options.echoMode);
+
+  async function sendWebhook(body: unknown, sendOptions: SendWebhookOptions = {}): Promise<DeliveryResult> {
+    const url = sendOptions.ingressUrl ?? ingressUrl;
+    const payload = Array.isArray(body) ? webhookBodyFor(body as WebhookEntryInput[]) : body;
+    const at = Date.now();
+    try {
+      const result = await deliverSignedWebhook({
+        url,
+        appSecret: sendOptions.signWith ?? appSecret,
+        body: payload,
+        badSignature: sendOptions.badSignature ?? false,
+      });
+      state.webhookDeliveries.push({ url, body: result.sentBody, status: result.status, at });
+      log?.info({ url, status: result.status }, "webhook delivered");
+      return result;
+    } catch (error) {
+      const message = (error as Error).message;
+      state.webhookDeliveries.push({
+        url,
+        body: typeof payload === "string" ? payload : JSON.stringify(payload),
+        error: message,
+        at,
+      });
+      log?.warn({ url, err: message }, "webhook delivery failed");
+      throw error;
+    }
+  }
+
+  /** The echo Meta sends for a message a page sent: sender = page, `app_id` = the sending app, our metadata. */
+  async function sendEcho(sent: {
+    pageId: string;
+    psid: string;
+    mid: string;
+    body: Record<string, unknown>;
+  }) {
+    const message = sent.body.message as Record<string, unknown>;
+    const attachment = message.attachment as { type?: string; payload?: unknown } | undefined;
+    const now = Date.now();
+    const echo = {
+      sender: { id: sent.pageId },
+      recipient: { id: sent.psid },
+      timestamp: now,
+      message: {
+        is_echo: true,
+        app_id: new RawNumber(appId),
+        ...(typeof message.metadata === "string" ? { metadata: message.metadata } : {}),
+        mid: sent.mid,
+        ...(typeof message.text === "string" ? { text: message.text } : {}),
+        ...(attachment ? { attachments: [{ type: attachment.type, payload: attachment.payload }] } : {}),
+      },
+    };
+    try {
+      await sendWebhook([{ id: sent.pageId, time: now, messaging: [echo] }]);
+    } catch {
+      // Recorded in state.webhookDeliveries; Meta would retry later, the fake does not.
+    }
+  }
+
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  app.use("/_fake", createControlRouter(state, sendWebhook));
+  app.use(
+    createGraphRouter({
+      state,
+      appSecret,
+      appId,
+      ...(options.graphApiVersion ? { graphApiVersion: options.graphApiVersion } : {}),
+      onMessageSent: (sent) => sendEcho(sent),
+    }),
+  );
+  app.use((req, res) => {
+    res.status(400).json({
+      error: {
+        message: `Unknown path components: ${req.path}`,
+        type: "OAuthException",
+        code: 2500,
+        fbtrace_id: "fake",
+      },
+    });
+  });
+
+  return {
+    app,
+    state,
+    sendWebhook,
+    listen(port = 0, host = "127.0.0.1") {
+      return new Promise((resolve, reject) => {
+        const server: Server = app.listen(port, host, (error?: Error) => {
+          if (error) return reject(error);
+          const address = server.address() as AddressInfo;
+          resolve({
+            url: `http://${host}:${address.port}`,
+            close: () =>
+              new Promise<void>((done) => {
+                server.close(() => done());
+                server.closeAllConnections();
+              }),
+          });
+        });
+      });
+    },
+  };
+}
+
+/** `/_fake/...`: drive the fake over HTTP from a shell or an end-to-end test. */
+function createControlRouter(
+  state: FakeMetaState,
+  sendWebhook: (body: unknown, options?: SendWebhookOptions) => Promise<DeliveryResult>,
+) {
+  const router = express.Router();
+  router.use(express.json({ limit: "10mb" }));
+  const handle =
+    (fn: (req: Request, res: Response) => unknown | Promise<unknown>) =>
+    async (req: Request, res: Response) => {
+      try {
+        await fn(req, res);
+      } catch (error) {
+        res.status(400).json({ error: (error as Error).message });
+      }
+    };
+  const pageId = (req: Request) => String(req.params.pageId);
+
+  router.post(
+    "/pages",
+    handle((req, res) => {
+      const { pageId: id, token, name } = req.body ?? {};
+      if (typeof id !== "string" || typeof token !== "string")
+        throw new Error("pageId and token are required");
+      res
+        .status(201)
+        .json(state.addPage({ pageId: id, token, ...(typeof name === "string" ? { name } : {}) }));
+    }),
+  );
+  router.get("/pages", (_req, res) => {
+    res.json(state.listPages());
+  });
+  router.post(
+    "/pages/:pageId/revoke",
+    handle((req, res) => {
+      state.revokeToken(pageId(req));
+      res.json({ ok: true });
+    }),
+  );
+  router.post(
+    "/pages/:pageId/token",
+    handle((req, res) => {
+      if (typeof req.body?.token !== "string") throw new Error("token is required");
+      state.setToken(pageId(req), req.body.token);
+      res.json({ ok: true });
+    }),
+  );
+  router.post(
+    "/pages/:pageId/drop-subscription",
+    handle((req, res) => {
+      state.dropSubscription(pageId(req));
+      res.json({ ok: true });
+    }),
+  );
+  router.get("/pages/:pageId/subscription", (req, res) => {
+    const fields = state.subscriptions(pageId(req));
+    res.json({ pageId: pageId(req), subscribed: fields !== undefined, fields: fields ?? [] });
+  });
+  router.post(
+    "/pages/:pageId/errors",
+    handle((req, res) => {
+      state.injectError(pageId(req), req.body ?? {});
+      res.status(201).json({ ok: true });
+    }),
+  );
+  router.delete("/pages/:pageId/errors", (req, res) => {
+    state.clearErrors(pageId(req));
+    res.json({ ok: true });
+  });
+  router.post(
+    "/pages/:pageId/usage",
+    handle((req, res) => {
+      state.setUsage(pageId(req), Number(req.body?.percent ?? 0));
+      res.json({ ok: true });
+    }),
+  );
+  router.post(
+    "/users",
+    handle((req, res) => {
+      const { pageId: id, psid, firstName, lastName, profilePic } = req.body ?? {};
+      if (typeof id !== "string" || typeof psid !== "string") throw new Error("pageId and psid are required");
+      state.addUser({ pageId: id, psid, firstName, lastName, profilePic });
+      res.status(201).json({ ok: true });
+    }),
+  );
+  router.get("/calls", (req, res) => {
+    const { pageId: id, endpoint } = req.query;
+    res.json(
+      state.calls.filter(
+        (c) =>
+          (typeof id !== "string" || c.pageId === id) &&
+          (typeof endpoint !== "string" || c.endpoint === (endpoint as GraphEndpointName)),
+      ),
+    );
+  });
+  router.get("/messages", (_req, res) => {
+    res.json(state.sentMessages);
+  });
+  router.get("/webhooks", (_req, res) => {
+    res.json(state.webhookDeliveries);
+  });
+  router.post(
+    "/echo-mode",
+    handle((req, res) => {
+      const mode = req.body?.mode;
+      if (!["before", "after", "random", "off"].includes(mode))
+        throw new Error("mode: before|after|random|off");
+      state.echoMode = mode;
+      res.json({ ok: true });
+    }),
+  );
+  router.post("/webhooks", async (req, res) => {
+    const body = req.body ?? {};
+    const payload = Array.isArray(body.entries) ? body.entries : body;
+    try {
+      const result = await sendWebhook(payload, { badSignature: req.query.badSignature === "true" });
+      res.json({ status: result.status, body: result.body });
+    } catch (error) {
+      res.status(502).json({ error: (error as Error).message });
+    }
+  });
+  router.post("/reset", (_req, res) => {
+    state.reset();
+    res.json({ ok: true });
+  });
+  return router;
+}

@@ -1,0 +1,23 @@
+import { loadConfig } from "@switchboard/config";
+import { createLogger, onShutdown, runMain } from "@switchboard/observability";
+import { createFakeMeta } from "./app";
+import { FakeMetaConfig } from "./config";
+
+runMain(async () => {
+  const config = loadConfig(FakeMetaConfig);
+  const log = createLogger({ service: "fake-meta", level: config.LOG_LEVEL });
+  const fake = createFakeMeta({
+    appSecret: config.FB_APP_SECRET,
+    appId: config.FB_APP_ID,
+    ingressUrl: config.INGRESS_URL,
+    graphApiVersion: config.GRAPH_API_VERSION,
+    echoMode: config.FAKE_META_ECHO_MODE,
+    log,
+  });
+  const server = await fake.listen(config.PORT, "0.0.0.0");
+  log.info(
+    { port: config.PORT, ingressUrl: config.INGRESS_URL, version: config.GRAPH_API_VERSION },
+    "fake meta listening",
+  );
+  onShutdown(log, [{ name: "http", run: () => server.close() }]);
+});

@@ -1,0 +1,221 @@
+/** The in-memory world of the fake Meta: pages and their tokens, users, subscriptions, injected failures. */
+
+export type GraphEndpointName = "subscribed_apps" | "profile" | "messages";
+export type EchoMode = "before" | "after" | "random" | "off";
+
+export interface FakePageInput {
+  pageId: string;
+  token: string;
+  name?: string;
+}
+
+export interface FakePage {
+  pageId: string;
+  token: string;
+  name: string;
+  /** Fields this app is subscribed to on the page; undefined when not subscribed. */
+  subscribedFields?: string[];
+  usagePercent: number;
+}
+
+export interface FakeUserInput {
+  pageId: string;
+  psid: string;
+  firstName?: string;
+  lastName?: string;
+  profilePic?: string;
+}
+
+export interface InjectedError {
+  /** Meta's error code (190, 4, 17, 32, 613, 80001, 1, 2, 551, 10, 100...). Omit with `status` for a bare HTTP error. */
+  code?: number;
+  subcode?: number;
+  /** HTTP status; defaults to what Meta answers for the code. */
+  status?: number;
+  message?: string;
+  type?: string;
+  /** How many calls fail; unlimited until `clearErrors`/`reset` when omitted. */
+  times?: number;
+  /** Limit to one endpoint: "subscribed_apps", "messages", "profile", or with a method, "subscribed_apps:POST". */
+  endpoint?: string;
+  /** Wait this long before answering (or before failing, with a code/status): simulates a slow Meta. */
+  delayMs?: number;
+  /** Answer a non-JSON body (as a proxy in front of Meta would). */
+  htmlBody?: boolean;
+}
+
+export interface RecordedCall {
+  method: string;
+  path: string;
+  endpoint: GraphEndpointName;
+  pageId?: string;
+  psid?: string;
+  token?: string;
+  appsecretProofValid: boolean;
+  query: Record<string, unknown>;
+  body: unknown;
+  at: number;
+}
+
+export interface SentMessage {
+  pageId: string;
+  psid: string;
+  mid: string;
+  body: Record<string, unknown>;
+  at: number;
+}
+
+export interface WebhookDelivery {
+  url: string;
+  body: string;
+  status?: number;
+  error?: string;
+  at: number;
+}
+
+type TokenStatus = "valid" | "revoked" | "replaced";
+
+export class FakeMetaState {
+  readonly calls: RecordedCall[] = [];
+  readonly sentMessages: SentMessage[] = [];
+  readonly webhookDeliveries: WebhookDelivery[] = [];
+  echoMode: EchoMode;
+  private readonly pages = new Map<string, FakePage>();
+  private readonly tokens = new Map<string, { pageId: string; status: TokenStatus }>();
+  private readonly users = new Map<string, Required<FakeUserInput>>();
+  private readonly errors = new Map<string, InjectedError[]>();
+
+  constructor(private readonly defaultEchoMode: EchoMode = "random") {
+    this.echoMode = defaultEchoMode;
+  }
+
+  addPage({ pageId, token, name }: FakePageInput): FakePage {
+    const existing = this.pages.get(pageId);
+    if (existing) this.retireToken(existing.token, "replaced");
+    const page: FakePage = {
+      pageId,
+      token,
+      name: name ?? `Page ${pageId}`,
+      usagePercent: existing?.usagePercent ?? 0,
+      ...(existing?.subscribedFields ? { subscribedFields: existing.subscribedFields } : {}),
+    };
+    this.pages.set(pageId, page);
+    this.tokens.set(token, { pageId, status: "valid" });
+    return page;
+  }
+
+  page(pageId: string): FakePage | undefined {
+    return this.pages.get(pageId);
+  }
+
+  listPages(): FakePage[] {
+    return [...this.pages.values()];
+  }
+
+  /** The page's current token stops working (Meta answers 190 / 460 for it). */
+  revokeToken(pageId: string): void {
+    const page = this.requirePage(pageId);
+    this.retireToken(page.token, "revoked");
+  }
+
+  /** A new token for the page (re-authorisation); the old one then fails with 190 / 463. */
+  setToken(pageId: string, token: string): void {
+    const page = this.requirePage(pageId);
+    this.retireToken(page.token, "replaced");
+    page.token = token;
+    this.tokens.set(token, { pageId, status: "valid" });
+  }
+
+  tokenInfo(token: string): { pageId: string; status: TokenStatus } | undefined {
+    return this.tokens.get(token);
+  }
+
+  addUser(input: FakeUserInput): void {
+    this.users.set(input.psid, {
+      pageId: input.pageId,
+      psid: input.psid,
+      firstName: input.firstName ?? "Test",
+      lastName: input.lastName ?? `User ${input.psid}`,
+      profilePic: input.profilePic ?? `https://fake-meta.invalid/pics/${input.psid}.jpg`,
+    });
+  }
+
+  user(psid: string): Required<FakeUserInput> | undefined {
+    return this.users.get(psid);
+  }
+
+  subscriptions(pageId: string): string[] | undefined {
+    return this.pages.get(pageId)?.subscribedFields;
+  }
+
+  subscribe(pageId: string, fields: string[]): void {
+    this.requirePage(pageId).subscribedFields = [...new Set(fields)];
+  }
+
+  /** Drift: Meta unsubscribed the app (e.g. after 8 hours of failing webhooks). */
+  dropSubscription(pageId: string): void {
+    delete this.requirePage(pageId).subscribedFields;
+  }
+
+  setUsage(pageId: string, percent: number): void {
+    this.requirePage(pageId).usagePercent = percent;
+  }
+
+  usage(pageId: string | undefined): number {
+    return (pageId && this.pages.get(pageId)?.usagePercent) || 0;
+  }
+
+  injectError(pageId: string, error: InjectedError): void {
+    const list = this.errors.get(pageId) ?? [];
+    list.push({ ...error });
+    this.errors.set(pageId, list);
+  }
+
+  clearErrors(pageId: string): void {
+    this.errors.delete(pageId);
+  }
+
+  /** The first injected error matching this call, consuming one of its `times`. */
+  takeInjectedError(pageId: string, endpoint: GraphEndpointName, method: string): InjectedError | undefined {
+    const list = this.errors.get(pageId);
+    if (!list) return undefined;
+    const index = list.findIndex(
+      (e) => e.endpoint === undefined || e.endpoint === endpoint || e.endpoint === `${endpoint}:${method}`,
+    );
+    if (index < 0) return undefined;
+    const error = list[index]!;
+    if (error.times !== undefined) {
+      error.times -= 1;
+      if (error.times <= 0) list.splice(index, 1);
+    }
+    return error;
+  }
+
+  callsTo(pageId: string, endpoint?: GraphEndpointName): RecordedCall[] {
+    return this.calls.filter(
+      (c) => c.pageId === pageId && (endpoint === undefined || c.endpoint === endpoint),
+    );
+  }
+
+  reset(): void {
+    this.calls.length = 0;
+    this.sentMessages.length = 0;
+    this.webhookDeliveries.length = 0;
+    this.pages.clear();
+    this.tokens.clear();
+    this.users.clear();
+    this.errors.clear();
+    this.echoMode = this.defaultEchoMode;
+  }
+
+  private retireToken(token: string, status: TokenStatus): void {
+    const info = this.tokens.get(token);
+    if (info) info.status = status;
+  }
+
+  private requirePage(pageId: string): FakePage {
+    const page = this.pages.get(pageId);
+    if (!page) throw new Error(`fake-meta: unknown page ${pageId}`);
+    return page;
+  }
+}
