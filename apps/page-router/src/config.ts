@@ -1,0 +1,41 @@
+import { env, loadConfig } from "@switchboard/config";
+import { z } from "zod";
+
+export const pageRouterConfigSchema = z.object({
+  DATABASE_URL: env.databaseUrl(),
+  REDIS_URL: env.redisUrls(),
+  NATS_URL: env.natsUrl(),
+  BUS_NAMESPACE: env.busNamespace(),
+  REDIS_KEY_PREFIX: env.redisKeyPrefix(),
+  LOG_LEVEL: env.logLevel(),
+  PORT: env.port(3001),
+  FB_APP_SECRET: env.secret(),
+  TOKEN_ENCRYPTION_KEYS: env.secret(10),
+  GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
+  GRAPH_API_VERSION: env.graphApiVersion(),
+  /** Entries handled at once by one replica. */
+  ROUTER_CONCURRENCY: env.positiveInt(32),
+  /** A cached PageConnection is re-read after this even without a lifecycle event (a safety net, not the mechanism). */
+  PAGE_CACHE_TTL: env.duration("5m"),
+  /** A cached profile older than this is fetched again (the stale one is used if the fetch fails). */
+  PROFILE_STALE_AFTER: env.duration("24h"),
+  /** How long a "Meta will not give this profile" answer is remembered. */
+  PROFILE_UNAVAILABLE_TTL: env.duration("1h"),
+  /** Upper bound on the time a message waits for its profile. */
+  PROFILE_TIMEOUT: env.duration("3s"),
+  /** Token bucket per page for Graph calls, shared by every replica through Redis. */
+  GRAPH_CALLS_PER_PAGE: env.positiveInt(50),
+  GRAPH_CALLS_WINDOW: env.duration("10s"),
+  /** Back off a page when Meta's usage headers report this percentage or more. */
+  GRAPH_USAGE_BACKOFF_PERCENT: env.positiveInt(90),
+  /** Back-off after a rate-limit error or high usage when Meta does not say how long. */
+  GRAPH_BACKOFF: env.duration("5m"),
+  /** Sweep of the unrouted stream for entries whose page is now connected (covers missed lifecycle events). */
+  UNROUTED_SWEEP_INTERVAL: env.duration("1m"),
+});
+
+export type PageRouterConfig = z.infer<typeof pageRouterConfigSchema>;
+
+export function loadPageRouterConfig(environment?: Record<string, string | undefined>): PageRouterConfig {
+  return loadConfig(pageRouterConfigSchema, environment);
+}

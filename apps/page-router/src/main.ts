@@ -1,0 +1,82 @@
+import { connectBus } from "@switchboard/bus";
+import { createTokenCipher } from "@switchboard/crypto";
+import { createDb } from "@switchboard/db";
+import {
+  closeServer,
+  createLogger,
+  createMetricsRegistry,
+  createOpsApp,
+  listen,
+  onShutdown,
+  runMain,
+} from "@switchboard/observability";
+import { Redis } from "ioredis";
+import { loadPageRouterConfig } from "./config";
+import { createPageRouterMetrics } from "./metrics";
+import { startPageRouter } from "./router";
+
+runMain(async () => {
+  const config = loadPageRouterConfig();
+  const log = createLogger({ service: "page-router", level: config.LOG_LEVEL });
+  const cipher = createTokenCipher(config.TOKEN_ENCRYPTION_KEYS);
+  const db = createDb(config.DATABASE_URL);
+  // Redis only carries profiles and Graph rate limits here: fail fast so a Redis outage costs a
+  // profile, never a message.
+  const redis = new Redis(config.REDIS_URL[0]!, { maxRetriesPerRequest: 1, commandTimeout: 1000 });
+  redis.on("error", (err) => log.warn({ err: err.message }, "redis error"));
+  const bus = await connectBus({
+    servers: config.NATS_URL,
+    name: "page-router",
+    namespace: config.BUS_NAMESPACE,
+    log,
+  });
+  const registry = createMetricsRegistry("page-router");
+  const metrics = createPageRouterMetrics(registry);
+
+  const router = await startPageRouter({
+    bus,
+    db,
+    redis,
+    cipher,
+    log,
+    metrics,
+    settings: {
+      concurrency: config.ROUTER_CONCURRENCY,
+      pageCacheTtlMs: config.PAGE_CACHE_TTL,
+      unroutedSweepIntervalMs: config.UNROUTED_SWEEP_INTERVAL,
+      graph: {
+        baseUrl: config.GRAPH_API_BASE_URL,
+        version: config.GRAPH_API_VERSION,
+        appSecret: config.FB_APP_SECRET,
+      },
+      keyPrefix: config.REDIS_KEY_PREFIX,
+      staleAfterMs: config.PROFILE_STALE_AFTER,
+      unavailableTtlMs: config.PROFILE_UNAVAILABLE_TTL,
+      timeoutMs: config.PROFILE_TIMEOUT,
+      callsPerPage: config.GRAPH_CALLS_PER_PAGE,
+      callsWindowMs: config.GRAPH_CALLS_WINDOW,
+      usageBackoffPercent: config.GRAPH_USAGE_BACKOFF_PERCENT,
+      backoffMs: config.GRAPH_BACKOFF,
+    },
+  });
+
+  const server = await listen(
+    createOpsApp({
+      registry,
+      checks: [
+        { name: "nats", check: () => bus.isConnected() },
+        { name: "postgres", check: async () => (await db.$queryRaw`SELECT 1`, true) },
+      ],
+    }),
+    config.PORT,
+  );
+  log.info({ port: config.PORT, namespace: config.BUS_NAMESPACE }, "page-router started");
+
+  onShutdown(log, [
+    { name: "stop http", run: () => closeServer(server) },
+    { name: "stop consumer", run: () => router.stop() },
+    { name: "drain nats", run: () => bus.drain() },
+    { name: "close postgres", run: () => db.$disconnect() },
+    { name: "close redis", run: () => redis.quit() },
+  ]);
+});

@@ -1,0 +1,183 @@
+import { createHash } from "node:crypto";
+import {
+  type Attachment,
+  conversationKey,
+  type MessageAttachment,
+  type MessagingEvent,
+  MessagingItem,
+  type WebhookEntry,
+} from "@switchboard/contracts";
+import type { z } from "zod";
+
+/** What the router knows about an entry besides its body. */
+export interface EntryContext {
+  pageId: string;
+  companyId: string;
+  traceId: string;
+  receivedAt: number;
+}
+
+/**
+ * Meta's items sometimes name no PSID: a checkbox opt-in has only `optin.user_ref`, a customer chat
+ * plugin guest has `sender.user_ref`. Such people get this prefix so they never collide with a PSID.
+ */
+export const USER_REF_PREFIX = "user_ref:";
+
+/**
+ * One entry → one typed event per `messaging[]` and `standby[]` item, in Meta's order. Pure: the same
+ * entry always yields the same events with the same `eventId`s, so a re-routed entry is deduplicated
+ * by the events stream. Message events leave here with `profileStatus: "not_requested"`.
+ */
+export function normaliseEntry(entry: WebhookEntry, context: EntryContext): MessagingEvent[] {
+  const items = [...(entry.messaging ?? []), ...(entry.standby ?? [])];
+  return items.map((item) => normaliseItem(item, entry.time ?? context.receivedAt, context));
+}
+
+export function normaliseItem(raw: unknown, entryTime: number, context: EntryContext): MessagingEvent {
+  const parsed = MessagingItem.safeParse(raw);
+  if (!parsed.success) {
+    const psid = personOf(raw, context.pageId);
+    const reason = `item does not match Meta's schema: ${parsed.error.issues
+      .slice(0, 3)
+      .map((i) => `${i.path.join(".")} ${i.message}`)
+      .join("; ")}`;
+    return {
+      ...base(raw, context, psid, entryTime, hashId(context.pageId, "unsupported", raw)),
+      kind: "unsupported",
+      reason,
+    };
+  }
+  const item = parsed.data;
+  const timestamp = item.timestamp ?? entryTime;
+  const isEcho = item.message?.is_echo === true;
+  const psid = personOf(item, context.pageId, isEcho);
+  const common = (kind: string, stableKey?: string) =>
+    base(raw, context, psid, timestamp, stableKey ?? hashId(context.pageId, kind, raw));
+
+  if (item.message && isEcho) {
+    return {
+      ...common("echo", `${context.pageId}:echo:${item.message.mid}`),
+      kind: "echo",
+      mid: item.message.mid,
+      text: item.message.text ?? null,
+      attachments: attachmentsOf(item.message.attachments),
+      appId: item.message.app_id ?? null,
+      metadata: item.message.metadata ?? null,
+    };
+  }
+  if (item.message) {
+    return {
+      ...common("message", `${context.pageId}:message:${item.message.mid}`),
+      kind: "message",
+      mid: item.message.mid,
+      text: item.message.text ?? null,
+      attachments: attachmentsOf(item.message.attachments),
+      quickReplyPayload: item.message.quick_reply?.payload ?? null,
+      replyToMid: item.message.reply_to?.mid ?? null,
+      profile: null,
+      profileStatus: "not_requested",
+    };
+  }
+  if (item.reaction) {
+    return {
+      ...common("reaction"),
+      kind: "reaction",
+      action: item.reaction.action,
+      reaction: item.reaction.reaction ?? null,
+      emoji: item.reaction.emoji ?? null,
+      targetMid: item.reaction.mid ?? null,
+    };
+  }
+  if (item.postback) {
+    return {
+      ...common("postback"),
+      kind: "postback",
+      mid: item.postback.mid ?? null,
+      title: item.postback.title ?? null,
+      payload: item.postback.payload ?? null,
+      referral: item.postback.referral ?? null,
+    };
+  }
+  if (item.delivery) {
+    return {
+      ...common("delivery"),
+      kind: "delivery",
+      watermark: item.delivery.watermark,
+      mids: item.delivery.mids ?? [],
+    };
+  }
+  if (item.read) {
+    return { ...common("read"), kind: "read", watermark: item.read.watermark };
+  }
+  if (item.optin) {
+    return { ...common("optin"), kind: "optin", optin: item.optin };
+  }
+  if (item.referral) {
+    return { ...common("referral"), kind: "referral", referral: item.referral };
+  }
+  // Handover (pass_thread_control …), policy enforcement, account linking, game plays: kept whole.
+  const fields = Object.keys(item).filter((k) => !["sender", "recipient", "timestamp"].includes(k));
+  return {
+    ...common("unsupported"),
+    kind: "unsupported",
+    reason: fields.length > 0 ? `unmodelled item: ${fields.join(", ")}` : "item carries no event",
+  };
+}
+
+function base(raw: unknown, context: EntryContext, psid: string, timestamp: number, eventId: string) {
+  return {
+    eventId,
+    pageId: context.pageId,
+    companyId: context.companyId,
+    psid,
+    conversationKey: conversationKey(context.pageId, psid),
+    timestamp,
+    traceId: context.traceId,
+    receivedAt: context.receivedAt,
+    raw,
+  };
+}
+
+/**
+ * The user's id whichever side sent the item. Meta's documents put the user as sender (the page for
+ * echoes), but recorded delivery and read items have the page as sender too (see
+ * fixtures/peer-webhooks.json): whichever party is not the page is the user.
+ */
+function personOf(value: unknown, pageId: string, isEcho = false): string {
+  const item = (value ?? {}) as {
+    sender?: { id?: unknown; user_ref?: unknown };
+    recipient?: { id?: unknown; user_ref?: unknown };
+    optin?: { user_ref?: unknown };
+  };
+  const id = (v: unknown) => (typeof v === "string" || typeof v === "number" ? String(v) : undefined);
+  const sender = id(item.sender?.id);
+  const recipient = id(item.recipient?.id);
+  if ((isEcho || sender === pageId) && recipient) return recipient;
+  if (sender) return sender;
+  const ref = id(item.sender?.user_ref) ?? id(item.optin?.user_ref) ?? id(item.recipient?.user_ref);
+  if (ref) return `${USER_REF_PREFIX}${ref}`;
+  // An item that names no person at all: it still belongs to the page, under an explicit placeholder.
+  return "unknown";
+}
+
+function attachmentsOf(list: Array<z.infer<typeof MessageAttachment>> | undefined): Attachment[] {
+  return (list ?? []).map((attachment) => {
+    const payload =
+      attachment.payload && typeof attachment.payload === "object"
+        ? (attachment.payload as Record<string, unknown>)
+        : undefined;
+    const str = (v: unknown) => (typeof v === "string" ? v : typeof v === "number" ? String(v) : null);
+    return {
+      type: attachment.type,
+      url: str(payload?.url) ?? attachment.url ?? attachment.URL ?? null,
+      stickerId: str(payload?.sticker_id),
+      title: attachment.title ?? str(payload?.title),
+      payload: attachment.payload ?? null,
+    };
+  });
+}
+
+/** A stable id for items without a mid: the same page, kind and bytes always give the same id. */
+function hashId(pageId: string, kind: string, raw: unknown): string {
+  return `${pageId}:${kind}:${createHash("sha256").update(JSON.stringify(raw)).digest("base64url").slice(0, 32)}`;
+}

@@ -1,0 +1,206 @@
+import { type Bus, header, type JsMsg, PermanentError, publishJson, runConsumer } from "@switchboard/bus";
+import { Headers, MessagingEvent, quoteLongIds, WebhookEntry } from "@switchboard/contracts";
+import type { TokenCipher } from "@switchboard/crypto";
+import type { Db } from "@switchboard/db";
+import type { Logger } from "@switchboard/observability";
+import type { Redis } from "ioredis";
+import type { PageRouterMetrics } from "./metrics";
+import { normaliseEntry } from "./normalise";
+import { createPageDirectory, followPageLifecycle, type RoutablePage } from "./page-directory";
+import { createProfileLookup, type ProfileLookup, type ProfileSettings } from "./profiles";
+import { createUnroutedReplayer, parkEntry } from "./unrouted";
+
+export interface PageRouterSettings extends ProfileSettings {
+  concurrency: number;
+  pageCacheTtlMs: number;
+  unroutedSweepIntervalMs: number;
+  /** Attempts for a transient failure before the entry is dead-lettered. */
+  maxTransientAttempts?: number;
+}
+
+export interface PageRouterDeps {
+  bus: Bus;
+  db: Db;
+  redis: Redis;
+  cipher: TokenCipher;
+  log: Logger;
+  metrics: PageRouterMetrics;
+  settings: PageRouterSettings;
+}
+
+export interface RunningPageRouter {
+  /** Stops taking entries, finishes the ones in flight and any replay in progress. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The page-router: takes each raw entry from the webhooks stream (a durable consumer shared by every
+ * replica), finds its PageConnection, turns its items into typed events and publishes them per page.
+ * An entry no page can take is parked on the unrouted stream and comes back when its page is connected.
+ */
+export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPageRouter> {
+  const { bus, db, log, metrics, settings } = deps;
+  const { streams, subjects, consumers } = bus.topology;
+  const directory = createPageDirectory({ db, ttlMs: settings.pageCacheTtlMs });
+  const profiles = createProfileLookup({ ...deps, directory });
+  const replayer = createUnroutedReplayer({ ...deps, keyPrefix: settings.keyPrefix });
+  const entryPrefix = subjects.webhookEntry("");
+  const pageOfSubject = (subject: string) => subject.slice(entryPrefix.length) || "unknown";
+
+  const lifecycle = followPageLifecycle(
+    { bus, log },
+    {
+      onEvent: async (event) => {
+        directory.invalidate(event.pageId);
+        metrics.pageCacheInvalidations.inc({ type: event.type });
+        if (event.status === "active" && event.type !== "page.token_updated") {
+          await replayer.replayPage(event.pageId);
+        }
+      },
+      onReconnect: () => {
+        directory.invalidate();
+        metrics.pageCacheInvalidations.inc({ type: "reconnect" });
+      },
+    },
+  );
+
+  const park = async (
+    msg: JsMsg,
+    pageId: string,
+    reason: Parameters<typeof parkEntry>[3],
+    detail?: string,
+  ) => {
+    await parkEntry(bus, msg, pageId, reason, detail);
+    metrics.entriesUnrouted.inc({ page_id: pageId, reason });
+    log.warn({ pageId, reason, detail, seq: msg.seq }, "entry parked as unrouted");
+  };
+
+  const handle = async (msg: JsMsg) => {
+    const subjectPageId = pageOfSubject(msg.subject);
+    metrics.entriesReceived.inc({ page_id: subjectPageId });
+    const decoded = decodeEntry(msg.data);
+    if (!decoded.ok) return park(msg, subjectPageId, "undecodable", decoded.detail);
+    const entry = decoded.entry;
+    const page = await directory.resolve(entry.id);
+    if (!page) {
+      await park(msg, entry.id, "unknown_page");
+      // The page may have been connected while this entry was being parked: then replay it now.
+      if (await db.pageConnection.findFirst({ where: { pageId: entry.id, status: { not: "disabled" } } })) {
+        await replayer.replayPage(entry.id);
+      }
+      return;
+    }
+    if (page.status === "disabled") return park(msg, entry.id, "page_disabled");
+
+    const receivedAt = Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6;
+    const traceId = header(msg.headers, Headers.traceId) ?? `webhook-seq-${msg.seq}`;
+    const events = normaliseEntry(entry, {
+      pageId: page.pageId,
+      companyId: page.companyId,
+      traceId,
+      receivedAt: Math.trunc(receivedAt),
+    });
+    if (events.length === 0) {
+      // Feed `changes` (and the App Dashboard's test pings) are not Messenger conversations.
+      const reason = entry.changes?.length ? "changes" : "empty";
+      metrics.entriesIgnored.inc({ page_id: page.pageId, reason });
+      log.info({ pageId: page.pageId, reason, traceId }, "entry has no messaging items");
+      return;
+    }
+    await enrich(profiles, page, events);
+    for (const event of events) {
+      const checked = MessagingEvent.safeParse(event);
+      // A bug of ours, not a passing failure: retrying cannot help, the dead-letter stream keeps the entry.
+      if (!checked.success) {
+        throw new PermanentError(`normalised ${event.kind} event is invalid: ${checked.error.message}`);
+      }
+    }
+    // Published together: one connection keeps their order in the stream.
+    await Promise.all(
+      events.map((event) =>
+        publishJson(bus.js, subjects.messagingEvent(page.pageId), event, {
+          msgId: event.eventId,
+          headers: {
+            [Headers.traceId]: traceId,
+            [Headers.receivedAt]: Math.trunc(receivedAt),
+            [Headers.pageId]: page.pageId,
+            [Headers.eventType]: event.kind,
+          },
+        }),
+      ),
+    );
+    for (const event of events) {
+      metrics.eventsRouted.inc({ page_id: page.pageId, kind: event.kind });
+      if (event.kind === "message") {
+        metrics.profileLookups.inc({ page_id: page.pageId, status: event.profileStatus });
+      }
+    }
+    metrics.routingSeconds.observe(Math.max(0, Date.now() - receivedAt) / 1000);
+    log.debug({ pageId: page.pageId, traceId, events: events.length }, "entry routed");
+  };
+
+  const consumer = await runConsumer({
+    js: bus.js,
+    jsm: bus.jsm,
+    topology: bus.topology,
+    stream: streams.webhooks.name,
+    durable: consumers.pageRouter,
+    filterSubject: subjects.webhookEntries,
+    stage: "page-router",
+    log,
+    concurrency: settings.concurrency,
+    ...(settings.maxTransientAttempts ? { maxTransientAttempts: settings.maxTransientAttempts } : {}),
+    handle,
+    onOutcome: (outcome, msg) => {
+      const page_id = pageOfSubject(msg.subject);
+      if (outcome === "retried") metrics.entriesRetried.inc({ page_id });
+      if (outcome === "dead_lettered") metrics.entriesDeadLettered.inc({ page_id });
+    },
+  });
+
+  const sweep = () =>
+    replayer.sweep().catch((err: unknown) => log.warn({ err }, "unrouted sweep failed, will try again"));
+  void sweep();
+  const sweepTimer = setInterval(sweep, settings.unroutedSweepIntervalMs);
+  sweepTimer.unref();
+
+  return {
+    async stop() {
+      clearInterval(sweepTimer);
+      lifecycle.stop();
+      await consumer.stop();
+      await replayer.idle();
+    },
+  };
+}
+
+type Decoded = { ok: true; entry: WebhookEntry } | { ok: false; detail: string };
+
+function decodeEntry(data: Uint8Array): Decoded {
+  let json: unknown;
+  try {
+    json = JSON.parse(quoteLongIds(new TextDecoder().decode(data)));
+  } catch {
+    return { ok: false, detail: "not JSON" };
+  }
+  const parsed = WebhookEntry.safeParse(json);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      detail: parsed.error.issues.map((i) => `${i.path.join(".") || "entry"} ${i.message}`).join("; "),
+    };
+  }
+  return { ok: true, entry: parsed.data };
+}
+
+/** Attaches a profile to each incoming message; lookups run together and never fail the entry. */
+async function enrich(profiles: ProfileLookup, page: RoutablePage, events: MessagingEvent[]) {
+  await Promise.all(
+    events.map(async (event) => {
+      if (event.kind !== "message") return;
+      const { profile, status } = await profiles.profileFor(page, event.psid);
+      event.profile = profile;
+      event.profileStatus = status;
+    }),
+  );
+}
