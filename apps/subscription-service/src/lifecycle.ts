@@ -1,0 +1,86 @@
+import { type Bus, type JsMsg, PermanentError, RetryLaterError, runConsumer } from "@switchboard/bus";
+import { PageLifecycleEvent } from "@switchboard/contracts";
+import type { Db } from "@switchboard/db";
+import {
+  type ReconcileResult,
+  reconcileSubscription,
+  type SubscriptionContext,
+  unsubscribePage,
+} from "@switchboard/subscriptions";
+import type { Logger } from "pino";
+import { type SubscriptionMetrics, setPageSubscriptionGauges } from "./metrics";
+
+export interface LifecycleConsumerOptions {
+  bus: Bus;
+  db: Db;
+  subscriptions: SubscriptionContext;
+  metrics: SubscriptionMetrics;
+  log: Logger;
+  concurrency?: number;
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Follows page lifecycle events: a connected page (or one with a new token) is subscribed on its own
+ * `/{page-id}/subscribed_apps` and verified; a disconnected page is unsubscribed. Each event is checked
+ * against the page's current status first, so a late or replayed event never undoes a newer change.
+ */
+export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
+  const { bus, db, subscriptions, metrics, log } = options;
+
+  const settle = (result: ReconcileResult) => {
+    metrics.reconciles.inc({ trigger: "lifecycle", outcome: result.action });
+    setPageSubscriptionGauges(metrics, {
+      pageId: result.pageId,
+      status: result.status,
+      consecutiveFailures: result.consecutiveFailures,
+      lastCheckedAt: new Date(),
+    });
+    const failure = result.failure;
+    if (!failure?.retryable) return;
+    // Meta is throttling or unavailable: the event comes back later (recorded meanwhile).
+    if (failure.kind === "rate_limit") {
+      throw new RetryLaterError(failure.message, failure.retryAfterMs ?? 60_000);
+    }
+    throw new Error(failure.message);
+  };
+
+  const handle = async (msg: JsMsg) => {
+    const parsed = PageLifecycleEvent.safeParse(JSON.parse(decoder.decode(msg.data)));
+    if (!parsed.success) throw new PermanentError(`not a page lifecycle event: ${parsed.error.message}`);
+    const event = parsed.data;
+    if (event.type === "page.status_changed") return;
+    const page = await db.pageConnection.findUnique({
+      where: { pageId: event.pageId },
+      select: { status: true },
+    });
+    if (!page) return;
+
+    if (event.type === "page.disconnected") {
+      if (page.status !== "disabled") return;
+      log.info({ pageId: event.pageId }, "page disconnected, unsubscribing");
+      return settle(await unsubscribePage(subscriptions, event.pageId));
+    }
+    if (page.status !== "active") return;
+    log.info({ pageId: event.pageId, event: event.type }, "subscribing page");
+    const result = await reconcileSubscription(subscriptions, event.pageId, "subscribe");
+    if (result.action === "subscribed") {
+      log.info({ pageId: event.pageId, fields: result.after }, "page subscribed");
+    }
+    settle(result);
+  };
+
+  return runConsumer({
+    js: bus.js,
+    jsm: bus.jsm,
+    topology: bus.topology,
+    stream: bus.topology.streams.pages.name,
+    durable: bus.topology.consumers.subscriptionService,
+    filterSubject: bus.topology.subjects.pageLifecycleAll,
+    stage: "subscription-lifecycle",
+    log,
+    handle,
+    concurrency: options.concurrency ?? 4,
+  });
+}

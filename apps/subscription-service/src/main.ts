@@ -1,0 +1,88 @@
+import { connectBus } from "@switchboard/bus";
+import { loadConfig } from "@switchboard/config";
+import { createTokenCipher } from "@switchboard/crypto";
+import { createDb } from "@switchboard/db";
+import { createGraphClient } from "@switchboard/graph-api";
+import {
+  closeServer,
+  createLogger,
+  createMetricsRegistry,
+  createOpsApp,
+  listen,
+  onShutdown,
+  runMain,
+} from "@switchboard/observability";
+import { Redis } from "ioredis";
+import { subscriptionConfigSchema } from "./config";
+import { createSubscriptionMetrics, recordGraphCall } from "./metrics";
+import { startSubscriptionService } from "./service";
+
+runMain(async () => {
+  const config = loadConfig(subscriptionConfigSchema);
+  const log = createLogger({ service: "subscription-service", level: config.LOG_LEVEL });
+  const registry = createMetricsRegistry("subscription-service");
+  const metrics = createSubscriptionMetrics(registry);
+  const db = createDb(config.DATABASE_URL);
+  // Claims and back-offs are short-lived coordination, not locks: one Redis node is enough.
+  const redis = new Redis(config.REDIS_URL[0] as string, { maxRetriesPerRequest: 3 });
+  const bus = await connectBus({
+    servers: config.NATS_URL,
+    name: "subscription-service",
+    namespace: config.BUS_NAMESPACE,
+    replicas: config.NATS_STREAM_REPLICAS,
+    log,
+  });
+  const graph = createGraphClient({
+    baseUrl: config.GRAPH_API_BASE_URL,
+    version: config.GRAPH_API_VERSION,
+    appSecret: config.FB_APP_SECRET,
+    timeoutMs: config.GRAPH_API_TIMEOUT,
+    onCall: recordGraphCall(metrics),
+  });
+  const service = await startSubscriptionService({
+    bus,
+    db,
+    redis,
+    keyPrefix: config.REDIS_KEY_PREFIX,
+    subscriptions: {
+      db,
+      bus,
+      cipher: createTokenCipher(config.TOKEN_ENCRYPTION_KEYS),
+      graph,
+      appId: config.FB_APP_ID,
+      desiredFields: config.SUBSCRIBED_FIELDS,
+      failureThreshold: config.RECONCILE_FAILURE_THRESHOLD,
+      log,
+    },
+    metrics,
+    log,
+    intervalMs: config.RECONCILE_INTERVAL,
+    concurrency: config.RECONCILE_CONCURRENCY,
+    maxBackoffMs: config.RECONCILE_MAX_BACKOFF,
+  });
+  const app = createOpsApp({
+    registry,
+    checks: [
+      { name: "nats", check: () => bus.isConnected() },
+      {
+        name: "postgres",
+        check: async () => {
+          await db.$queryRaw`SELECT 1`;
+          return true;
+        },
+      },
+      { name: "redis", check: async () => (await redis.ping()) === "PONG" },
+    ],
+  });
+  const server = await listen(app, config.PORT);
+  log.info(
+    { port: config.PORT, intervalMs: config.RECONCILE_INTERVAL, fields: config.SUBSCRIBED_FIELDS },
+    "subscription-service running",
+  );
+  onShutdown(log, [
+    { name: "stop HTTP", run: () => closeServer(server) },
+    { name: "stop scheduling and consuming (finish in-flight checks)", run: () => service.stop() },
+    { name: "drain NATS", run: () => bus.drain() },
+    { name: "close Postgres and Redis", run: () => Promise.all([db.$disconnect(), redis.quit()]) },
+  ]);
+});

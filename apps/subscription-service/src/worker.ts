@@ -1,0 +1,101 @@
+import { type Bus, type JsMsg, PermanentError, type RunningConsumer, runConsumer } from "@switchboard/bus";
+import { ReconcileJob } from "@switchboard/contracts";
+import type { Db } from "@switchboard/db";
+import { reconcileSubscription, type SubscriptionContext } from "@switchboard/subscriptions";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import { type SubscriptionMetrics, setPageSubscriptionGauges } from "./metrics";
+import { slotOf } from "./scheduler";
+
+export interface ReconcileWorkerOptions {
+  bus: Bus;
+  db: Db;
+  redis: Redis;
+  keyPrefix: string;
+  subscriptions: SubscriptionContext;
+  metrics: SubscriptionMetrics;
+  log: Logger;
+  concurrency: number;
+  maxBackoffMs: number;
+  now?: () => number;
+  /** Called after each job this replica actually reconciled (tests count them). */
+  onReconciled?: (job: ReconcileJob) => void;
+}
+
+/** Redis keys: a claim per page and slot, and a page's rate-limit back-off. */
+export function reconcileKeys(prefix: string) {
+  return {
+    claim: (pageId: string, slot: number) => `${prefix}subscriptions:claim:${pageId}:${slot}`,
+    backoff: (pageId: string) => `${prefix}subscriptions:backoff:${pageId}`,
+    rateLimits: (pageId: string) => `${prefix}subscriptions:rate-limits:${pageId}`,
+  };
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Takes per-page jobs from the `reconcile` work queue (one durable consumer shared by every replica, so
+ * each job goes to one of them) and checks or repairs the page. A rate-limited page backs off on its
+ * own while the others go on; a page whose token is invalid is no longer active and is skipped.
+ */
+export function startReconcileWorker(options: ReconcileWorkerOptions): Promise<RunningConsumer> {
+  const { bus, db, redis, subscriptions, metrics, log } = options;
+  const now = options.now ?? Date.now;
+  const keys = reconcileKeys(options.keyPrefix);
+  const count = (outcome: string) => metrics.reconciles.inc({ trigger: "schedule", outcome });
+
+  const handle = async (msg: JsMsg) => {
+    const parsed = ReconcileJob.safeParse(JSON.parse(decoder.decode(msg.data)));
+    if (!parsed.success) throw new PermanentError(`not a reconcile job: ${parsed.error.message}`);
+    const job = parsed.data;
+    const { pageId } = job;
+
+    // Jobs that waited through a whole interval (every replica was down) are covered by newer ones.
+    if (job.slot < slotOf(now(), job.intervalMs) - 1) return count("stale");
+
+    // One check per page per slot, even when the stream's duplicate window has forgotten the first
+    // publish. The claim holds the stream sequence, so a redelivery of the same job still runs.
+    const claimKey = keys.claim(pageId, job.slot);
+    const claimed = await redis.set(claimKey, String(msg.seq), "PX", job.intervalMs * 2, "NX");
+    if (claimed === null && (await redis.get(claimKey)) !== String(msg.seq)) return count("duplicate");
+
+    const page = await db.pageConnection.findUnique({ where: { pageId }, select: { status: true } });
+    if (page?.status !== "active") return count("inactive");
+    if ((await redis.pttl(keys.backoff(pageId))) > 0) return count("backed_off");
+
+    const result = await reconcileSubscription(subscriptions, pageId, "reconcile");
+    count(result.action);
+    options.onReconciled?.(job);
+    setPageSubscriptionGauges(metrics, {
+      pageId,
+      status: result.status,
+      consecutiveFailures: result.consecutiveFailures,
+      lastCheckedAt: new Date(),
+    });
+
+    if (result.failure?.kind === "rate_limit") {
+      // Skips the page's next check, then 3, 7… (doubling with each rate limit in a row); Meta's estimate wins.
+      const streak = await redis.incr(keys.rateLimits(pageId));
+      await redis.pexpire(keys.rateLimits(pageId), options.maxBackoffMs * 2);
+      const exponential = Math.min(options.maxBackoffMs, job.intervalMs * 2 ** streak);
+      const backoffMs = Math.max(exponential, result.failure.retryAfterMs ?? 0);
+      await redis.set(keys.backoff(pageId), String(streak), "PX", backoffMs);
+      log.warn({ pageId, backoffMs, streak }, "page rate-limited, backing off");
+    } else if (!result.failure) {
+      await redis.del(keys.rateLimits(pageId));
+    }
+  };
+
+  return runConsumer({
+    js: bus.js,
+    jsm: bus.jsm,
+    topology: bus.topology,
+    stream: bus.topology.streams.reconcile.name,
+    durable: bus.topology.consumers.reconcileWorker,
+    filterSubject: bus.topology.subjects.reconcileJobs,
+    stage: "subscription-reconcile",
+    log,
+    handle,
+    concurrency: options.concurrency,
+  });
+}

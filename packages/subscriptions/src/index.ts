@@ -1,0 +1,15 @@
+export { DEFAULT_SUBSCRIBED_FIELDS, missingFields, subscribedFieldsEnv } from "./fields";
+export {
+  describeFailure,
+  type FailureKind,
+  inspectSubscription,
+  type ReconcileAction,
+  type ReconcileMode,
+  type ReconcileResult,
+  reconcileSubscription,
+  type SubscriptionContext,
+  type SubscriptionFailure,
+  type SubscriptionView,
+  unsubscribePage,
+  viewOf,
+} from "./subscription";

@@ -1,0 +1,316 @@
+import type { Bus } from "@switchboard/bus";
+import type { TokenCipher } from "@switchboard/crypto";
+import type { Db, SubscriptionStatus } from "@switchboard/db";
+import { GraphApiError, type GraphClient, type GraphErrorKind, RateLimitError } from "@switchboard/graph-api";
+import { PageNotFoundError, readPageToken, setPageStatus } from "@switchboard/pages";
+import type { Logger } from "pino";
+import { missingFields } from "./fields";
+
+/** What reconciling a page's subscription needs; the service and the CLI build the same thing. */
+export interface SubscriptionContext {
+  db: Db;
+  cipher: TokenCipher;
+  graph: GraphClient;
+  /** FB_APP_ID: how this app is recognised in a page's `subscribed_apps`. */
+  appId: string;
+  desiredFields: readonly string[];
+  /** Announces `reauthorization_required` on the page; a read-only check runs without it. */
+  bus?: Bus;
+  log: Logger;
+  /** Retryable failures in a row before the page's subscription status becomes `error`. Default 3. */
+  failureThreshold?: number;
+}
+
+export type FailureKind = GraphErrorKind | "token_unreadable";
+
+export interface SubscriptionFailure {
+  kind: FailureKind;
+  retryable: boolean;
+  /** Meta's own estimate of when the page may call again (rate limits only). */
+  retryAfterMs?: number;
+  message: string;
+}
+
+/** What Meta says about this app on one page. */
+export interface SubscriptionView {
+  appSubscribed: boolean;
+  subscribedFields: string[];
+  missingFields: string[];
+  /** True when the app is there with at least every desired field. */
+  complete: boolean;
+}
+
+/**
+ * `reconcile`: check, and subscribe only when something is missing (the periodic loop).
+ * `subscribe`: subscribe, then verify (a page was connected or got a new token).
+ * `resubscribe`: read what is there, subscribe anyway, verify (an operator's repair).
+ */
+export type ReconcileMode = "reconcile" | "subscribe" | "resubscribe";
+
+export type ReconcileAction = "verified" | "repaired" | "subscribed" | "unsubscribed" | "failed";
+
+export interface ReconcileResult {
+  pageId: string;
+  action: ReconcileAction;
+  status: SubscriptionStatus;
+  /** Fields before any change (null when not read, as on `subscribe`, or when the read failed). */
+  before: string[] | null;
+  after: string[];
+  missingFields: string[];
+  problem: string | null;
+  failure?: SubscriptionFailure;
+  consecutiveFailures: number;
+}
+
+export function viewOf(
+  apps: Array<{ id: string; subscribed_fields: string[] }>,
+  appId: string,
+  desired: readonly string[],
+): SubscriptionView {
+  const ours = apps.find((app) => app.id === appId);
+  const subscribedFields = ours ? [...ours.subscribed_fields].sort() : [];
+  const missing = missingFields(desired, subscribedFields);
+  return {
+    appSubscribed: ours !== undefined,
+    subscribedFields,
+    missingFields: missing,
+    complete: ours !== undefined && missing.length === 0,
+  };
+}
+
+function describeView(view: SubscriptionView): string | null {
+  if (!view.appSubscribed) return "app not subscribed";
+  if (view.missingFields.length > 0) return `missing fields: ${view.missingFields.join(", ")}`;
+  return null;
+}
+
+function failureOf(error: unknown): SubscriptionFailure {
+  if (error instanceof GraphApiError) {
+    return {
+      kind: error.kind,
+      retryable: error.retryable,
+      ...(error instanceof RateLimitError && error.retryAfterMs !== undefined
+        ? { retryAfterMs: error.retryAfterMs }
+        : {}),
+      message: error.message,
+    };
+  }
+  return { kind: "token_unreadable", retryable: false, message: (error as Error).message };
+}
+
+/** The operator-facing problem for a failure: what happened and what to do. */
+export function describeFailure(failure: SubscriptionFailure): string {
+  switch (failure.kind) {
+    case "invalid_token":
+      return `token invalid (reconnect the page with \`pnpm sb pages connect\`): ${failure.message}`;
+    case "permission":
+      return `permission missing (the token needs pages_messaging and pages_manage_metadata): ${failure.message}`;
+    case "rate_limit":
+      return `rate limited by Meta: ${failure.message}`;
+    case "token_unreadable":
+      return `token cannot be decrypted (is its key still in TOKEN_ENCRYPTION_KEYS?): ${failure.message}`;
+    default:
+      return failure.message;
+  }
+}
+
+async function tokenOf(ctx: Pick<SubscriptionContext, "db" | "cipher">, pageId: string): Promise<string> {
+  try {
+    return await readPageToken(ctx.db, ctx.cipher, pageId);
+  } catch (error) {
+    if (error instanceof PageNotFoundError) throw error;
+    // A decryption failure names no secret, but keep only our own words.
+    throw new Error("the stored token could not be decrypted");
+  }
+}
+
+/** Asks Meta what this app's subscription on the page is, changing nothing (`pnpm sb subscriptions check`). */
+export async function inspectSubscription(
+  ctx: Pick<SubscriptionContext, "db" | "cipher" | "graph" | "appId" | "desiredFields">,
+  pageId: string,
+): Promise<{ view?: SubscriptionView; problem: string | null; failure?: SubscriptionFailure }> {
+  try {
+    const token = await tokenOf(ctx, pageId);
+    const view = viewOf(await ctx.graph.getSubscribedApps(pageId, token), ctx.appId, ctx.desiredFields);
+    return { view, problem: describeView(view) };
+  } catch (error) {
+    if (error instanceof PageNotFoundError) throw error;
+    const failure = failureOf(error);
+    return { problem: describeFailure(failure), failure };
+  }
+}
+
+/**
+ * Brings one page's subscription to the desired state on its own `/{page-id}/subscribed_apps` with its own
+ * token, and records the outcome in `page_subscriptions`. Graph failures are recorded and returned, not
+ * thrown: the caller decides whether to retry. An invalid token (190) moves the page to
+ * `reauthorization_required`, which stops the periodic checks until the token is replaced.
+ */
+export async function reconcileSubscription(
+  ctx: SubscriptionContext,
+  pageId: string,
+  mode: ReconcileMode,
+): Promise<ReconcileResult> {
+  let before: string[] | null = null;
+  try {
+    const token = await tokenOf(ctx, pageId);
+    if (mode !== "subscribe") {
+      const current = viewOf(await ctx.graph.getSubscribedApps(pageId, token), ctx.appId, ctx.desiredFields);
+      before = current.appSubscribed ? current.subscribedFields : [];
+      if (mode === "reconcile" && current.complete) {
+        return await recordView(ctx, pageId, current, { action: "verified", before, subscribed: false });
+      }
+    }
+    // Keep fields someone else added to this app (the union), so a repair never narrows a subscription.
+    const fields = [...new Set([...ctx.desiredFields, ...(before ?? [])])];
+    await ctx.graph.subscribeApp(pageId, token, fields);
+    const after = viewOf(await ctx.graph.getSubscribedApps(pageId, token), ctx.appId, ctx.desiredFields);
+    const action = mode === "reconcile" ? "repaired" : "subscribed";
+    if (mode === "reconcile") {
+      ctx.log.warn({ pageId, before, after: after.subscribedFields }, "subscription drifted, re-subscribed");
+    }
+    return await recordView(ctx, pageId, after, { action, before, subscribed: true });
+  } catch (error) {
+    if (error instanceof PageNotFoundError) throw error;
+    return await recordFailure(ctx, pageId, failureOf(error), before);
+  }
+}
+
+/** `DELETE /{page-id}/subscribed_apps` for a disconnected page, recorded as `unsubscribed`. */
+export async function unsubscribePage(ctx: SubscriptionContext, pageId: string): Promise<ReconcileResult> {
+  try {
+    const token = await tokenOf(ctx, pageId);
+    await ctx.graph.unsubscribeApp(pageId, token);
+    const row = await ctx.db.pageSubscription.upsert({
+      where: { pageId },
+      create: {
+        pageId,
+        desiredFields: [...ctx.desiredFields],
+        subscribedFields: [],
+        status: "unsubscribed",
+        lastCheckedAt: new Date(),
+      },
+      update: {
+        subscribedFields: [],
+        status: "unsubscribed",
+        lastCheckedAt: new Date(),
+        lastError: null,
+        consecutiveFailures: 0,
+      },
+    });
+    return {
+      pageId,
+      action: "unsubscribed",
+      status: row.status,
+      before: null,
+      after: [],
+      missingFields: [],
+      problem: null,
+      consecutiveFailures: 0,
+    };
+  } catch (error) {
+    if (error instanceof PageNotFoundError) throw error;
+    const failure = failureOf(error);
+    // A dead token cannot unsubscribe, and Meta drops the app with the token's grant anyway: nothing to retry.
+    const status = failure.kind === "invalid_token" ? "unsubscribed" : undefined;
+    return await recordFailure(ctx, pageId, failure, null, status);
+  }
+}
+
+async function recordView(
+  ctx: SubscriptionContext,
+  pageId: string,
+  view: SubscriptionView,
+  { action, before, subscribed }: { action: ReconcileAction; before: string[] | null; subscribed: boolean },
+): Promise<ReconcileResult> {
+  const now = new Date();
+  const problem = describeView(view);
+  const status: SubscriptionStatus = view.complete ? "subscribed" : "missing";
+  const data = {
+    desiredFields: [...ctx.desiredFields],
+    subscribedFields: view.subscribedFields,
+    status,
+    lastCheckedAt: now,
+    ...(subscribed ? { lastSubscribedAt: now } : {}),
+    lastError: view.complete ? null : `Meta lists ${problem} after subscribing`,
+  };
+  const row = await ctx.db.pageSubscription.upsert({
+    where: { pageId },
+    create: { pageId, ...data, consecutiveFailures: view.complete ? 0 : 1 },
+    update: { ...data, consecutiveFailures: view.complete ? 0 : { increment: 1 } },
+  });
+  return {
+    pageId,
+    action: view.complete ? action : "failed",
+    status,
+    before,
+    after: view.subscribedFields,
+    missingFields: view.missingFields,
+    problem,
+    consecutiveFailures: row.consecutiveFailures,
+  };
+}
+
+async function recordFailure(
+  ctx: SubscriptionContext,
+  pageId: string,
+  failure: SubscriptionFailure,
+  before: string[] | null,
+  forcedStatus?: SubscriptionStatus,
+): Promise<ReconcileResult> {
+  const threshold = ctx.failureThreshold ?? 3;
+  const problem = describeFailure(failure);
+  const lastError = problem.slice(0, 1000);
+  const row = await ctx.db.pageSubscription.upsert({
+    where: { pageId },
+    create: {
+      pageId,
+      desiredFields: [...ctx.desiredFields],
+      subscribedFields: [],
+      status: "pending",
+      lastCheckedAt: new Date(),
+      lastError,
+      consecutiveFailures: 1,
+    },
+    update: { lastCheckedAt: new Date(), lastError, consecutiveFailures: { increment: 1 } },
+  });
+  // Retryable failures (rate limit, Meta unavailable) become `error` only when they repeat; a failure
+  // only an operator can fix is `error` at once.
+  const status: SubscriptionStatus =
+    forcedStatus ??
+    (failure.kind === "invalid_token"
+      ? "reauthorization_required"
+      : !failure.retryable || row.consecutiveFailures >= threshold
+        ? "error"
+        : row.status);
+  if (status !== row.status) await ctx.db.pageSubscription.update({ where: { pageId }, data: { status } });
+  if (failure.kind === "invalid_token" && forcedStatus === undefined && ctx.bus) {
+    await setPageStatus(
+      { db: ctx.db, bus: ctx.bus },
+      pageId,
+      "reauthorization_required",
+      problem.slice(0, 500),
+    );
+  }
+  ctx.log.warn(
+    {
+      pageId,
+      kind: failure.kind,
+      status,
+      consecutiveFailures: row.consecutiveFailures,
+      err: failure.message,
+    },
+    "subscription call failed",
+  );
+  return {
+    pageId,
+    action: "failed",
+    status,
+    before,
+    after: row.subscribedFields,
+    missingFields: missingFields(ctx.desiredFields, row.subscribedFields),
+    problem,
+    failure,
+    consecutiveFailures: row.consecutiveFailures,
+  };
+}
