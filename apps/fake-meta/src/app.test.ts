@@ -1,0 +1,406 @@
+import { createHmac } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { quoteLongIds, WebhookBody, webhookSignature } from "@switchboard/contracts";
+import { eventually } from "@switchboard/testing";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createFakeMeta, type RunningFakeMeta } from "./index";
+import { metaJson, RawNumber } from "./webhooks";
+
+const APP_SECRET = "fake-meta-test-secret";
+const APP_ID = "1234567890123456789"; // beyond 2^53: must arrive as exact digits
+const PAGE = "200000000000001";
+const OTHER_PAGE = "200000000000002";
+const TOKEN = "page-token-one";
+const OTHER_TOKEN = "page-token-two";
+const PSID = "8000000000001";
+
+/** What the tests read from Graph answers and the control API (an error body, or the fields of a success). */
+interface Answer {
+  error: { code?: number; error_subcode?: number; message: string; type?: string };
+  subscribed: boolean;
+  status: number;
+  [field: string]: unknown;
+}
+
+interface Received {
+  raw: string;
+  headers: IncomingMessage["headers"];
+  answeredAtArrival: boolean;
+}
+
+/** A stand-in for the ingress: records raw bodies; can hold its answers until released. */
+function createReceiver() {
+  const received: Received[] = [];
+  let held: Array<() => void> | undefined;
+  const state = { answered: false };
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      received.push({
+        raw: Buffer.concat(chunks).toString("utf8"),
+        headers: req.headers,
+        answeredAtArrival: state.answered,
+      });
+      const answer = () => res.writeHead(200).end("EVENT_RECEIVED");
+      if (held) held.push(answer);
+      else answer();
+    });
+  });
+  return {
+    received,
+    state,
+    hold() {
+      held = [];
+    },
+    release() {
+      for (const answer of held ?? []) answer();
+      held = undefined;
+    },
+    async start(): Promise<string> {
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/facebook`;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+const receiver = createReceiver();
+let fake: ReturnType<typeof createFakeMeta>;
+let server: RunningFakeMeta;
+
+function proof(token: string, secret = APP_SECRET) {
+  return createHmac("sha256", secret).update(token).digest("hex");
+}
+
+async function graph(method: string, path: string, token: string | undefined, body?: unknown) {
+  const url = new URL(`${server.url}${path}`);
+  if (token) url.searchParams.set("appsecret_proof", proof(token));
+  const response = await fetch(url, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body ? { "content-type": "application/json" } : {}),
+    },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  receiver.state.answered = true;
+  return { status: response.status, headers: response.headers, json: (await response.json()) as Answer };
+}
+
+async function control(method: string, path: string, body?: unknown) {
+  const response = await fetch(`${server.url}/_fake${path}`, {
+    method,
+    headers: body ? { "content-type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: response.status, json: (await response.json()) as Answer };
+}
+
+const send = (text: string, metadata?: string) =>
+  graph("POST", `/v21.0/${PAGE}/messages`, TOKEN, {
+    recipient: { id: PSID },
+    messaging_type: "RESPONSE",
+    message: { text, ...(metadata ? { metadata } : {}) },
+  });
+
+beforeAll(async () => {
+  const ingressUrl = await receiver.start();
+  fake = createFakeMeta({ appSecret: APP_SECRET, appId: APP_ID, ingressUrl, graphApiVersion: "v21.0" });
+  server = await fake.listen();
+});
+afterAll(async () => {
+  receiver.release();
+  await server.close();
+  await receiver.close();
+});
+beforeEach(() => {
+  fake.state.reset();
+  receiver.received.length = 0;
+  receiver.state.answered = false;
+  fake.state.addPage({ pageId: PAGE, token: TOKEN });
+  fake.state.addPage({ pageId: OTHER_PAGE, token: OTHER_TOKEN });
+  fake.state.addUser({ pageId: PAGE, psid: PSID, firstName: "Grace", lastName: "Hopper", profilePic: "pic" });
+});
+
+describe("webhooks", () => {
+  it("signs the exact bytes it sends, escaped the way Meta escapes them", async () => {
+    const text = "héllo 👋 https://example.com/a";
+    const result = await fake.sendWebhook([
+      {
+        pageId: PAGE,
+        messaging: [
+          { sender: { id: PSID }, recipient: { id: PAGE }, timestamp: 1, message: { mid: "m1", text } },
+        ],
+      },
+    ]);
+    expect(result.status).toBe(200);
+    const [delivery] = receiver.received;
+    expect(delivery!.headers["x-hub-signature-256"]).toBe(webhookSignature(delivery!.raw, APP_SECRET));
+    expect(delivery!.headers["x-hub-signature"]).toBe(
+      `sha1=${createHmac("sha1", APP_SECRET).update(delivery!.raw).digest("hex")}`,
+    );
+    expect(delivery!.raw).toContain("h\\u00e9llo \\ud83d\\udc4b https:\\/\\/example.com\\/a");
+    const body = WebhookBody.parse(JSON.parse(delivery!.raw));
+    expect(body.entry[0]!.id).toBe(PAGE);
+    expect((body.entry[0] as unknown as { messaging: unknown[] }).messaging[0]).toMatchObject({
+      message: { text },
+    });
+    // Re-serialising gives other bytes, hence another signature: receivers must verify the raw body.
+    expect(webhookSignature(JSON.stringify(JSON.parse(delivery!.raw)), APP_SECRET)).not.toBe(
+      delivery!.headers["x-hub-signature-256"],
+    );
+  });
+
+  it("a bad signature does not verify", async () => {
+    await fake.sendWebhook({ object: "page", entry: [] }, { badSignature: true });
+    const [delivery] = receiver.received;
+    expect(delivery!.headers["x-hub-signature-256"]).not.toBe(webhookSignature(delivery!.raw, APP_SECRET));
+  });
+
+  it("sends a string body byte for byte", async () => {
+    const raw = '{"object":"page","entry":[]}';
+    await fake.sendWebhook(raw, { signWith: "another-secret" });
+    expect(receiver.received[0]!.raw).toBe(raw);
+    expect(receiver.received[0]!.headers["x-hub-signature-256"]).toBe(
+      webhookSignature(raw, "another-secret"),
+    );
+  });
+
+  it("metaJson escapes like Meta and writes long ids as bare numbers", () => {
+    expect(metaJson({ a: "/", b: "é", app_id: new RawNumber(APP_ID) })).toBe(
+      `{"a":"\\/","b":"\\u00e9","app_id":${APP_ID}}`,
+    );
+  });
+});
+
+describe("Send API echoes", () => {
+  it("answers with a mid and echoes it with app_id and our metadata", async () => {
+    fake.state.echoMode = "after";
+    const { status, json } = await send("hello", "sb:msg-1");
+    expect(status).toBe(200);
+    expect(json.recipient_id).toBe(PSID);
+    expect(json.message_id).toMatch(/^m_/);
+    const echo = await eventually(() => receiver.received[0]);
+    expect(echo.headers["x-hub-signature-256"]).toBe(webhookSignature(echo.raw, APP_SECRET));
+    expect(echo.raw).toContain(`"app_id":${APP_ID}`);
+    const body = WebhookBody.parse(JSON.parse(quoteLongIds(echo.raw)));
+    const item = (body.entry[0] as unknown as { messaging: unknown[] }).messaging[0] as {
+      sender: { id: string };
+      recipient: { id: string };
+      message: unknown;
+    };
+    expect(item.sender.id).toBe(PAGE);
+    expect(item.recipient.id).toBe(PSID);
+    expect(item.message).toMatchObject({
+      is_echo: true,
+      app_id: APP_ID,
+      mid: json.message_id,
+      metadata: "sb:msg-1",
+      text: "hello",
+    });
+  });
+
+  it("before: the echo is delivered before the Send API answers", async () => {
+    fake.state.echoMode = "before";
+    receiver.hold();
+    let answered = false;
+    const sending = send("first").then((r) => {
+      answered = true;
+      return r;
+    });
+    await eventually(() => receiver.received.length === 1);
+    expect(answered).toBe(false);
+    receiver.release();
+    const { json } = await sending;
+    expect(receiver.received[0]!.answeredAtArrival).toBe(false);
+    expect(receiver.received[0]!.raw).toContain(json.message_id);
+  });
+
+  it("after: the Send API answers without waiting for the echo", async () => {
+    fake.state.echoMode = "after";
+    receiver.hold();
+    const { json } = await send("second");
+    const echo = await eventually(() => receiver.received[0]);
+    receiver.release();
+    expect(echo.answeredAtArrival).toBe(true);
+    expect(echo.raw).toContain(json.message_id);
+  });
+
+  it("off: no echo", async () => {
+    fake.state.echoMode = "off";
+    await send("quiet");
+    await fake.sendWebhook({ object: "page", entry: [] });
+    expect(receiver.received.map((r) => r.raw)).toEqual(['{"object":"page","entry":[]}']);
+    expect(fake.state.sentMessages).toHaveLength(1);
+  });
+
+  it("validates recipient, messaging_type and message like Meta", async () => {
+    fake.state.echoMode = "off";
+    const post = (body: unknown) => graph("POST", `/v21.0/${PAGE}/messages`, TOKEN, body);
+    const noType = await post({ recipient: { id: PSID }, message: { text: "x" } });
+    expect(noType.json.error.code).toBe(100);
+    const noTag = await post({
+      recipient: { id: PSID },
+      messaging_type: "MESSAGE_TAG",
+      message: { text: "x" },
+    });
+    expect(noTag.json.error.code).toBe(100);
+    const stranger = await post({
+      recipient: { id: "123" },
+      messaging_type: "RESPONSE",
+      message: { text: "x" },
+    });
+    expect(stranger.json.error).toMatchObject({ code: 100, error_subcode: 2018001 });
+    const empty = await post({ recipient: { id: PSID }, messaging_type: "RESPONSE", message: {} });
+    expect(empty.status).toBe(400);
+    expect(fake.state.sentMessages).toHaveLength(0);
+  });
+});
+
+describe("Graph checks", () => {
+  it("records each call with its token and whether appsecret_proof was valid", async () => {
+    await graph("GET", `/v21.0/${PAGE}/subscribed_apps`, TOKEN);
+    const url = new URL(`${server.url}/v21.0/${PAGE}/subscribed_apps`);
+    url.searchParams.set("access_token", TOKEN);
+    url.searchParams.set("appsecret_proof", proof(TOKEN, "wrong"));
+    const response = await fetch(url);
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as Answer).error.message).toMatch(/appsecret_proof/);
+    expect(fake.state.calls.map((c) => [c.token, c.pageId, c.appsecretProofValid])).toEqual([
+      [TOKEN, PAGE, true],
+      [TOKEN, PAGE, false],
+    ]);
+  });
+
+  it("a page's subscription needs that page's own token", async () => {
+    const wrong = await graph(
+      "POST",
+      `/v21.0/${PAGE}/subscribed_apps?subscribed_fields=messages`,
+      OTHER_TOKEN,
+    );
+    expect(wrong.status).toBe(403);
+    expect(wrong.json.error.code).toBe(200);
+    expect(fake.state.subscriptions(PAGE)).toBeUndefined();
+    const right = await graph(
+      "POST",
+      `/v21.0/${PAGE}/subscribed_apps?subscribed_fields=messages,message_reads`,
+      TOKEN,
+    );
+    expect(right.json).toEqual({ success: true });
+    expect(fake.state.subscriptions(PAGE)).toEqual(["messages", "message_reads"]);
+    expect(fake.state.subscriptions(OTHER_PAGE)).toBeUndefined();
+  });
+
+  it("refuses unknown subscription fields and missing tokens", async () => {
+    const bad = await graph("POST", `/v21.0/${PAGE}/subscribed_apps?subscribed_fields=nope`, TOKEN);
+    expect(bad.json.error.code).toBe(100);
+    const anonymous = await graph("GET", `/v21.0/${PAGE}/subscribed_apps`, undefined);
+    expect(anonymous.json.error.code).toBe(104);
+  });
+
+  it("revoked and replaced tokens fail with 190", async () => {
+    fake.state.revokeToken(PAGE);
+    const revoked = await graph("GET", `/v21.0/${PAGE}/subscribed_apps`, TOKEN);
+    expect(revoked.json.error).toMatchObject({ code: 190, error_subcode: 460, type: "OAuthException" });
+    fake.state.setToken(PAGE, "fresh-token");
+    expect((await graph("GET", `/v21.0/${PAGE}/subscribed_apps`, "fresh-token")).status).toBe(200);
+    expect((await graph("GET", `/v21.0/${PAGE}/subscribed_apps`, TOKEN)).json.error.code).toBe(190);
+  });
+
+  it("profiles are page-scoped", async () => {
+    const ok = await graph("GET", `/v21.0/${PSID}?fields=first_name,last_name,profile_pic`, TOKEN);
+    expect(ok.json).toEqual({ id: PSID, first_name: "Grace", last_name: "Hopper", profile_pic: "pic" });
+    const other = await graph("GET", `/v21.0/${PSID}?fields=first_name`, OTHER_TOKEN);
+    expect(other.json.error).toMatchObject({ code: 100, error_subcode: 33 });
+  });
+
+  it("injected errors hit the named page and endpoint, `times` times, with usage headers", async () => {
+    fake.state.setUsage(PAGE, 42);
+    fake.state.injectError(PAGE, { code: 613, times: 2, endpoint: "subscribed_apps:GET" });
+    const first = await graph("GET", `/v21.0/${PAGE}/subscribed_apps`, TOKEN);
+    expect(first.json.error.code).toBe(613);
+    expect(JSON.parse(first.headers.get("x-page-usage")!)).toMatchObject({ call_count: 42 });
+    expect(first.headers.get("x-business-use-case-usage")).toContain(PAGE);
+    expect(
+      (await graph("POST", `/v21.0/${PAGE}/subscribed_apps?subscribed_fields=messages`, TOKEN)).status,
+    ).toBe(200);
+    expect((await graph("GET", `/v21.0/${OTHER_PAGE}/subscribed_apps`, OTHER_TOKEN)).status).toBe(200);
+    expect((await graph("GET", `/v21.0/${PAGE}/subscribed_apps`, TOKEN)).json.error.code).toBe(613);
+    expect((await graph("GET", `/v21.0/${PAGE}/subscribed_apps`, TOKEN)).status).toBe(200);
+  });
+
+  it("refuses another Graph API version than the configured one", async () => {
+    const response = await graph("GET", `/v19.0/${PAGE}/subscribed_apps`, TOKEN);
+    expect(response.status).toBe(400);
+    expect(response.json.error.message).toMatch(/Unknown path components/);
+  });
+});
+
+describe("control API", () => {
+  it("drives pages, users, errors, drift, calls, webhooks and reset over HTTP", async () => {
+    fake.state.reset();
+    expect((await control("POST", "/pages", { pageId: "300", token: "t300", name: "Shop" })).status).toBe(
+      201,
+    );
+    expect((await control("POST", "/users", { pageId: "300", psid: "9001", firstName: "Al" })).status).toBe(
+      201,
+    );
+    await graph("POST", "/v21.0/300/subscribed_apps?subscribed_fields=messages", "t300");
+    expect((await control("GET", "/pages/300/subscription")).json).toEqual({
+      pageId: "300",
+      subscribed: true,
+      fields: ["messages"],
+    });
+    await control("POST", "/pages/300/drop-subscription");
+    expect((await control("GET", "/pages/300/subscription")).json.subscribed).toBe(false);
+
+    await control("POST", "/pages/300/errors", { code: 190, times: 1 });
+    expect((await graph("GET", "/v21.0/9001?fields=first_name", "t300")).json.error.code).toBe(190);
+    expect((await graph("GET", "/v21.0/9001?fields=first_name", "t300")).json.first_name).toBe("Al");
+    await control("POST", "/pages/300/revoke");
+    expect((await graph("GET", "/v21.0/300/subscribed_apps", "t300")).json.error.code).toBe(190);
+
+    const calls = (await control("GET", "/calls?pageId=300")).json as unknown as Array<{
+      endpoint: string;
+      token: string;
+    }>;
+    expect(calls.map((c: { endpoint: string; token: string }) => [c.endpoint, c.token])).toEqual([
+      ["subscribed_apps", "t300"],
+      ["profile", "t300"],
+      ["profile", "t300"],
+      ["subscribed_apps", "t300"],
+    ]);
+
+    const sent = await control("POST", "/webhooks", {
+      entries: [
+        {
+          id: "300",
+          time: 1,
+          messaging: [{ sender: { id: "9001" }, recipient: { id: "300" }, timestamp: 1 }],
+        },
+      ],
+    });
+    expect(sent.json.status).toBe(200);
+    const delivery = receiver.received.at(-1)!;
+    expect(delivery.headers["x-hub-signature-256"]).toBe(webhookSignature(delivery.raw, APP_SECRET));
+    await control("POST", "/webhooks?badSignature=true", { object: "page", entry: [] });
+    const forged = receiver.received.at(-1)!;
+    expect(forged.headers["x-hub-signature-256"]).not.toBe(webhookSignature(forged.raw, APP_SECRET));
+
+    expect((await control("POST", "/echo-mode", { mode: "sideways" })).status).toBe(400);
+    await control("POST", "/reset");
+    expect(fake.state.calls).toHaveLength(0);
+    expect(fake.state.page("300")).toBeUndefined();
+  });
+
+  it("serves /healthz", async () => {
+    const response = await fetch(`${server.url}/healthz`);
+    expect(await response.json()).toEqual({ status: "ok" });
+  });
+});
