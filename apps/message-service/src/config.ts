@@ -1,0 +1,36 @@
+import { env, loadConfig } from "@switchboard/config";
+import { z } from "zod";
+
+export const messageServiceConfigSchema = z.object({
+  DATABASE_URL: env.databaseUrl(),
+  REDIS_URL: env.redisUrls(),
+  NATS_URL: env.natsUrl(),
+  BUS_NAMESPACE: env.busNamespace(),
+  NATS_STREAM_REPLICAS: env.positiveInt(1),
+  REDIS_KEY_PREFIX: env.redisKeyPrefix(),
+  LOG_LEVEL: env.logLevel(),
+  PORT: env.port(3002),
+  /** Messaging events handled at once by one replica (different conversations run in parallel). */
+  MESSAGE_CONCURRENCY: env.positiveInt(16),
+  /** Postgres connections of one replica. */
+  DATABASE_POOL_SIZE: env.positiveInt(10),
+  /** Redlock TTL of a conversation lock; extended automatically while the handler runs. */
+  CONVERSATION_LOCK_TTL: env.duration("10s"),
+  /** In-process retries of a held lock before giving the message back (short: most holds last milliseconds). */
+  CONVERSATION_LOCK_WAIT_RETRIES: env.positiveInt(2),
+  CONVERSATION_LOCK_WAIT_DELAY: env.duration("100ms"),
+  /** A lock still held after the waits: redeliver after this delay (Chatwoot: 1 s) … */
+  CONVERSATION_LOCK_RETRY_DELAY: env.duration("1s"),
+  /** … at most this many deliveries (Chatwoot: 8), then dead-letter with the reason. */
+  CONVERSATION_LOCK_MAX_ATTEMPTS: env.positiveInt(8),
+  /** Domain events left unpublished (a crash between commit and publish) are published after this. */
+  OUTBOX_SWEEP_INTERVAL: env.duration("5s"),
+});
+
+export type MessageServiceConfig = z.infer<typeof messageServiceConfigSchema>;
+
+export function loadMessageServiceConfig(
+  environment?: Record<string, string | undefined>,
+): MessageServiceConfig {
+  return loadConfig(messageServiceConfigSchema, environment);
+}

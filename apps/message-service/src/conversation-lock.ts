@@ -1,0 +1,194 @@
+import { createRequire } from "node:module";
+import { setTimeout as sleep } from "node:timers/promises";
+import { RetryLaterError } from "@switchboard/bus";
+import { conversationLockKey } from "@switchboard/contracts";
+import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { RedlockAbortSignal } from "redlock";
+
+// redlock 5.0.0-beta.2 resolves to its ESM build under Node and to its CommonJS build under tsx, where
+// the named exports vanish; loading the CommonJS build everywhere gives the same classes in every runner.
+const {
+  default: Redlock,
+  ExecutionError,
+  ResourceLockedError,
+} = createRequire(import.meta.url)("redlock") as typeof import("redlock");
+
+/**
+ * The lock every writer of a conversation holds: incoming messages, echoes, deliveries, reads, reactions
+ * and our own sends (issue 7's send worker) serialise on Chatwoot's key
+ * `FB_MESSAGE_CREATE_LOCK::<psid>::<page_id>`, so their effects on one conversation never interleave.
+ *
+ * Usage (one instance per process, shared by every consumer):
+ *
+ *   const lock = createConversationLock({ redis, keyPrefix, log, registry });
+ *   await lock.withConversationLock(psid, pageId, async (signal) => {
+ *     // … read and write; before committing: if (signal.aborted) throw signal.error
+ *   });
+ *
+ * - Held elsewhere after `waitRetries` short waits → `RetryLaterError` (from @switchboard/bus): the
+ *   consumer naks with `retryLaterDelayMs` and dead-letters after its `maxRetryLaterAttempts`. No worker
+ *   blocks for long on a busy conversation.
+ * - Redis unreachable (no quorum) → `ConversationLockUnavailableError`, a transient error: redelivered
+ *   with backoff.
+ * - The lock is extended automatically (Redlock `using`) while `fn` runs; if an extension fails the
+ *   signal aborts and `signal.error` says why.
+ * - A failed release after `fn` succeeded is logged, not thrown: the lock expires after its TTL.
+ */
+export interface ConversationLock {
+  withConversationLock<T>(
+    psid: string,
+    pageId: string,
+    fn: (signal: RedlockAbortSignal) => Promise<T>,
+  ): Promise<T>;
+  /** The Redis key of a conversation's lock (prefix included). */
+  keyFor(psid: string, pageId: string): string;
+}
+
+export interface ConversationLockOptions {
+  /** One client per independent Redis node: the lock needs a majority of them. */
+  redis: Redis[];
+  /** `REDIS_KEY_PREFIX`, prepended to every lock key. */
+  keyPrefix?: string;
+  /** Lock TTL; extended while the handler runs, so it bounds how long a crashed holder blocks others. */
+  ttlMs?: number;
+  /** Short in-process waits for a held lock before giving up with `RetryLaterError`. */
+  waitRetries?: number;
+  waitDelayMs?: number;
+  /** The delay `RetryLaterError` asks for (Chatwoot retries about 1 s apart). */
+  retryLaterDelayMs?: number;
+  log: Logger;
+  registry?: Registry;
+}
+
+export class ConversationLockUnavailableError extends Error {
+  constructor(key: string, options?: ErrorOptions) {
+    super(`conversation lock ${key}: no Redis quorum`, options);
+    this.name = "ConversationLockUnavailableError";
+  }
+}
+
+type Acquisition = "held_elsewhere" | "redis_unavailable";
+
+export function createConversationLock(options: ConversationLockOptions): ConversationLock {
+  const { log, keyPrefix = "" } = options;
+  const ttlMs = options.ttlMs ?? 10_000;
+  const waitRetries = options.waitRetries ?? 2;
+  const waitDelayMs = options.waitDelayMs ?? 100;
+  const retryLaterDelayMs = options.retryLaterDelayMs ?? 1000;
+  const metrics = createLockMetrics(options.registry);
+  // One attempt per `using` call: waiting is done below, where each attempt can be counted.
+  const redlock = new Redlock(options.redis, {
+    retryCount: 0,
+    automaticExtensionThreshold: Math.min(1000, Math.floor(ttlMs / 3)),
+  });
+  // Redlock also emits every failed vote here; they are classified per acquisition below.
+  redlock.on("error", () => undefined);
+
+  const keyFor = (psid: string, pageId: string) => `${keyPrefix}${conversationLockKey(psid, pageId)}`;
+
+  async function withConversationLock<T>(
+    psid: string,
+    pageId: string,
+    fn: (signal: RedlockAbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const key = keyFor(psid, pageId);
+    const started = performance.now();
+    for (let attempt = 0; ; attempt++) {
+      let entered = false;
+      let acquiredAt = 0;
+      let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
+      try {
+        await redlock.using([key], ttlMs, async (signal) => {
+          entered = true;
+          acquiredAt = performance.now();
+          metrics.acquired.inc({ waited: attempt > 0 ? "true" : "false" });
+          metrics.waitSeconds.observe((acquiredAt - started) / 1000);
+          signal.addEventListener("abort", () => {
+            metrics.extensionsLost.inc();
+            log.warn({ key, err: signal.error }, "conversation lock extension failed");
+          });
+          try {
+            outcome = { ok: true, value: await fn(signal) };
+          } catch (error) {
+            outcome = { ok: false, error };
+          }
+        });
+      } catch (error) {
+        if (!entered) {
+          const reason = await classify(error);
+          if (reason === "held_elsewhere") {
+            metrics.contended.inc();
+            if (attempt < waitRetries) {
+              await sleep(waitDelayMs + Math.floor(Math.random() * waitDelayMs));
+              continue;
+            }
+            metrics.failed.inc({ reason });
+            throw new RetryLaterError(`conversation lock held elsewhere: ${key}`, retryLaterDelayMs);
+          }
+          metrics.failed.inc({ reason });
+          throw new ConversationLockUnavailableError(key, { cause: error });
+        }
+        // `fn` ran; only the release failed. The lock expires by its TTL.
+        log.warn({ key, err: error }, "conversation lock release failed");
+      } finally {
+        if (entered) metrics.holdSeconds.observe((performance.now() - acquiredAt) / 1000);
+      }
+      if (!outcome) throw new Error("INVARIANT: lock routine finished without an outcome");
+      if (outcome.ok) return outcome.value;
+      throw outcome.error;
+    }
+  }
+
+  return { withConversationLock, keyFor };
+}
+
+/** Held by someone else (any node said so), or Redis itself failed (no node answered). */
+async function classify(error: unknown): Promise<Acquisition> {
+  if (error instanceof ResourceLockedError) return "held_elsewhere";
+  if (!(error instanceof ExecutionError)) return "redis_unavailable";
+  const stats = await Promise.all(error.attempts);
+  const votes = stats.flatMap((s) => [...s.votesAgainst.values()]);
+  return votes.some((e) => e instanceof ResourceLockedError) ? "held_elsewhere" : "redis_unavailable";
+}
+
+function createLockMetrics(registry: Registry | undefined) {
+  const registers = registry ? [registry] : [];
+  return {
+    acquired: new Counter({
+      name: "switchboard_lock_acquired_total",
+      help: "Conversation locks acquired; waited=true when the first attempt found the lock held",
+      labelNames: ["waited"],
+      registers,
+    }),
+    contended: new Counter({
+      name: "switchboard_lock_contended_total",
+      help: "Conversation lock attempts that found the lock held by another holder",
+      registers,
+    }),
+    failed: new Counter({
+      name: "switchboard_lock_failed_total",
+      help: "Conversation locks not acquired: held_elsewhere (message redelivered later) or redis_unavailable",
+      labelNames: ["reason"],
+      registers,
+    }),
+    extensionsLost: new Counter({
+      name: "switchboard_lock_extensions_lost_total",
+      help: "Conversation locks whose automatic extension failed while the handler ran (the handler aborts)",
+      registers,
+    }),
+    waitSeconds: new Histogram({
+      name: "switchboard_lock_wait_seconds",
+      help: "Time from asking for a conversation lock to holding it",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    holdSeconds: new Histogram({
+      name: "switchboard_lock_hold_seconds",
+      help: "Time a conversation lock was held",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,123 @@
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { publishJson } from "@switchboard/bus";
+import { type BusTopology, type DomainEvent, Headers } from "@switchboard/contracts";
+import type { Db, Prisma } from "@switchboard/db";
+import type { Logger } from "pino";
+
+export interface OutboxRow {
+  /** The `Nats-Msg-Id`: one id per fact, so publishing a row again is dropped by the stream. */
+  id: string;
+  subject: string;
+  payload: DomainEvent;
+}
+
+/** The deterministic id of a fact: a conversation is created once, a message once, each status once. */
+export function domainEventId(event: DomainEvent): string {
+  switch (event.type) {
+    case "conversation.created":
+      return `${event.type}:${event.conversationId}`;
+    case "message.created":
+    case "message.sent":
+    case "message.failed":
+      return `${event.type}:${event.messageId}`;
+    case "message.status_changed":
+      // Status only moves forward, so (message, status) happens once.
+      return `${event.type}:${event.messageId}:${event.status}`;
+  }
+}
+
+export function outboxRow(topology: BusTopology, event: DomainEvent): OutboxRow {
+  return {
+    id: domainEventId(event),
+    subject: topology.subjects.domainEvent(event.type, event.pageId),
+    payload: event,
+  };
+}
+
+/** Written in the transaction of the change itself: committed together or not at all. */
+export async function writeOutbox(tx: Prisma.TransactionClient, rows: OutboxRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.domainEventOutbox.createMany({
+    data: rows.map((r) => ({ id: r.id, subject: r.subject, payload: r.payload as Prisma.InputJsonValue })),
+    skipDuplicates: true,
+  });
+}
+
+/** Publishes rows (JetStream acknowledges each), then removes them from the outbox. */
+export async function publishOutbox(js: JetStreamClient, db: Db, rows: OutboxRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  for (const row of rows) {
+    await publishJson(js, row.subject, row.payload, {
+      msgId: row.id,
+      headers: { [Headers.eventType]: row.payload.type, [Headers.pageId]: row.payload.pageId },
+    });
+  }
+  await db.domainEventOutbox.deleteMany({ where: { id: { in: rows.map((r) => r.id) } } });
+}
+
+export interface OutboxRelayOptions {
+  js: JetStreamClient;
+  db: Db;
+  log: Logger;
+  /** How often to look for rows left behind (a crash or a broker outage between commit and publish). */
+  intervalMs: number;
+  /** Rows younger than this are still being published by their handler. */
+  graceMs?: number;
+  batchSize?: number;
+  onPublished?: (type: DomainEvent["type"]) => void;
+}
+
+/**
+ * Publishes outbox rows their handler did not (it crashed, or NATS was down after the commit). Several
+ * replicas may publish the same row: the stream drops the repeat by its id.
+ */
+export function startOutboxRelay(options: OutboxRelayOptions): {
+  stop(): Promise<void>;
+  sweep(): Promise<number>;
+} {
+  const { js, db, log, intervalMs } = options;
+  const graceMs = options.graceMs ?? Math.max(intervalMs, 1000);
+  const batchSize = options.batchSize ?? 500;
+  let running: Promise<number> | undefined;
+
+  const sweep = async (): Promise<number> => {
+    let published = 0;
+    for (;;) {
+      const rows = await db.domainEventOutbox.findMany({
+        where: { createdAt: { lt: new Date(Date.now() - graceMs) } },
+        orderBy: { createdAt: "asc" },
+        take: batchSize,
+      });
+      if (rows.length === 0) return published;
+      await publishOutbox(
+        js,
+        db,
+        rows.map((r) => ({ id: r.id, subject: r.subject, payload: r.payload as DomainEvent })),
+      );
+      for (const row of rows) options.onPublished?.((row.payload as DomainEvent).type);
+      published += rows.length;
+      log.info({ published: rows.length }, "outbox rows published by the relay");
+      if (rows.length < batchSize) return published;
+    }
+  };
+
+  const timer = setInterval(() => {
+    if (running) return;
+    running = sweep()
+      .catch((error) => {
+        log.warn({ err: error }, "outbox sweep failed");
+        return 0;
+      })
+      .finally(() => {
+        running = undefined;
+      });
+  }, intervalMs);
+
+  return {
+    sweep,
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,96 @@
+import { connectBus, type RunningConsumer } from "@switchboard/bus";
+import { createDb } from "@switchboard/db";
+import {
+  closeServer,
+  createLogger,
+  createMetricsRegistry,
+  createOpsRouter,
+  listen,
+  onShutdown,
+  runMain,
+} from "@switchboard/observability";
+import express from "express";
+import { loadMessageServiceConfig } from "./config";
+import { createConversationLock } from "./conversation-lock";
+import { startOutboxRelay } from "./domain-events";
+import { startMessagingConsumer } from "./messaging-consumer";
+import { createMessageMetrics } from "./metrics";
+import { closeRedisNodes, connectRedisNodes, redisQuorumReady } from "./redis";
+
+runMain(async () => {
+  const config = loadMessageServiceConfig();
+  const log = createLogger({ service: "message-service", level: config.LOG_LEVEL });
+  const registry = createMetricsRegistry("message-service");
+  const metrics = createMessageMetrics(registry);
+
+  const db = createDb(config.DATABASE_URL, { poolSize: config.DATABASE_POOL_SIZE });
+  const redis = connectRedisNodes(config.REDIS_URL, log);
+  const bus = await connectBus({
+    servers: config.NATS_URL,
+    name: "message-service",
+    namespace: config.BUS_NAMESPACE,
+    replicas: config.NATS_STREAM_REPLICAS,
+    log,
+  });
+  // One lock for every writer of a conversation in this process (messaging events and sends).
+  const lock = createConversationLock({
+    redis,
+    keyPrefix: config.REDIS_KEY_PREFIX,
+    ttlMs: config.CONVERSATION_LOCK_TTL,
+    waitRetries: config.CONVERSATION_LOCK_WAIT_RETRIES,
+    waitDelayMs: config.CONVERSATION_LOCK_WAIT_DELAY,
+    retryLaterDelayMs: config.CONVERSATION_LOCK_RETRY_DELAY,
+    log,
+    registry,
+  });
+
+  const consumers: RunningConsumer[] = [
+    await startMessagingConsumer({
+      bus,
+      db,
+      lock,
+      log,
+      metrics,
+      concurrency: config.MESSAGE_CONCURRENCY,
+      maxLockAttempts: config.CONVERSATION_LOCK_MAX_ATTEMPTS,
+    }),
+  ];
+  const outboxRelay = startOutboxRelay({
+    js: bus.js,
+    db,
+    log,
+    intervalMs: config.OUTBOX_SWEEP_INTERVAL,
+    onPublished: (type) => metrics.domainEventsPublished.inc({ type }),
+  });
+
+  const app = express();
+  app.disable("x-powered-by");
+  app.use(
+    createOpsRouter({
+      registry,
+      checks: [
+        {
+          name: "db",
+          check: async () => {
+            await db.$queryRaw`SELECT 1`;
+            return true;
+          },
+        },
+        { name: "redis", check: () => redisQuorumReady(redis) },
+        { name: "bus", check: () => bus.isConnected() },
+      ],
+    }),
+  );
+  const server = await listen(app, config.PORT);
+  log.info({ port: config.PORT, namespace: config.BUS_NAMESPACE }, "message-service listening");
+
+  onShutdown(log, [
+    { name: "stop HTTP", run: () => closeServer(server) },
+    // Handlers in flight finish (commit, publish, ack) before the bus drains.
+    { name: "stop consumers", run: () => Promise.all(consumers.map((c) => c.stop())) },
+    { name: "stop outbox relay", run: () => outboxRelay.stop() },
+    { name: "drain NATS", run: () => bus.drain() },
+    { name: "close Redis", run: () => closeRedisNodes(redis) },
+    { name: "close database", run: () => db.$disconnect() },
+  ]);
+});

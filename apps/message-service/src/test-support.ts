@@ -1,0 +1,230 @@
+import {
+  type Bus,
+  connectBus,
+  deleteStreams,
+  listStored,
+  publishJson,
+  type RunningConsumer,
+} from "@switchboard/bus";
+import { conversationKey, type DomainEvent, type MessagingEvent } from "@switchboard/contracts";
+import { applyMigrations, createDb, type Db } from "@switchboard/db";
+import { createLogger, createMetricsRegistry, type Registry } from "@switchboard/observability";
+import {
+  createTestDatabase,
+  eventually,
+  type TestDatabase,
+  testServices,
+  uniqueId,
+} from "@switchboard/testing";
+import type { Redis } from "ioredis";
+import { type ConversationLock, createConversationLock } from "./conversation-lock";
+import { startMessagingConsumer } from "./messaging-consumer";
+import { createMessageMetrics } from "./metrics";
+import { closeRedisNodes, connectRedisNodes } from "./redis";
+
+export const log = createLogger({ service: "message-service-test", level: "silent" });
+
+export interface ServiceInstance {
+  bus: Bus;
+  redis: Redis[];
+  lock: ConversationLock;
+  consumer: RunningConsumer;
+  registry: Registry;
+  stop(): Promise<void>;
+}
+
+export interface InstanceSettings {
+  lockRetryDelayMs?: number;
+  maxLockAttempts?: number;
+  lockWaitRetries?: number;
+  concurrency?: number;
+}
+
+/**
+ * An isolated world per test file (own database, bus namespace and Redis key prefix) in which tests start
+ * message-service instances built exactly as main.ts builds them, over the real services.
+ */
+export async function createTestWorld() {
+  const services = testServices();
+  const database: TestDatabase = await createTestDatabase(applyMigrations);
+  const namespace = uniqueId("ms");
+  const keyPrefix = `${uniqueId("k")}:`;
+  const db: Db = createDb(database.url);
+  const bus = await connectBus({ servers: [services.natsUrl], name: "test-publisher", namespace, log });
+  const instances: ServiceInstance[] = [];
+  const extraRedis: Redis[] = [];
+
+  async function startInstance(settings: InstanceSettings = {}): Promise<ServiceInstance> {
+    const registry = createMetricsRegistry("message-service");
+    const instanceBus = await connectBus({
+      servers: [services.natsUrl],
+      name: "message-service",
+      namespace,
+      log,
+    });
+    const redis = connectRedisNodes([services.redisUrl], log);
+    const lock = createConversationLock({
+      redis,
+      keyPrefix,
+      ttlMs: 5000,
+      waitRetries: settings.lockWaitRetries ?? 2,
+      waitDelayMs: 20,
+      retryLaterDelayMs: settings.lockRetryDelayMs ?? 1000,
+      log,
+      registry,
+    });
+    const consumer = await startMessagingConsumer({
+      bus: instanceBus,
+      db,
+      lock,
+      log,
+      metrics: createMessageMetrics(registry),
+      concurrency: settings.concurrency ?? 16,
+      maxLockAttempts: settings.maxLockAttempts ?? 8,
+    });
+    const instance: ServiceInstance = {
+      bus: instanceBus,
+      redis,
+      lock,
+      consumer,
+      registry,
+      async stop() {
+        await consumer.stop();
+        await instanceBus.drain();
+        await closeRedisNodes(redis);
+      },
+    };
+    instances.push(instance);
+    return instance;
+  }
+
+  return {
+    db,
+    bus,
+    keyPrefix,
+    namespace,
+    startInstance,
+    /** A Redis client of this run, for tests that hold a lock themselves. */
+    redisNode() {
+      const [client] = connectRedisNodes([services.redisUrl], log);
+      if (!client) throw new Error("no redis client");
+      extraRedis.push(client);
+      return client;
+    },
+    /** Publishes as the page-router does (`Nats-Msg-Id` = event id) unless a test wants a real duplicate. */
+    publish(event: MessagingEvent, msgId: string | null = event.eventId) {
+      return publishJson(
+        bus.js,
+        bus.topology.subjects.messagingEvent(event.pageId),
+        event,
+        msgId ? { msgId } : {},
+      );
+    },
+    /** Resolves once the service's consumer has nothing pending or unacknowledged. */
+    async settled() {
+      const { name } = bus.topology.streams.events;
+      await eventually(
+        async () => {
+          const info = await bus.jsm.consumers.info(name, bus.topology.consumers.messageService);
+          return info.num_pending === 0 && info.num_ack_pending === 0;
+        },
+        { timeoutMs: 30_000, message: "consumer settled" },
+      );
+    },
+    async domainEvents(): Promise<DomainEvent[]> {
+      const stored = await listStored(bus.js, bus.jsm, bus.topology.streams.domain.name);
+      return stored.map((m) => JSON.parse(new TextDecoder().decode(m.data)) as DomainEvent);
+    },
+    async deadLetters() {
+      return listStored(bus.js, bus.jsm, bus.topology.streams.deadLetter.name);
+    },
+    async close() {
+      await Promise.allSettled(instances.map((i) => i.stop()));
+      await closeRedisNodes(extraRedis);
+      await deleteStreams(bus.jsm, bus.topology);
+      await bus.drain();
+      await db.$disconnect();
+      await database.drop();
+    },
+  };
+}
+export type TestWorld = Awaited<ReturnType<typeof createTestWorld>>;
+
+let sequence = 0;
+const base = (pageId: string, psid: string, timestamp: number) => ({
+  eventId: `evt-${uniqueId("")}-${++sequence}`,
+  pageId,
+  companyId: "company-1",
+  psid,
+  conversationKey: conversationKey(pageId, psid),
+  timestamp,
+  traceId: uniqueId("trace"),
+  receivedAt: timestamp,
+  raw: { timestamp },
+});
+
+/** Typed messaging events as the page-router publishes them. */
+export const events = {
+  message(
+    pageId: string,
+    psid: string,
+    mid: string,
+    timestamp: number,
+    text = `hello ${mid}`,
+  ): MessagingEvent {
+    return {
+      ...base(pageId, psid, timestamp),
+      kind: "message",
+      mid,
+      text,
+      attachments: [],
+      quickReplyPayload: null,
+      replyToMid: null,
+      profile: { firstName: "Ada", lastName: "Lovelace", profilePicUrl: null },
+      profileStatus: "fetched",
+    };
+  },
+  echo(
+    pageId: string,
+    psid: string,
+    mid: string,
+    timestamp: number,
+    metadata: string | null = null,
+  ): MessagingEvent {
+    return {
+      ...base(pageId, psid, timestamp),
+      kind: "echo",
+      mid,
+      text: `echo ${mid}`,
+      attachments: [],
+      appId: metadata ? "100000000000001" : "263902037430900",
+      metadata,
+    };
+  },
+  delivery(pageId: string, psid: string, watermark: number, mids: string[] = []): MessagingEvent {
+    return { ...base(pageId, psid, watermark), kind: "delivery", watermark, mids };
+  },
+  read(pageId: string, psid: string, watermark: number): MessagingEvent {
+    return { ...base(pageId, psid, watermark), kind: "read", watermark };
+  },
+  reaction(
+    pageId: string,
+    psid: string,
+    targetMid: string,
+    timestamp: number,
+    action: "react" | "unreact",
+    emoji = "❤",
+  ): MessagingEvent {
+    return {
+      ...base(pageId, psid, timestamp),
+      kind: "reaction",
+      action,
+      reaction: action === "react" ? "love" : null,
+      emoji: action === "react" ? emoji : null,
+      targetMid,
+    };
+  },
+  referral(pageId: string, psid: string, timestamp: number): MessagingEvent {
+    return { ...base(pageId, psid, timestamp), kind: "referral", referral: { ref: "ad-42", source: "ADS" } };
+  },
+};
