@@ -1,0 +1,60 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { bakeApps, checkApps, checkDockerfile } from "./dockerfile";
+import { type Finding, type K8sObject, objectName, renderKustomization } from "./manifests";
+import { checkPolicy } from "./policy";
+import { validateSchema } from "./schema";
+
+export interface Report {
+  /** What was checked: each overlay with its object count, and the image recipe. */
+  checked: string[];
+  findings: Finding[];
+}
+
+/** Schema, unknown-field and policy checks of every object of one rendered kustomization. */
+export async function checkObjects(objects: K8sObject[], { policy = true } = {}): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  for (const object of objects) {
+    findings.push(...(await validateSchema(object)));
+    if (policy) findings.push(...checkPolicy(object));
+  }
+  return findings;
+}
+
+/** Each workload image is one the Dockerfile builds (`…/<app>:<tag>` with <app> in the bake file). */
+export function checkImagesAreBuilt(objects: K8sObject[], apps: string[]): Finding[] {
+  const findings: Finding[] = [];
+  for (const object of objects) {
+    const text = JSON.stringify(object.spec ?? {});
+    for (const match of text.matchAll(/"image":"([^"]+)"/g)) {
+      const image = match[1]!;
+      const app = image.split("@")[0]!.split(":")[0]!.split("/").at(-1)!;
+      if (!apps.includes(app)) {
+        findings.push({ rule: "image-built", object: objectName(object), message: `no app builds ${image}` });
+      }
+    }
+  }
+  return findings;
+}
+
+/** Everything `pnpm infra:check` checks, for the repository at `root`. */
+export async function checkRepository(root: string): Promise<Report> {
+  const report: Report = { checked: [], findings: [] };
+  const apps = bakeApps(readFileSync(join(root, "infra/docker/docker-bake.hcl"), "utf8"));
+  report.findings.push(...checkDockerfile(readFileSync(join(root, "infra/docker/Dockerfile"), "utf8")));
+  report.findings.push(...checkApps(apps, root));
+  report.checked.push(`infra/docker/Dockerfile (apps: ${apps.join(", ")})`);
+
+  const overlays = join(root, "infra/k8s/overlays");
+  for (const overlay of readdirSync(overlays, { withFileTypes: true }).filter((d) => d.isDirectory())) {
+    const objects = renderKustomization(join(overlays, overlay.name));
+    report.findings.push(...(await checkObjects(objects)));
+    report.findings.push(...checkImagesAreBuilt(objects, apps));
+    report.checked.push(`infra/k8s/overlays/${overlay.name} (${objects.length} objects)`);
+  }
+  // Third-party images for laptops only: valid objects, but not held to Switchboard's own policies.
+  const deps = renderKustomization(join(root, "infra/k8s/local-deps"));
+  report.findings.push(...(await checkObjects(deps, { policy: false })));
+  report.checked.push(`infra/k8s/local-deps (${deps.length} objects, schema only)`);
+  return report;
+}

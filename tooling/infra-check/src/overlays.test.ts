@@ -1,0 +1,108 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: tests read and mutate rendered manifests as plain JSON
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { checkRepository } from "./check";
+import { type K8sObject, renderKustomization } from "./manifests";
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+const render = (overlay: string) => renderKustomization(join(root, "infra/k8s/overlays", overlay));
+const services = ["ingress", "page-router", "message-service", "subscription-service"];
+
+const find = (objects: K8sObject[], kind: string, name: string) =>
+  objects.find((o) => o.kind === kind && o.metadata.name === name) as any;
+
+describe("pnpm infra:check", () => {
+  it("finds nothing wrong in the real overlays and image recipe", async () => {
+    const report = await checkRepository(root);
+    expect(report.findings).toEqual([]);
+    expect(report.checked).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^infra\/k8s\/overlays\/local \(\d+ objects\)$/),
+        expect.stringMatching(/^infra\/k8s\/overlays\/production \(\d+ objects\)$/),
+      ]),
+    );
+  });
+});
+
+describe.each(["local", "production"])("the %s overlay", (overlay) => {
+  const objects = render(overlay);
+
+  it("gives each service a Deployment, Service, ServiceAccount, ConfigMap, PDB and NetworkPolicy", () => {
+    for (const name of services) {
+      for (const kind of [
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+      ]) {
+        expect(find(objects, kind, name), `${kind}/${name}`).toBeDefined();
+      }
+    }
+    const autoscaled = objects
+      .filter((o) => o.kind === "HorizontalPodAutoscaler")
+      .map((o) => o.metadata.name);
+    expect(autoscaled.sort()).toEqual(["ingress", "message-service", "page-router"]);
+  });
+
+  it("denies all traffic by default", () => {
+    const deny = find(objects, "NetworkPolicy", "default-deny");
+    expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ["Ingress", "Egress"] });
+  });
+
+  it("exposes only the webhook and the /v1 API", () => {
+    const ingresses = objects.filter((o) => o.kind === "Ingress") as any[];
+    expect(ingresses).toHaveLength(1);
+    const paths = ingresses[0].spec.rules.flatMap((r: any) =>
+      r.http.paths.map((p: any) => `${p.path} -> ${p.backend.service.name}:${p.backend.service.port.name}`),
+    );
+    expect(paths).toEqual(["/webhooks/facebook -> ingress:http", "/v1 -> message-service:http"]);
+  });
+
+  it("reads secrets only from switchboard-secrets and commits none", () => {
+    expect(objects.filter((o) => o.kind === "Secret")).toEqual([]);
+    const refs: string[] = [];
+    JSON.stringify(objects, (key, value) => {
+      if (key === "secretKeyRef" || key === "secretRef") refs.push(value.name);
+      return value;
+    });
+    expect(refs.length).toBeGreaterThan(0);
+    expect(new Set(refs)).toEqual(new Set(["switchboard-secrets"]));
+  });
+
+  it("migrates the database with the message-service image of the same release", () => {
+    const job = find(objects, "Job", "db-migrate");
+    const service = find(objects, "Deployment", "message-service");
+    expect(job.spec.template.spec.containers[0].image).toBe(service.spec.template.spec.containers[0].image);
+    expect(job.spec.template.spec.containers[0].command.at(-1)).toBe(
+      "node_modules/@switchboard/db/dist/migrate-cli.js",
+    );
+  });
+});
+
+describe("the production overlay", () => {
+  const objects = render("production");
+  const shared = find(objects, "ConfigMap", "switchboard-shared").data;
+
+  it("runs at least two replicas of every service", () => {
+    for (const name of services)
+      expect(find(objects, "Deployment", name).spec.replicas).toBeGreaterThanOrEqual(2);
+    for (const hpa of objects.filter((o) => o.kind === "HorizontalPodAutoscaler") as any[]) {
+      expect(hpa.spec.minReplicas).toBeGreaterThanOrEqual(2);
+    }
+  });
+
+  it("uses a 3-server NATS cluster with 3 stream replicas and 3 independent Redis nodes", () => {
+    expect(shared.NATS_URL.split(",")).toHaveLength(3);
+    expect(shared.NATS_STREAM_REPLICAS).toBe("3");
+    expect(new Set(shared.REDIS_URL.split(",")).size).toBe(3);
+  });
+
+  it("pins every image to a release tag in a registry", () => {
+    const images = [...JSON.stringify(objects).matchAll(/"image":"([^"]+)"/g)].map((m) => m[1]!);
+    for (const image of images)
+      expect(image).toMatch(/^registry\.example\.com\/switchboard\/[a-z-]+:\d+\.\d+\.\d+$/);
+  });
+});
