@@ -59,12 +59,12 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
         body: payload,
         badSignature: sendOptions.badSignature ?? false,
       });
-      state.webhookDeliveries.push({ url, body: result.sentBody, status: result.status, at });
+      state.recordDelivery({ url, body: result.sentBody, status: result.status, at });
       log?.info({ url, status: result.status }, "webhook delivered");
       return result;
     } catch (error) {
       const message = (error as Error).message;
-      state.webhookDeliveries.push({
+      state.recordDelivery({
         url,
         body: typeof payload === "string" ? payload : JSON.stringify(payload),
         error: message,

@@ -244,7 +244,7 @@ export function createGraphRouter(options: GraphRouterOptions): Router {
     // `me` resolves to the token's page, as at Meta; a profile call is filed under the person's page.
     const pageId = target.pageId === "me" ? info?.pageId : (target.pageId ?? info?.pageId);
     const appsecretProofValid = proofIsValid(token, proofOf(req), appSecret);
-    state.calls.push({
+    state.recordCall({
       method: req.method,
       path: req.path,
       endpoint,
@@ -421,7 +421,7 @@ export function createGraphRouter(options: GraphRouterOptions): Router {
 
     const mid = `m_${randomBytes(24).toString("base64url")}`;
     const sent = { pageId: auth.tokenPageId, psid: user.psid, mid, body: { ...body, recipient, message } };
-    state.sentMessages.push({ ...sent, at: Date.now() });
+    state.recordSentMessage({ ...sent, at: Date.now() });
     const mode =
       state.echoMode === "random" ? (Math.random() < 0.5 ? "before" : "after") : (state.echoMode as string);
     if (mode === "before") await options.onMessageSent(sent, { beforeAnswer: true });

@@ -75,6 +75,14 @@ export interface WebhookDelivery {
 
 type TokenStatus = "valid" | "revoked" | "replaced";
 
+// Logs keep the newest entries only, so a long `pnpm dev` session does not grow without bound.
+const LOG_LIMIT = 10_000;
+
+function append<T>(log: T[], entry: T): void {
+  log.push(entry);
+  if (log.length > LOG_LIMIT) log.splice(0, log.length - LOG_LIMIT);
+}
+
 export class FakeMetaState {
   readonly calls: RecordedCall[] = [];
   readonly sentMessages: SentMessage[] = [];
@@ -189,6 +197,18 @@ export class FakeMetaState {
       if (error.times <= 0) list.splice(index, 1);
     }
     return error;
+  }
+
+  recordCall(call: RecordedCall): void {
+    append(this.calls, call);
+  }
+
+  recordSentMessage(message: SentMessage): void {
+    append(this.sentMessages, message);
+  }
+
+  recordDelivery(delivery: WebhookDelivery): void {
+    append(this.webhookDeliveries, delivery);
   }
 
   callsTo(pageId: string, endpoint?: GraphEndpointName): RecordedCall[] {

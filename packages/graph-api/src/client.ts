@@ -133,15 +133,20 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     url.searchParams.set("appsecret_proof", proof);
 
     const started = performance.now();
-    const record = (outcome: GraphCallRecord["outcome"], status: number, usage: GraphUsage) =>
-      onCall?.({
-        endpoint: request.endpoint,
-        ...(request.pageId ? { pageId: request.pageId } : {}),
-        outcome,
-        status,
-        durationMs: performance.now() - started,
-        usage,
-      });
+    const record = (outcome: GraphCallRecord["outcome"], status: number, usage: GraphUsage) => {
+      try {
+        onCall?.({
+          endpoint: request.endpoint,
+          ...(request.pageId ? { pageId: request.pageId } : {}),
+          outcome,
+          status,
+          durationMs: performance.now() - started,
+          usage,
+        });
+      } catch {
+        // A failing metrics hook must not turn a good Graph answer into an error.
+      }
+    };
 
     let response: Response;
     let text: string;
