@@ -2,7 +2,9 @@ import { type Bus, connectBus } from "@switchboard/bus";
 import { env, loadConfig } from "@switchboard/config";
 import { createTokenCipher, type TokenCipher } from "@switchboard/crypto";
 import { createDb, type Db } from "@switchboard/db";
+import { createGraphClient, type GraphClient } from "@switchboard/graph-api";
 import { createLogger, type Logger } from "@switchboard/observability";
+import { subscribedFieldsEnv } from "@switchboard/subscriptions";
 import { z } from "zod";
 
 export const cliConfigSchema = z.object({
@@ -11,6 +13,15 @@ export const cliConfigSchema = z.object({
   BUS_NAMESPACE: env.busNamespace(),
   TOKEN_ENCRYPTION_KEYS: env.secret(10),
   LOG_LEVEL: env.logLevel().default("warn"),
+});
+
+/** Only the commands that call Meta (`subscriptions …`) need these. */
+export const graphConfigSchema = z.object({
+  FB_APP_ID: z.string({ error: "required" }).regex(/^\d+$/, "the numeric Meta app id"),
+  FB_APP_SECRET: env.secret(),
+  GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
+  GRAPH_API_VERSION: env.graphApiVersion(),
+  SUBSCRIBED_FIELDS: subscribedFieldsEnv(),
 });
 
 /**
@@ -22,6 +33,8 @@ export interface CliContext {
   db(): Db;
   bus(): Promise<Bus>;
   cipher(): TokenCipher;
+  graphConfig(): z.infer<typeof graphConfigSchema>;
+  graph(): GraphClient;
   log(): Logger;
   close(): Promise<void>;
 }
@@ -32,6 +45,8 @@ export function createCliContext(environment: Record<string, string | undefined>
   let bus: Promise<Bus> | undefined;
   let cipher: TokenCipher | undefined;
   let log: Logger | undefined;
+  let graphConfig: z.infer<typeof graphConfigSchema> | undefined;
+  let graph: GraphClient | undefined;
   const context: CliContext = {
     config: () => {
       config ??= loadConfig(cliConfigSchema, environment);
@@ -53,6 +68,18 @@ export function createCliContext(environment: Record<string, string | undefined>
     cipher: () => {
       cipher ??= createTokenCipher(context.config().TOKEN_ENCRYPTION_KEYS);
       return cipher;
+    },
+    graphConfig: () => {
+      graphConfig ??= loadConfig(graphConfigSchema, environment);
+      return graphConfig;
+    },
+    graph: () => {
+      graph ??= createGraphClient({
+        baseUrl: context.graphConfig().GRAPH_API_BASE_URL,
+        version: context.graphConfig().GRAPH_API_VERSION,
+        appSecret: context.graphConfig().FB_APP_SECRET,
+      });
+      return graph;
     },
     log: () => {
       log ??= createLogger({ service: "cli", level: context.config().LOG_LEVEL });

@@ -1,10 +1,12 @@
 import { Command } from "commander";
 import { registerPageCommands } from "./commands/pages";
+import { registerSubscriptionCommands } from "./commands/subscriptions";
 import type { CliContext } from "./context";
 
 /** `pnpm sb …`: the operator CLI. Each command group registers itself from src/commands. */
 export function buildProgram(context: CliContext): Command {
   const program = new Command("sb").description("Switchboard operator commands").showHelpAfterError();
   registerPageCommands(program, context);
+  registerSubscriptionCommands(program, context);
   return program;
 }

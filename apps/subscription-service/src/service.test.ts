@@ -1,8 +1,11 @@
+import { listStored } from "@switchboard/bus";
+import { PageLifecycleEvent } from "@switchboard/contracts";
 import { disconnectPage } from "@switchboard/pages";
 import { DEFAULT_SUBSCRIBED_FIELDS } from "@switchboard/subscriptions";
 import { eventually } from "@switchboard/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createHarness, type Harness } from "./test-harness";
+import { reconcileKeys } from "./worker";
 
 const desired = [...DEFAULT_SUBSCRIBED_FIELDS].sort();
 
@@ -70,5 +73,136 @@ describe("subscription-service", () => {
     expect(deletes[0]?.path).toBe("/v21.0/2101/subscribed_apps");
     expect(deletes[0]?.token).toBe(token);
     expect(h.fake.state.subscriptions("2101")).toBeUndefined();
+  });
+
+  const gets = (pageId: string) =>
+    h.fake.state.callsTo(pageId, "subscribed_apps").filter((c) => c.method === "GET").length;
+  const waitSubscribed = (pageId: string) =>
+    eventually(async () => (await subscription(pageId))?.status === "subscribed", {
+      message: `${pageId} subscribed`,
+    });
+
+  it("repairs a subscription dropped at Meta on the next reconcile", async () => {
+    const replica = await h.startReplica("a", { intervalMs: 1000 });
+    await h.connectPage("2201");
+    await h.connectPage("2202");
+    await waitSubscribed("2201");
+    const firstSubscribedAt = (await subscription("2201"))?.lastSubscribedAt;
+
+    h.fake.state.dropSubscription("2201");
+    await eventually(() => h.fake.state.subscriptions("2201")?.length === desired.length, {
+      message: "re-subscribed at Meta",
+    });
+    const row = await eventually(async () => {
+      const r = await subscription("2201");
+      return r?.status === "subscribed" && r.lastSubscribedAt !== firstSubscribedAt ? r : undefined;
+    });
+    expect(row.subscribedFields).toEqual(desired);
+
+    // The repair was found by a check (GET), then POSTed on the page's own endpoint, then verified.
+    const methods = h.fake.state.callsTo("2201", "subscribed_apps").map((c) => c.method);
+    expect(methods.slice(0, 2)).toEqual(["POST", "GET"]);
+    expect(methods.slice(2).join(",")).toMatch(/GET,POST,GET/);
+    // Metrics follow the recorded row.
+    const metrics = await eventually(async () => {
+      const text = await replica.registry.metrics();
+      return /switchboard_page_subscription_status\{page_id="2201",status="subscribed"[^}]*\} 1/.test(text) &&
+        /switchboard_subscription_reconciles_total\{trigger="schedule",outcome="repaired"[^}]*\} 1/.test(text)
+        ? text
+        : undefined;
+    });
+    expect(metrics).toContain('switchboard_graph_calls_total{endpoint="subscribed_apps:POST",outcome="ok"');
+  });
+
+  it("moves a page whose token was revoked to reauthorization_required and stops calling Meta for it", async () => {
+    await h.startReplica("a", { intervalMs: 1000 });
+    await h.connectPage("2301");
+    await h.connectPage("2302");
+    await waitSubscribed("2301");
+    await waitSubscribed("2302");
+
+    h.fake.state.revokeToken("2301");
+    const page = await eventually(async () => {
+      const p = await h.db.pageConnection.findUnique({ where: { pageId: "2301" } });
+      return p?.status === "reauthorization_required" ? p : undefined;
+    });
+    expect(page.statusReason).toContain("token invalid");
+    expect(page.statusReason).not.toContain("EAAB");
+    const row = await subscription("2301");
+    expect(row?.status).toBe("reauthorization_required");
+    expect(row?.lastError).toContain("190");
+
+    // No retry storm: over three more intervals the page is not called again, while its neighbour is.
+    const callsAfter = h.fake.state.callsTo("2301").length;
+    const neighbourBefore = gets("2302");
+    await eventually(() => gets("2302") >= neighbourBefore + 3, { message: "neighbour checked 3 times" });
+    expect(h.fake.state.callsTo("2301").length).toBe(callsAfter);
+    const events = await listStored(h.control.js, h.control.jsm, h.control.topology.streams.pages.name);
+    const statusEvents = events
+      .map((m) => PageLifecycleEvent.parse(JSON.parse(new TextDecoder().decode(m.data))))
+      .filter((e) => e.type === "page.status_changed" && e.pageId === "2301");
+    expect(statusEvents).toHaveLength(1);
+    expect(statusEvents[0]?.status).toBe("reauthorization_required");
+
+    // A new token (the operator reconnects the page) subscribes it again.
+    await h.connectPage("2301");
+    await waitSubscribed("2301");
+    expect((await h.db.pageConnection.findUnique({ where: { pageId: "2301" } }))?.status).toBe("active");
+  });
+
+  it("backs off a rate-limited page while the other pages are still checked", async () => {
+    await h.startReplica("a", { intervalMs: 1000 });
+    for (const pageId of ["2401", "2402", "2403"]) await h.connectPage(pageId);
+    for (const pageId of ["2401", "2402", "2403"]) await waitSubscribed(pageId);
+
+    h.fake.state.injectError("2402", { code: 32, endpoint: "subscribed_apps" });
+    const limitedBefore = h.fake.state.callsTo("2402").length;
+    const othersBefore = { "2401": gets("2401"), "2403": gets("2403") };
+    await eventually(
+      () => gets("2401") >= othersBefore["2401"] + 4 && gets("2403") >= othersBefore["2403"] + 4,
+      {
+        message: "the other pages checked four more times",
+      },
+    );
+    // Rate-limited on the first check, then left alone for two intervals, then four: at most two calls.
+    const limitedCalls = h.fake.state.callsTo("2402").length - limitedBefore;
+    expect(limitedCalls).toBeGreaterThanOrEqual(1);
+    expect(limitedCalls).toBeLessThanOrEqual(2);
+    const row = await subscription("2402");
+    expect(row?.lastError).toContain("rate limited");
+    expect(row?.consecutiveFailures).toBeGreaterThanOrEqual(1);
+    expect(await h.redis.pttl(reconcileKeys(h.keyPrefix).backoff("2402"))).toBeGreaterThan(0);
+    expect((await h.db.pageConnection.findUnique({ where: { pageId: "2402" } }))?.status).toBe("active");
+  });
+
+  it("with two replicas, reconciles each page exactly once per interval", async () => {
+    const replicas = [
+      await h.startReplica("r1", { intervalMs: 1000 }),
+      await h.startReplica("r2", { intervalMs: 1000 }),
+    ];
+    const pages = ["2501", "2502", "2503", "2504", "2505"];
+    for (const pageId of pages) await h.connectPage(pageId);
+    for (const pageId of pages) await waitSubscribed(pageId);
+    const firstFullSlot = Math.floor(Date.now() / 1000) + 1;
+    await new Promise((resolve) => setTimeout(resolve, 4200));
+    const lastFullSlot = Math.floor(Date.now() / 1000) - 2;
+    await Promise.all(replicas.map((r) => r.stop()));
+
+    const done = replicas.flatMap((r) => r.reconciled.map((job) => `${job.pageId}:${job.slot}`));
+    expect(new Set(done).size).toBe(done.length);
+    for (let slot = firstFullSlot; slot <= lastFullSlot; slot++) {
+      for (const pageId of pages) expect(done).toContain(`${pageId}:${slot}`);
+    }
+    expect(lastFullSlot - firstFullSlot).toBeGreaterThanOrEqual(1);
+    // Meta saw exactly one check per reconcile: one verification GET after subscribing, one per job.
+    for (const pageId of pages) {
+      expect(gets(pageId)).toBe(1 + done.filter((d) => d.startsWith(`${pageId}:`)).length);
+    }
+    // Both replicas scheduled every job; the stream kept one of each.
+    const scheduled = await Promise.all(
+      replicas.map(async (r) => (await r.metrics.jobsScheduled.get()).values),
+    );
+    for (const values of scheduled) expect(values.reduce((sum, v) => sum + v.value, 0)).toBeGreaterThan(0);
+    expect(scheduled.flat().some((v) => v.labels.result === "duplicate" && v.value > 0)).toBe(true);
   });
 });
