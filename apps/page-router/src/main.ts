@@ -65,7 +65,13 @@ runMain(async () => {
       registry,
       checks: [
         { name: "nats", check: () => bus.isConnected() },
-        { name: "postgres", check: async () => (await db.$queryRaw`SELECT 1`, true) },
+        {
+          name: "postgres",
+          check: async () => {
+            await db.$queryRaw`SELECT 1`;
+            return true;
+          },
+        },
       ],
     }),
     config.PORT,

@@ -10,7 +10,7 @@ import {
 import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { createFakeMeta, type FakeMeta, type RunningFakeMeta } from "@switchboard/fake-meta";
-import { createLogger, createMetricsRegistry } from "@switchboard/observability";
+import { createLogger, createMetricsRegistry, type Registry } from "@switchboard/observability";
 import { connectPage, disconnectPage } from "@switchboard/pages";
 import {
   createTestDatabase,
@@ -20,13 +20,14 @@ import {
   uniqueId,
 } from "@switchboard/testing";
 import { Redis } from "ioredis";
+import { RateLimiterRedis } from "rate-limiter-flexible";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPageRouterMetrics } from "./metrics";
 import { type RunningPageRouter, startPageRouter } from "./router";
 
 const APP_SECRET = "router-test-app-secret";
 const cipher = createTokenCipher(generateTokenKey("k1"));
-const log = createLogger({ service: "page-router-test", level: "silent" });
+const log = createLogger({ service: "page-router-test", level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const decoder = new TextDecoder();
 
 describe("page-router", () => {
@@ -38,6 +39,7 @@ describe("page-router", () => {
   let metaServer: RunningFakeMeta;
   let keyPrefix: string;
   const replicas: RunningPageRouter[] = [];
+  const registries: Registry[] = [];
   const busTraffic: string[] = [];
   const tokens = new Set<string>();
 
@@ -66,7 +68,7 @@ describe("page-router", () => {
       },
     });
     replicas.push(replica);
-    return { replica, registry };
+    registries.push(registry);
   };
 
   beforeAll(async () => {
@@ -92,6 +94,8 @@ describe("page-router", () => {
         busTraffic.push(decoder.decode(msg.data));
       },
     });
+    // Two replicas share the durable consumer in every test: nothing may rely on being the only one.
+    await startReplica();
     await startReplica();
   });
 
@@ -163,5 +167,332 @@ describe("page-router", () => {
       profileStatus: "fetched",
       profile: { firstName: "Ada", lastName: "Lovelace" },
     });
+    const call = meta.state.callsTo("1001", "profile").at(-1)!;
+    expect(call).toMatchObject({ psid: "5001", appsecretProofValid: true });
+  });
+
+  it("publishes nothing new when the same entry is routed again, and uses the cached profile", async () => {
+    const item = buildTextMessageItem({ pageId: "1001", psid: "5001", text: "again", mid: "m_text_2" });
+    const entry = { id: "1001", time: Date.now(), messaging: [item] };
+    await publishEntry(entry);
+    await waitForEvents("1001", 2);
+    // Meta's retry of the same delivery with a new receive time, as a replay would re-send it.
+    await publishRaw(bus.js, bus.topology.subjects.webhookEntry("1001"), JSON.stringify(entry), {
+      msgId: "a-different-delivery",
+    });
+    await publishEntry({
+      id: "1001",
+      time: Date.now(),
+      messaging: [buildEchoItem({ pageId: "1001", psid: "5001", mid: "m_echo_x" })],
+    });
+    const events = await waitForEvents("1001", 3);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await eventsOf("1001")).map((e) => e.eventId)).toEqual([
+      "1001:message:m_text_1",
+      "1001:message:m_text_2",
+      "1001:echo:m_echo_x",
+    ]);
+    expect(events[1]).toMatchObject({ profileStatus: "cached", profile: { firstName: "Ada" } });
+    expect(meta.state.callsTo("1001", "profile")).toHaveLength(1);
+  });
+
+  it("fetches each page's profiles with that page's own token", async () => {
+    const tokenA = await connect("2001", "acme");
+    const tokenB = await connect("2002", "globex");
+    meta.state.addUser({ pageId: "2001", psid: "6001", firstName: "Ann" });
+    meta.state.addUser({ pageId: "2002", psid: "6002", firstName: "Bob" });
+    await Promise.all([
+      publishEntry({
+        id: "2001",
+        time: Date.now(),
+        messaging: [buildTextMessageItem({ pageId: "2001", psid: "6001" })],
+      }),
+      publishEntry({
+        id: "2002",
+        time: Date.now(),
+        messaging: [buildTextMessageItem({ pageId: "2002", psid: "6002" })],
+      }),
+    ]);
+    const [a] = await waitForEvents("2001", 1);
+    const [b] = await waitForEvents("2002", 1);
+    expect(a).toMatchObject({
+      companyId: "acme",
+      psid: "6001",
+      profile: { firstName: "Ann" },
+      profileStatus: "fetched",
+    });
+    expect(b).toMatchObject({
+      companyId: "globex",
+      psid: "6002",
+      profile: { firstName: "Bob" },
+      profileStatus: "fetched",
+    });
+    expect(meta.state.callsTo("2001", "profile").map((c) => c.token)).toEqual([tokenA]);
+    expect(meta.state.callsTo("2002", "profile").map((c) => c.token)).toEqual([tokenB]);
+  });
+
+  it("parks entries of an unknown page and replays them once the page is connected", async () => {
+    const items = [1, 2, 3].map((n) =>
+      buildTextMessageItem({ pageId: "3001", psid: "7001", mid: `m_late_${n}` }),
+    );
+    for (const item of items) await publishEntry({ id: "3001", time: Date.now(), messaging: [item] });
+    const parked = await eventually(async () => {
+      const stored = await listStored(
+        bus.js,
+        bus.jsm,
+        bus.topology.streams.unrouted.name,
+        bus.topology.subjects.unrouted("3001"),
+      );
+      return stored.length === 3 && stored;
+    });
+    expect(parked.map((m) => m.reason)).toEqual(["unknown_page", "unknown_page", "unknown_page"]);
+    expect(await eventsOf("3001")).toEqual([]);
+
+    meta.state.addUser({ pageId: "3001", psid: "7001", firstName: "Late" });
+    await connect("3001");
+    const events = await waitForEvents("3001", 3);
+    expect(events.map((e) => e.eventId).sort()).toEqual([
+      "3001:message:m_late_1",
+      "3001:message:m_late_2",
+      "3001:message:m_late_3",
+    ]);
+    expect(events[0]).toMatchObject({ profile: { firstName: "Late" } });
+    await eventually(
+      async () =>
+        (
+          await listStored(
+            bus.js,
+            bus.jsm,
+            bus.topology.streams.unrouted.name,
+            bus.topology.subjects.unrouted("3001"),
+          )
+        ).length === 0,
+    );
+  });
+
+  it("parks entries of a disconnected page and undecodable entries, with the reason", async () => {
+    await connect("3101");
+    await disconnectPage({ db, bus }, "3101");
+    await publishEntry({
+      id: "3101",
+      time: Date.now(),
+      messaging: [buildTextMessageItem({ pageId: "3101", psid: "7101" })],
+    });
+    await publishRaw(bus.js, bus.topology.subjects.webhookEntry("3102"), "{not json", { msgId: "broken-1" });
+    await publishRaw(bus.js, bus.topology.subjects.webhookEntry("3103"), JSON.stringify({ time: 1 }), {
+      msgId: "broken-2",
+    });
+    const reasons = await eventually(async () => {
+      const stored = await listStored(bus.js, bus.jsm, bus.topology.streams.unrouted.name);
+      const mine = stored.filter((m) => /\.(3101|3102|3103)$/.test(m.subject));
+      return (
+        mine.length === 3 && Object.fromEntries(mine.map((m) => [m.subject.split(".").at(-1), m.reason]))
+      );
+    });
+    expect(reasons).toEqual({
+      "3101": "page_disabled",
+      "3102": "undecodable: not JSON",
+      "3103": expect.stringMatching(/^undecodable: id /),
+    });
+  });
+
+  it("uses a rotated token on the very next profile call, on every replica", async () => {
+    const oldToken = await connect("4001");
+    for (const psid of ["8001", "8002", "8003", "8004"]) meta.state.addUser({ pageId: "4001", psid });
+    await publishEntry({
+      id: "4001",
+      time: Date.now(),
+      messaging: [buildTextMessageItem({ pageId: "4001", psid: "8001" })],
+    });
+    await waitForEvents("4001", 1);
+
+    const newToken = `EAAB-rotated-${randomUUID()}`;
+    tokens.add(newToken);
+    meta.state.setToken("4001", newToken);
+    await connectPage(
+      { db, bus, cipher },
+      { pageId: "4001", name: "Page 4001", companyId: "acme", token: newToken },
+    );
+    // Lifecycle events reach every replica on a plain subscription; give NATS a moment to deliver it.
+    await new Promise((r) => setTimeout(r, 100));
+    for (const psid of ["8002", "8003", "8004"]) {
+      await publishEntry({
+        id: "4001",
+        time: Date.now(),
+        messaging: [buildTextMessageItem({ pageId: "4001", psid })],
+      });
+    }
+    const events = await waitForEvents("4001", 4);
+    expect(events.every((e) => e.kind === "message" && e.profileStatus === "fetched")).toBe(true);
+    expect(meta.state.callsTo("4001", "profile").map((c) => c.token)).toEqual([
+      oldToken,
+      newToken,
+      newToken,
+      newToken,
+    ]);
+  });
+
+  it("marks the page for re-authorisation on error 190 and still publishes the message", async () => {
+    await connect("5001");
+    meta.state.addUser({ pageId: "5001", psid: "9001" });
+    meta.state.addUser({ pageId: "5001", psid: "9002" });
+    meta.state.revokeToken("5001");
+    await publishEntry({
+      id: "5001",
+      time: Date.now(),
+      messaging: [buildTextMessageItem({ pageId: "5001", psid: "9001" })],
+    });
+    const [event] = await waitForEvents("5001", 1);
+    expect(event).toMatchObject({ kind: "message", profile: null, profileStatus: "unavailable" });
+    await eventually(
+      async () =>
+        (await db.pageConnection.findUnique({ where: { pageId: "5001" } }))?.status ===
+        "reauthorization_required",
+    );
+    const lifecycle = (await listStored(bus.js, bus.jsm, bus.topology.streams.pages.name))
+      .map((m) => PageLifecycleEvent.parse(JSON.parse(decoder.decode(m.data))))
+      .filter((e) => e.pageId === "5001");
+    expect(lifecycle.at(-1)).toMatchObject({
+      type: "page.status_changed",
+      status: "reauthorization_required",
+    });
+
+    // Messages keep flowing; the known-bad token is not used again.
+    await publishEntry({
+      id: "5001",
+      time: Date.now(),
+      messaging: [buildTextMessageItem({ pageId: "5001", psid: "9002" })],
+    });
+    const events = await waitForEvents("5001", 2);
+    expect(events[1]).toMatchObject({ psid: "9002", profileStatus: "unavailable" });
+    expect(meta.state.callsTo("5001", "profile")).toHaveLength(1);
+  });
+
+  it("backs off one page after a rate-limit error or high usage, without delaying its messages", async () => {
+    await connect("6001");
+    await connect("6002");
+    await connect("6003");
+    for (const psid of ["6101", "6102"]) meta.state.addUser({ pageId: "6001", psid });
+    for (const psid of ["6201", "6202"]) meta.state.addUser({ pageId: "6002", psid });
+    for (const psid of ["6301", "6302"]) meta.state.addUser({ pageId: "6003", psid });
+    meta.state.injectError("6001", { code: 613, endpoint: "profile", times: 1 });
+    meta.state.setUsage("6002", 95);
+    const send = (pageId: string, psid: string) =>
+      publishEntry({ id: pageId, time: Date.now(), messaging: [buildTextMessageItem({ pageId, psid })] });
+
+    await Promise.all([send("6001", "6101"), send("6002", "6201"), send("6003", "6301")]);
+    await Promise.all([waitForEvents("6001", 1), waitForEvents("6002", 1), waitForEvents("6003", 1)]);
+    expect(await redis.get(`${keyPrefix}graph:backoff:6001`)).toBe("rate_limit_error");
+    expect(await redis.get(`${keyPrefix}graph:backoff:6002`)).toBe("high_usage");
+    expect(await redis.pttl(`${keyPrefix}graph:backoff:6001`)).toBeGreaterThan(0);
+
+    await Promise.all([send("6001", "6102"), send("6002", "6202"), send("6003", "6302")]);
+    const [a, b, c] = await Promise.all([
+      waitForEvents("6001", 2),
+      waitForEvents("6002", 2),
+      waitForEvents("6003", 2),
+    ]);
+    expect([a[0], a[1]].map((e) => (e as { profileStatus: string }).profileStatus)).toEqual([
+      "unavailable",
+      "unavailable",
+    ]);
+    expect((b[0] as { profileStatus: string }).profileStatus).toBe("fetched");
+    expect((b[1] as { profileStatus: string }).profileStatus).toBe("unavailable");
+    expect(c.map((e) => (e as { profileStatus: string }).profileStatus)).toEqual(["fetched", "fetched"]);
+    expect(meta.state.callsTo("6001", "profile")).toHaveLength(1);
+    expect(meta.state.callsTo("6002", "profile")).toHaveLength(1);
+    expect(meta.state.callsTo("6003", "profile")).toHaveLength(2);
+  });
+
+  it("shares each page's Graph token bucket between replicas through Redis", async () => {
+    await connect("6501");
+    meta.state.addUser({ pageId: "6501", psid: "6511" });
+    // Another replica spent this page's whole bucket.
+    const elsewhere = new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: `${keyPrefix}graph:bucket`,
+      points: 100,
+      duration: 10,
+    });
+    await elsewhere.consume("6501", 100);
+    await publishEntry({
+      id: "6501",
+      time: Date.now(),
+      messaging: [buildTextMessageItem({ pageId: "6501", psid: "6511" })],
+    });
+    const [event] = await waitForEvents("6501", 1);
+    expect(event).toMatchObject({ profileStatus: "unavailable" });
+    expect(meta.state.callsTo("6501", "profile")).toHaveLength(0);
+  });
+
+  it("lets several replicas share the durable consumer without duplicates", async () => {
+    const pages = ["7001", "7002", "7003"];
+    for (const pageId of pages) await connect(pageId);
+    const sent: string[] = [];
+    await Promise.all(
+      Array.from({ length: 30 }, (_, n) => {
+        const pageId = pages[n % 3]!;
+        const mid = `m_many_${n}`;
+        sent.push(`${pageId}:message:${mid}`);
+        return publishEntry({
+          id: pageId,
+          time: Date.now(),
+          messaging: [buildTextMessageItem({ pageId, psid: `71${n}`, mid })],
+        });
+      }),
+    );
+    const all = (await Promise.all(pages.map((p) => waitForEvents(p, 10)))).flat();
+    await new Promise((r) => setTimeout(r, 200));
+    const ids = (await Promise.all(pages.map(eventsOf))).flat().map((e) => e.eventId);
+    expect(ids.sort()).toEqual(sent.sort());
+    expect(all).toHaveLength(30);
+    const received = await Promise.all(
+      registries.map(
+        async (r) => (await r.getSingleMetric("switchboard_router_entries_received_total")!.get()).values,
+      ),
+    );
+    const handled = received.map((values) =>
+      values.filter((v) => pages.includes(String(v.labels.page_id))).reduce((sum, v) => sum + v.value, 0),
+    );
+    expect(handled.reduce((a, b) => a + b)).toBe(30);
+  });
+
+  it("replays parked entries of a page connected while no lifecycle event reached it (periodic sweep)", async () => {
+    await publishEntry({
+      id: "7501",
+      time: Date.now(),
+      messaging: [buildTextMessageItem({ pageId: "7501", psid: "7511" })],
+    });
+    await eventually(
+      async () =>
+        (
+          await listStored(
+            bus.js,
+            bus.jsm,
+            bus.topology.streams.unrouted.name,
+            bus.topology.subjects.unrouted("7501"),
+          )
+        ).length === 1,
+    );
+    await db.pageConnection.create({
+      data: {
+        pageId: "7501",
+        companyId: "acme",
+        name: "Quiet",
+        pageAccessTokenEnc: cipher.encrypt("EAAB-quiet"),
+      },
+    });
+    tokens.add("EAAB-quiet");
+    const [event] = await waitForEvents("7501", 1);
+    expect(event).toMatchObject({ kind: "message", psid: "7511" });
+  });
+
+  it("never puts a token on the bus", async () => {
+    expect(tokens.size).toBeGreaterThan(5);
+    expect(busTraffic.some((text) => text.includes('"kind":"message"'))).toBe(true);
+    for (const token of tokens) {
+      expect(busTraffic.filter((text) => text.includes(token))).toEqual([]);
+    }
+    expect(busTraffic.filter((text) => text.includes("v1.k1."))).toEqual([]);
   });
 });
