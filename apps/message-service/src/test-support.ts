@@ -73,9 +73,11 @@ export async function createTestWorld() {
       log,
       registry,
     });
+    // Each instance has its own pool, as separate replicas do.
+    const instanceDb = createDb(database.url, { poolSize: 5 });
     const consumer = await startMessagingConsumer({
       bus: instanceBus,
-      db,
+      db: instanceDb,
       lock,
       log,
       metrics: createMessageMetrics(registry),
@@ -92,6 +94,7 @@ export async function createTestWorld() {
         await consumer.stop();
         await instanceBus.drain();
         await closeRedisNodes(redis);
+        await instanceDb.$disconnect();
       },
     };
     instances.push(instance);
