@@ -1,6 +1,8 @@
 import { Command } from "commander";
+import { registerDeadLetterCommands } from "./commands/dlq";
 import { registerPageCommands } from "./commands/pages";
 import { registerSubscriptionCommands } from "./commands/subscriptions";
+import { registerUnroutedCommands } from "./commands/unrouted";
 import type { CliContext } from "./context";
 
 /** `pnpm sb …`: the operator CLI. Each command group registers itself from src/commands. */
@@ -8,5 +10,7 @@ export function buildProgram(context: CliContext): Command {
   const program = new Command("sb").description("Switchboard operator commands").showHelpAfterError();
   registerPageCommands(program, context);
   registerSubscriptionCommands(program, context);
+  registerUnroutedCommands(program, context);
+  registerDeadLetterCommands(program, context);
   return program;
 }
