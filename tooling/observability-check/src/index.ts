@@ -1,0 +1,9 @@
+export { paths } from "./files";
+export { metricNamesIn } from "./promql";
+export {
+  type AlertingRule,
+  alertingRules,
+  prometheusRuleYaml,
+  type RuleGroup,
+  readRuleGroups,
+} from "./rules";
