@@ -88,6 +88,10 @@ export function createConversationLock(options: ConversationLockOptions): Conver
 
   const keyFor = (psid: string, pageId: string) => `${keyPrefix}${conversationLockKey(psid, pageId)}`;
 
+  // Handlers of this process queue per conversation here instead of racing each other in Redis: a burst
+  // of events for one conversation would otherwise burn its redelivery attempts on its own siblings.
+  const localTails = new Map<string, Promise<void>>();
+
   async function withConversationLock<T>(
     psid: string,
     pageId: string,
@@ -95,6 +99,28 @@ export function createConversationLock(options: ConversationLockOptions): Conver
   ): Promise<T> {
     const key = keyFor(psid, pageId);
     const started = performance.now();
+    const previous = localTails.get(key);
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const tail = (previous ?? Promise.resolve()).then(() => mine);
+    localTails.set(key, tail);
+    try {
+      await previous;
+      return await acquireAndRun(key, started, previous !== undefined, fn);
+    } finally {
+      release();
+      if (localTails.get(key) === tail) localTails.delete(key);
+    }
+  }
+
+  async function acquireAndRun<T>(
+    key: string,
+    started: number,
+    queuedLocally: boolean,
+    fn: (signal: RedlockAbortSignal) => Promise<T>,
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       let entered = false;
       let acquiredAt = 0;
@@ -103,7 +129,7 @@ export function createConversationLock(options: ConversationLockOptions): Conver
         await redlock.using([key], ttlMs, async (signal) => {
           entered = true;
           acquiredAt = performance.now();
-          metrics.acquired.inc({ waited: attempt > 0 ? "true" : "false" });
+          metrics.acquired.inc({ waited: attempt > 0 || queuedLocally ? "true" : "false" });
           metrics.waitSeconds.observe((acquiredAt - started) / 1000);
           signal.addEventListener("abort", () => {
             metrics.extensionsLost.inc();
@@ -158,7 +184,7 @@ function createLockMetrics(registry: Registry | undefined) {
   return {
     acquired: new Counter({
       name: "switchboard_lock_acquired_total",
-      help: "Conversation locks acquired; waited=true when the first attempt found the lock held",
+      help: "Conversation locks acquired; waited=true when it queued behind this process's holder or found the lock held",
       labelNames: ["waited"],
       registers,
     }),

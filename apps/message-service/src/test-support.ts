@@ -22,7 +22,10 @@ import { startMessagingConsumer } from "./messaging-consumer";
 import { createMessageMetrics } from "./metrics";
 import { closeRedisNodes, connectRedisNodes } from "./redis";
 
-export const log = createLogger({ service: "message-service-test", level: "silent" });
+export const log = createLogger({
+  service: "message-service-test",
+  level: process.env.TEST_LOG_LEVEL ?? "silent",
+});
 
 export interface ServiceInstance {
   bus: Bus;
@@ -69,7 +72,7 @@ export async function createTestWorld() {
       ttlMs: 5000,
       waitRetries: settings.lockWaitRetries ?? 2,
       waitDelayMs: 20,
-      retryLaterDelayMs: settings.lockRetryDelayMs ?? 1000,
+      retryLaterDelayMs: settings.lockRetryDelayMs ?? 200,
       log,
       registry,
     });
