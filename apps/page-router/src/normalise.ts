@@ -5,6 +5,8 @@ import {
   type MessageAttachment,
   type MessagingEvent,
   MessagingItem,
+  NO_PERSON_PSID,
+  USER_REF_PSID_PREFIX,
   type WebhookEntry,
 } from "@switchboard/contracts";
 import type { z } from "zod";
@@ -16,12 +18,6 @@ export interface EntryContext {
   traceId: string;
   receivedAt: number;
 }
-
-/**
- * Meta's items sometimes name no PSID: a checkbox opt-in has only `optin.user_ref`, a customer chat
- * plugin guest has `sender.user_ref`. Such people get this prefix so they never collide with a PSID.
- */
-export const USER_REF_PREFIX = "user_ref:";
 
 /**
  * One entry → one typed event per `messaging[]` and `standby[]` item, in Meta's order. Pure: the same
@@ -155,9 +151,8 @@ function personOf(value: unknown, pageId: string, isEcho = false): string {
   if ((isEcho || sender === pageId) && recipient) return recipient;
   if (sender) return sender;
   const ref = id(item.sender?.user_ref) ?? id(item.optin?.user_ref) ?? id(item.recipient?.user_ref);
-  if (ref) return `${USER_REF_PREFIX}${ref}`;
-  // An item that names no person at all: it still belongs to the page, under an explicit placeholder.
-  return "unknown";
+  if (ref) return `${USER_REF_PSID_PREFIX}${ref}`;
+  return NO_PERSON_PSID;
 }
 
 function attachmentsOf(list: Array<z.infer<typeof MessageAttachment>> | undefined): Attachment[] {

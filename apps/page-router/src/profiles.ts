@@ -1,5 +1,5 @@
 import type { Bus } from "@switchboard/bus";
-import type { ContactProfile } from "@switchboard/contracts";
+import { type ContactProfile, NO_PERSON_PSID, USER_REF_PSID_PREFIX } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
 import {
@@ -14,7 +14,6 @@ import { setPageStatus } from "@switchboard/pages";
 import type { Redis } from "ioredis";
 import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { PageRouterMetrics } from "./metrics";
-import { USER_REF_PREFIX } from "./normalise";
 import type { PageDirectory, RoutablePage } from "./page-directory";
 
 export type ProfileResult = {
@@ -188,7 +187,7 @@ export function createProfileLookup(deps: ProfileDeps): ProfileLookup {
 
   return {
     async profileFor(page, psid) {
-      if (psid.startsWith(USER_REF_PREFIX) || psid === "unknown")
+      if (psid.startsWith(USER_REF_PSID_PREFIX) || psid === NO_PERSON_PSID)
         return { profile: null, status: "not_requested" };
       const flightKey = `${page.pageId}:${psid}`;
       let running = inFlight.get(flightKey);

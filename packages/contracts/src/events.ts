@@ -9,6 +9,14 @@ export function conversationKey(pageId: string, psid: string): string {
   return `${pageId}:${psid}`;
 }
 
+/**
+ * `psid` of a person Meta names only by a `user_ref` (a checkbox-plugin opt-in, a chat-plugin guest):
+ * `user_ref:<ref>`, so it never collides with a real PSID. No profile can be fetched for it.
+ */
+export const USER_REF_PSID_PREFIX = "user_ref:";
+/** `psid` of an item that names no person at all (e.g. `policy-enforcement`): it is kept under the page. */
+export const NO_PERSON_PSID = "unknown";
+
 export const ContactProfile = z.object({
   firstName: z.string().nullable(),
   lastName: z.string().nullable(),
@@ -33,7 +41,7 @@ const EventBase = z.object({
   eventId: z.string(),
   pageId: z.string(),
   companyId: z.string(),
-  /** The user's page-scoped id, whichever side sent the item. */
+  /** The user's page-scoped id, whichever side sent the item (or `USER_REF_PSID_PREFIX` + ref, or `NO_PERSON_PSID`). */
   psid: z.string(),
   conversationKey: z.string(),
   /** Meta's timestamp in ms (the entry's time when the item has none). */
