@@ -1,5 +1,7 @@
 import { Command } from "commander";
+import { registerApiKeyCommands } from "./commands/api-keys";
 import { registerDeadLetterCommands } from "./commands/dlq";
+import { registerMessageCommands } from "./commands/messages";
 import { registerPageCommands } from "./commands/pages";
 import { registerSubscriptionCommands } from "./commands/subscriptions";
 import { registerUnroutedCommands } from "./commands/unrouted";
@@ -10,6 +12,8 @@ export function buildProgram(context: CliContext): Command {
   const program = new Command("sb").description("Switchboard operator commands").showHelpAfterError();
   registerPageCommands(program, context);
   registerSubscriptionCommands(program, context);
+  registerApiKeyCommands(program, context);
+  registerMessageCommands(program, context);
   registerUnroutedCommands(program, context);
   registerDeadLetterCommands(program, context);
   return program;

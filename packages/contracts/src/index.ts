@@ -1,5 +1,7 @@
+export * from "./api";
 export * from "./events";
 export * from "./fixtures";
 export * from "./reconcile";
+export * from "./send";
 export * from "./topology";
 export * from "./webhook";

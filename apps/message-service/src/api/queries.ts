@@ -1,0 +1,164 @@
+import type { ConversationView, MessageView, PageView } from "@switchboard/contracts";
+import { type Db, Prisma } from "@switchboard/db";
+import { ConversationCursor, decodeCursor, encodeCursor, MessageCursor } from "./cursor";
+
+/** The reads behind the Conversations API, each a keyset page over an index. */
+
+export async function listCompanyPages(db: Db, companyId: string): Promise<PageView[]> {
+  const pages = await db.pageConnection.findMany({
+    where: { companyId },
+    orderBy: [{ name: "asc" }, { pageId: "asc" }],
+  });
+  const subscriptions = await db.pageSubscription.findMany({
+    where: { pageId: { in: pages.map((p) => p.pageId) } },
+  });
+  const byPage = new Map(subscriptions.map((s) => [s.pageId, s]));
+  return pages.map((page) => {
+    const subscription = byPage.get(page.pageId);
+    return {
+      pageId: page.pageId,
+      name: page.name,
+      status: page.status,
+      statusReason: page.statusReason,
+      subscription: subscription
+        ? {
+            status: subscription.status,
+            subscribedFields: subscription.subscribedFields,
+            lastCheckedAt: subscription.lastCheckedAt?.toISOString() ?? null,
+          }
+        : null,
+    };
+  });
+}
+
+export interface PageOf<T> {
+  data: T[];
+  nextCursor: string | null;
+}
+
+interface MessageRow {
+  id: string;
+  mid: string | null;
+  direction: MessageView["direction"];
+  kind: string;
+  text: string | null;
+  payload: Record<string, unknown> | null;
+  status: MessageView["status"];
+  error: string | null;
+  sent_at: Date;
+  created_at: Date;
+}
+
+function toMessageView(row: MessageRow): MessageView {
+  return {
+    id: row.id,
+    mid: row.mid,
+    direction: row.direction,
+    kind: row.kind,
+    text: row.text,
+    payload: row.payload ?? {},
+    status: row.status,
+    error: row.error,
+    sentAt: row.sent_at.toISOString(),
+    createdAt: row.created_at.toISOString(),
+  };
+}
+
+export async function listConversations(
+  db: Db,
+  pageId: string,
+  { limit, cursor }: { limit: number; cursor?: string },
+): Promise<PageOf<ConversationView>> {
+  // '-infinity' puts conversations without a message last and keeps the keyset a total order.
+  const after = cursor ? decodeCursor(cursor, ConversationCursor) : undefined;
+  const startAfter = after
+    ? Prisma.sql`AND (COALESCE(c.last_message_at, '-infinity'), c.id) < (${after[0] ?? "-infinity"}::timestamptz, ${after[1]}::uuid)`
+    : Prisma.empty;
+  const rows = await db.$queryRaw<
+    Array<{
+      id: string;
+      psid: string;
+      first_name: string | null;
+      last_name: string | null;
+      profile_pic_url: string | null;
+      last_message_at: Date | null;
+      last_message:
+        | (Omit<MessageRow, "sent_at" | "created_at"> & { sent_at: string; created_at: string })
+        | null;
+    }>
+  >`
+    SELECT c.id, ct.psid, ct.first_name, ct.last_name, ct.profile_pic_url, c.last_message_at,
+           lm.row AS last_message
+    FROM conversations c
+    JOIN contacts ct ON ct.id = c.contact_id
+    LEFT JOIN LATERAL (
+      SELECT to_jsonb(m) AS row FROM (
+        SELECT id, mid, direction, kind, text, payload, status, error, sent_at, created_at
+        FROM messages
+        WHERE conversation_id = c.id
+        ORDER BY sent_at DESC, COALESCE(mid, '') DESC, id DESC
+        LIMIT 1
+      ) m
+    ) lm ON true
+    WHERE c.page_id = ${pageId} ${startAfter}
+    ORDER BY COALESCE(c.last_message_at, '-infinity') DESC, c.id DESC
+    LIMIT ${limit + 1}`;
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    data: page.map((row) => ({
+      id: row.id,
+      psid: row.psid,
+      contact: { firstName: row.first_name, lastName: row.last_name, profilePicUrl: row.profile_pic_url },
+      lastMessageAt: row.last_message_at?.toISOString() ?? null,
+      lastMessage: row.last_message
+        ? toMessageView({
+            ...row.last_message,
+            sent_at: new Date(row.last_message.sent_at),
+            created_at: new Date(row.last_message.created_at),
+          })
+        : null,
+    })),
+    nextCursor:
+      rows.length > limit && last
+        ? encodeCursor([last.last_message_at?.toISOString() ?? null, last.id])
+        : null,
+  };
+}
+
+export async function findConversationId(db: Db, pageId: string, psid: string): Promise<string | undefined> {
+  const conversation = await db.conversation.findFirst({
+    where: { pageId, contact: { pageId, psid } },
+    select: { id: true },
+  });
+  return conversation?.id;
+}
+
+export async function listMessages(
+  db: Db,
+  conversationId: string,
+  { limit, cursor, order }: { limit: number; cursor?: string; order: "asc" | "desc" },
+): Promise<PageOf<MessageView>> {
+  const after = cursor ? decodeCursor(cursor, MessageCursor) : undefined;
+  const key = Prisma.sql`(sent_at, COALESCE(mid, ''), id)`;
+  const startAfter = after
+    ? Prisma.sql`AND ${key} ${order === "asc" ? Prisma.raw(">") : Prisma.raw("<")} (${after[0]}::timestamptz, ${after[1]}, ${after[2]}::uuid)`
+    : Prisma.empty;
+  const direction = Prisma.raw(order === "asc" ? "ASC" : "DESC");
+  const rows = await db.$queryRaw<MessageRow[]>`
+    SELECT id, mid, direction::text AS direction, kind, text, payload, status::text AS status, error,
+           sent_at, created_at
+    FROM messages
+    WHERE conversation_id = ${conversationId}::uuid ${startAfter}
+    ORDER BY sent_at ${direction}, COALESCE(mid, '') ${direction}, id ${direction}
+    LIMIT ${limit + 1}`;
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    data: page.map(toMessageView),
+    nextCursor:
+      rows.length > limit && last
+        ? encodeCursor([last.sent_at.toISOString(), last.mid ?? "", last.id])
+        : null,
+  };
+}

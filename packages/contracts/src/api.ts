@@ -1,0 +1,167 @@
+import { z } from "zod";
+import { MessageDirection, MessageStatus, PageStatus } from "./events";
+
+/**
+ * The Conversations API (`/v1`) request and response bodies. The message-service validates with them and
+ * generates its OpenAPI document from them (`.meta({ id })` names a component), so the document cannot
+ * drift from what the server accepts.
+ */
+
+export const ApiError = z
+  .object({
+    error: z.object({
+      code: z.enum([
+        "unauthorized",
+        "not_found",
+        "invalid_request",
+        "idempotency_key_reused",
+        "page_unavailable",
+        "unavailable",
+      ]),
+      message: z.string(),
+      issues: z
+        .array(z.object({ path: z.string(), message: z.string() }))
+        .optional()
+        .meta({ description: "What is wrong with each field, for `invalid_request`." }),
+    }),
+  })
+  .meta({ id: "Error" });
+export type ApiError = z.infer<typeof ApiError>;
+
+/** Send API quick replies (https://developers.facebook.com/docs/messenger-platform/send-messages/quick-replies). */
+export const QuickReplyInput = z
+  .discriminatedUnion("content_type", [
+    z.object({
+      content_type: z.literal("text"),
+      title: z.string().min(1).max(20),
+      payload: z.string().min(1).max(1000),
+      image_url: z.url().optional(),
+    }),
+    z.object({ content_type: z.enum(["user_phone_number", "user_email"]) }),
+  ])
+  .meta({ id: "QuickReply" });
+
+export const MessagingType = z.enum(["RESPONSE", "UPDATE", "MESSAGE_TAG"]).meta({
+  id: "MessagingType",
+  description:
+    "RESPONSE (default): a reply within 24 hours of the person's last message. UPDATE: a proactive " +
+    "message within that window. MESSAGE_TAG with `tag` (e.g. HUMAN_AGENT): outside the window.",
+});
+
+export const SendMessageRequest = z
+  .object({
+    text: z.string().min(1).max(2000).optional(),
+    attachment: z
+      .object({
+        type: z.enum(["image", "video", "audio", "file"]),
+        url: z.url({ protocol: /^https?$/ }),
+      })
+      .optional(),
+    quick_replies: z.array(QuickReplyInput).min(1).max(13).optional(),
+    messaging_type: MessagingType.default("RESPONSE"),
+    tag: z
+      .string()
+      .regex(/^[A-Z_]+$/)
+      .optional()
+      .meta({ description: "Required with MESSAGE_TAG, e.g. HUMAN_AGENT, ACCOUNT_UPDATE." }),
+  })
+  .superRefine((body, ctx) => {
+    if ((body.text === undefined) === (body.attachment === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["text"], message: "give either text or attachment" });
+    }
+    if (body.messaging_type === "MESSAGE_TAG" && !body.tag) {
+      ctx.addIssue({ code: "custom", path: ["tag"], message: "MESSAGE_TAG needs a tag" });
+    }
+    if (body.messaging_type !== "MESSAGE_TAG" && body.tag) {
+      ctx.addIssue({ code: "custom", path: ["tag"], message: "tag is only for MESSAGE_TAG" });
+    }
+  })
+  .meta({
+    id: "SendMessageRequest",
+    example: { text: "Your order has shipped." },
+  });
+export type SendMessageRequest = z.infer<typeof SendMessageRequest>;
+
+export const SendMessageAccepted = z
+  .object({
+    id: z.uuid().meta({ description: "Switchboard's message id (Meta's `mid` comes once sent)." }),
+    status: MessageStatus,
+  })
+  .meta({ id: "SendMessageAccepted" });
+export type SendMessageAccepted = z.infer<typeof SendMessageAccepted>;
+
+export const PageView = z
+  .object({
+    pageId: z.string(),
+    name: z.string(),
+    status: PageStatus,
+    statusReason: z.string().nullable(),
+    subscription: z
+      .object({
+        status: z.string(),
+        subscribedFields: z.array(z.string()),
+        lastCheckedAt: z.iso.datetime().nullable(),
+      })
+      .nullable(),
+  })
+  .meta({ id: "Page" });
+export type PageView = z.infer<typeof PageView>;
+
+export const MessageView = z
+  .object({
+    id: z.uuid(),
+    mid: z.string().nullable().meta({ description: "Meta's message id; null while a send is queued." }),
+    direction: MessageDirection,
+    kind: z.string().meta({ description: "text, attachment, postback, …" }),
+    text: z.string().nullable(),
+    payload: z.record(z.string(), z.unknown()).meta({ description: "Attachments, quick reply, postback …" }),
+    status: MessageStatus,
+    error: z.string().nullable().meta({ description: "Why a send failed, in words." }),
+    sentAt: z.iso.datetime().meta({ description: "Meta's timestamp (the conversation's order)." }),
+    createdAt: z.iso.datetime(),
+  })
+  .meta({ id: "Message" });
+export type MessageView = z.infer<typeof MessageView>;
+
+export const ConversationView = z
+  .object({
+    id: z.uuid(),
+    psid: z.string(),
+    contact: z.object({
+      firstName: z.string().nullable(),
+      lastName: z.string().nullable(),
+      profilePicUrl: z.string().nullable(),
+    }),
+    lastMessageAt: z.iso.datetime().nullable(),
+    lastMessage: MessageView.nullable(),
+  })
+  .meta({ id: "Conversation" });
+export type ConversationView = z.infer<typeof ConversationView>;
+
+export const PaginationQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(25),
+  cursor: z.string().max(500).optional().meta({ description: "`nextCursor` of the previous page." }),
+});
+
+export const MessagesQuery = PaginationQuery.extend({
+  order: z
+    .enum(["asc", "desc"])
+    .default("asc")
+    .meta({ description: "asc: oldest first (Meta's timestamp); desc: newest first." }),
+});
+
+function listOf<T extends z.ZodType>(item: T, id: string) {
+  return z
+    .object({
+      data: z.array(item),
+      nextCursor: z
+        .string()
+        .nullable()
+        .meta({ description: "Pass as `cursor` for the next page; null at the end." }),
+    })
+    .meta({ id });
+}
+
+export const PageList = z.object({ data: z.array(PageView) }).meta({ id: "PageList" });
+export const ConversationList = listOf(ConversationView, "ConversationList");
+export const MessageList = listOf(MessageView, "MessageList");

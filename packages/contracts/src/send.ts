@@ -1,0 +1,33 @@
+import { createHash, randomBytes } from "node:crypto";
+import { z } from "zod";
+
+/**
+ * One outgoing message waiting for the send worker, on the `sends` work queue (`Nats-Msg-Id` = the message
+ * id, so a repeated enqueue is dropped). It carries ids only: the worker re-reads the `messages` row, which
+ * holds the content and is the truth about whether the message already went out.
+ */
+export const SendRequest = z.object({
+  messageId: z.string().uuid(),
+  pageId: z.string(),
+  psid: z.string(),
+  /** Who queued it: the product through the API, or an operator through the CLI. */
+  origin: z.enum(["api", "cli"]),
+  requestedAt: z.number().int(),
+  traceId: z.string(),
+});
+export type SendRequest = z.infer<typeof SendRequest>;
+
+/**
+ * API keys are `sbk_` + 32 random bytes (base64url). Only the SHA-256 is stored; `prefix` identifies a
+ * key in listings and logs without revealing it.
+ */
+export const API_KEY_PREFIX = "sbk_";
+
+export function hashApiKey(key: string): string {
+  return createHash("sha256").update(key, "utf8").digest("hex");
+}
+
+export function newApiKey(): { key: string; keyHash: string; prefix: string } {
+  const key = `${API_KEY_PREFIX}${randomBytes(32).toString("base64url")}`;
+  return { key, keyHash: hashApiKey(key), prefix: key.slice(0, API_KEY_PREFIX.length + 8) };
+}
