@@ -67,6 +67,26 @@ describe("schema check", () => {
     ]);
   });
 
+  it("validates a PrometheusRule (a custom resource with a model package)", async () => {
+    const [rule] = parseManifests(`
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: { name: switchboard }
+spec:
+  groups:
+    - name: switchboard
+      rules:
+        - alert: DeadLetters
+          expr: switchboard_dead_lettered_total > 0
+          labels: { severity: warning }
+`);
+    expect(await validateSchema(rule!)).toEqual([]);
+    const bad = structuredClone(rule) as any;
+    bad.spec.groups[0].rules[0].expresion = bad.spec.groups[0].rules[0].expr;
+    delete bad.spec.groups[0].rules[0].expr;
+    expect((await validateSchema(bad)).map((f) => f.rule).sort()).toEqual(["schema", "unknown-field"]);
+  });
+
   it("fails a kind it has no schema for, and a wrong apiVersion", async () => {
     const [custom] = parseManifests("apiVersion: example.com/v1\nkind: Widget\nmetadata: { name: w }\n");
     expect((await validateSchema(custom!)).map((f) => f.rule)).toEqual(["schema"]);

@@ -10,14 +10,21 @@ interface ValidationError {
 
 type Validate = (this: unknown) => void;
 
+/** Model packages of custom resources, by API group (core Kubernetes kinds come from kubernetes-models). */
+const CUSTOM_RESOURCE_MODELS: Record<string, string> = {
+  "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+};
+
 /**
- * The validator kubernetes-models ships for an apiVersion/kind (the Kubernetes OpenAPI schema compiled
- * with ajv), or undefined for a kind it does not know (a custom resource).
+ * The validator the model package ships for an apiVersion/kind (the OpenAPI schema compiled with ajv),
+ * or undefined for a kind no installed package knows.
  */
 async function validatorFor(apiVersion: string, kind: string): Promise<Validate | undefined> {
-  if (!/^[\w.]+(\/\w+)?$/.test(apiVersion) || !/^\w+$/.test(kind)) return undefined;
+  if (!/^[\w.-]+(\/\w+)?$/.test(apiVersion) || !/^\w+$/.test(kind)) return undefined;
+  const group = apiVersion.includes("/") ? apiVersion.split("/")[0]! : "";
+  const models = CUSTOM_RESOURCE_MODELS[group] ?? "kubernetes-models";
   try {
-    const module = (await import(/* @vite-ignore */ `kubernetes-models/${apiVersion}/${kind}`)) as Record<
+    const module = (await import(/* @vite-ignore */ `${models}/${apiVersion}/${kind}`)) as Record<
       string,
       { prototype?: { validate?: Validate } }
     >;
@@ -43,7 +50,7 @@ export async function validateSchema(object: K8sObject): Promise<Finding[]> {
       {
         rule: "schema",
         object: name,
-        message: `no Kubernetes schema for ${object.apiVersion} ${object.kind} (kubernetes-models 4.5.1)`,
+        message: `no schema for ${object.apiVersion} ${object.kind}: add its model package to CUSTOM_RESOURCE_MODELS`,
       },
     ];
   }
