@@ -126,17 +126,21 @@ async function upsertConversation(
   lastMessageAt: Date | null,
 ): Promise<ConversationRow> {
   const profile = event.kind === "message" ? event.profile : null;
+  // A profile from the router's cache is not news: only a fresh fetch moves `profile_fetched_at`.
+  const fetchedAt =
+    event.kind === "message" && event.profileStatus === "fetched" && profile ? new Date() : null;
   const [contact] = await tx.$queryRaw<Array<{ id: string }>>`
     INSERT INTO contacts (id, page_id, psid, first_name, last_name, profile_pic_url, profile_fetched_at, updated_at)
     VALUES (gen_random_uuid(), ${event.pageId}, ${event.psid}, ${profile?.firstName ?? null},
             ${profile?.lastName ?? null}, ${profile?.profilePicUrl ?? null},
-            ${profile ? new Date() : null}::timestamptz, now())
+            ${fetchedAt}::timestamptz, now())
     ON CONFLICT (page_id, psid) DO UPDATE SET
       first_name = COALESCE(EXCLUDED.first_name, contacts.first_name),
       last_name = COALESCE(EXCLUDED.last_name, contacts.last_name),
       profile_pic_url = COALESCE(EXCLUDED.profile_pic_url, contacts.profile_pic_url),
       profile_fetched_at = COALESCE(EXCLUDED.profile_fetched_at, contacts.profile_fetched_at),
-      updated_at = CASE WHEN EXCLUDED.profile_fetched_at IS NULL THEN contacts.updated_at ELSE now() END
+      updated_at = CASE WHEN EXCLUDED.first_name IS NULL AND EXCLUDED.last_name IS NULL
+        AND EXCLUDED.profile_pic_url IS NULL THEN contacts.updated_at ELSE now() END
     RETURNING id`;
   if (!contact) throw new Error("INVARIANT: contact upsert returned no row");
   const [conversation] = await tx.$queryRaw<ConversationRow[]>`
