@@ -1,0 +1,231 @@
+import type { Server } from "node:http";
+import { type Bus, connectBus, deleteStreams, listStored, publishRaw } from "@switchboard/bus";
+import { Headers } from "@switchboard/contracts";
+import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
+import { applyMigrations, createDb, type Db } from "@switchboard/db";
+import { createFakeMeta, type FakeMeta, type RunningFakeMeta } from "@switchboard/fake-meta";
+import { createGraphClient } from "@switchboard/graph-api";
+import { createLogger, createMetricsRegistry, listen } from "@switchboard/observability";
+import { connectPage } from "@switchboard/pages";
+import { DEFAULT_SUBSCRIBED_FIELDS } from "@switchboard/subscriptions";
+import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createConsoleApp } from "./app";
+import { createOperatorAuth, SESSION_COOKIE } from "./auth";
+import { registerJetStreamMetrics } from "./metrics";
+
+const OPERATOR_TOKEN = "operator-token-for-tests-0123456789";
+const APP_ID = "100000000000001";
+const APP_SECRET = "console-test-secret";
+const fields = [...DEFAULT_SUBSCRIBED_FIELDS];
+
+describe("operator console", () => {
+  let database: TestDatabase;
+  let db: Db;
+  let bus: Bus;
+  let meta: FakeMeta;
+  let metaServer: RunningFakeMeta;
+  let app: ReturnType<typeof createConsoleApp>;
+  let server: Server;
+  let cookie: string;
+  const auth = createOperatorAuth(OPERATOR_TOKEN);
+
+  beforeAll(async () => {
+    const log = createLogger({ service: "console-test", level: "silent" });
+    database = await createTestDatabase(applyMigrations);
+    db = createDb(database.url);
+    bus = await connectBus({
+      servers: [testServices().natsUrl],
+      name: "console-test",
+      namespace: uniqueId("con"),
+      log,
+    });
+    meta = createFakeMeta({ appSecret: APP_SECRET, appId: APP_ID, ingressUrl: "http://127.0.0.1:9/unused" });
+    metaServer = await meta.listen(0, "127.0.0.1");
+    const cipher = createTokenCipher(generateTokenKey("k1"));
+    meta.state.addPage({ pageId: "1001", token: "token-healthy" });
+    meta.state.addPage({ pageId: "1002", token: "token-broken" });
+    await connectPage(
+      { db, bus, cipher },
+      { pageId: "1001", name: "Healthy Shoes", companyId: "acme", token: "token-healthy" },
+    );
+    await connectPage(
+      { db, bus, cipher },
+      { pageId: "1002", name: "Broken Bikes", companyId: "acme", token: "token-broken" },
+    );
+    meta.state.subscribe("1001", fields);
+    await db.pageSubscription.create({
+      data: {
+        pageId: "1001",
+        desiredFields: fields,
+        subscribedFields: fields,
+        status: "subscribed",
+        lastCheckedAt: new Date(),
+      },
+    });
+    await db.pageSubscription.create({
+      data: {
+        pageId: "1002",
+        desiredFields: fields,
+        subscribedFields: [],
+        status: "missing",
+        lastCheckedAt: new Date(),
+      },
+    });
+    const { subjects } = bus.topology;
+    // Entries parked by the page-router: two for the broken page, one for a page nobody connected.
+    for (const pageId of ["1002", "1002", "9009"]) {
+      await publishRaw(
+        bus.js,
+        subjects.unrouted(pageId),
+        JSON.stringify({ id: pageId, time: 1, messaging: [] }),
+        {
+          headers: {
+            [Headers.reason]: "page_disabled",
+            [Headers.pageId]: pageId,
+            [Headers.originalSubject]: subjects.webhookEntry(pageId),
+          },
+        },
+      );
+    }
+    // A dead letter from the message-service for the healthy page, and a received entry for it.
+    await publishRaw(bus.js, subjects.deadLetter("message-service"), "{}", {
+      headers: {
+        [Headers.reason]: "invalid event",
+        [Headers.originalSubject]: subjects.messagingEvent("1001"),
+      },
+    });
+    await publishRaw(
+      bus.js,
+      subjects.webhookEntry("1001"),
+      JSON.stringify({ id: "1001", time: 1, messaging: [] }),
+    );
+
+    const registry = createMetricsRegistry("console");
+    registerJetStreamMetrics({ registry, bus, log });
+    const graph = createGraphClient({ baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET });
+    app = createConsoleApp({
+      auth,
+      overview: { db, bus, cipher, desiredFields: fields },
+      subscriptions: { db, bus, cipher, graph, appId: APP_ID, desiredFields: fields, log },
+      bus,
+      log,
+      registry,
+      checks: [],
+    });
+    server = await listen(app, 0, "127.0.0.1");
+    const login = await request(app).post("/login").type("form").send({ token: OPERATOR_TOKEN });
+    expect(login.status).toBe(303);
+    cookie = String(login.headers["set-cookie"]?.[0]).split(";")[0]!;
+  });
+
+  afterAll(async () => {
+    server?.close();
+    await metaServer?.close();
+    await deleteStreams(bus.jsm, bus.topology);
+    await bus.drain();
+    await db.$disconnect();
+    await database.drop();
+  });
+
+  it("shows nothing without the operator credential, and compares it exactly", async () => {
+    expect((await request(app).get("/").accept("html")).headers.location).toBe("/login");
+    expect((await request(app).get("/api/pages")).status).toBe(401);
+    expect(
+      (await request(app).get("/api/pages").set("Authorization", `Bearer ${OPERATOR_TOKEN}x`)).status,
+    ).toBe(401);
+    expect((await request(app).get("/api/pages").set("Cookie", `${SESSION_COOKIE}=forged`)).status).toBe(401);
+    const wrong = await request(app)
+      .post("/login")
+      .type("form")
+      .send({ token: OPERATOR_TOKEN.slice(0, -1) });
+    expect(wrong.status).toBe(401);
+    expect(wrong.headers["set-cookie"]).toBeUndefined();
+    expect(
+      (await request(app).get("/api/pages").set("Authorization", `Bearer ${OPERATOR_TOKEN}`)).status,
+    ).toBe(200);
+    const basic = Buffer.from(`operator:${OPERATOR_TOKEN}`).toString("base64");
+    expect((await request(app).get("/api/pages").set("Authorization", `Basic ${basic}`)).status).toBe(200);
+    // The cookie is derived from the token, never the token itself.
+    expect(cookie).not.toContain(OPERATOR_TOKEN);
+  });
+
+  it("lists every page with its subscription, token, traffic and waiting entries, problems first", async () => {
+    const res = await request(app).get("/api/pages").set("Cookie", cookie);
+    const pages = res.body.pages as Array<Record<string, unknown>>;
+    expect(pages.map((p) => p.pageId)).toEqual(["1002", "1001", "9009"]);
+    expect(pages[0]).toMatchObject({
+      name: "Broken Bikes",
+      companyId: "acme",
+      subscriptionStatus: "missing",
+      missingFields: fields,
+      tokenStatus: "ok",
+      unrouted: 2,
+      deadLettered: 0,
+      problems: ["subscription missing", "2 unrouted"],
+    });
+    expect(pages[2]).toMatchObject({ name: null, unrouted: 1, problems: ["not connected", "1 unrouted"] });
+    expect(pages[1]).toMatchObject({
+      subscriptionStatus: "subscribed",
+      deadLettered: 1,
+      problems: ["1 dead-lettered"],
+    });
+    expect(pages[1]!.lastWebhookAt).not.toBeNull();
+    expect(pages[0]!.lastWebhookAt).toBeNull();
+    const html = await request(app).get("/").set("Cookie", cookie);
+    expect(html.text).toContain('data-page-id="1002"');
+    expect(html.text).toContain("Broken Bikes");
+  });
+
+  it("re-subscribes a page through the subscription package, only with the form's CSRF field", async () => {
+    const forged = await request(app)
+      .post("/pages/1002/resubscribe")
+      .set("Cookie", cookie)
+      .type("form")
+      .send({});
+    expect(forged.status).toBe(403);
+    expect(meta.state.subscriptions("1002")).toBeUndefined();
+    const res = await request(app)
+      .post("/pages/1002/resubscribe")
+      .set("Cookie", cookie)
+      .type("form")
+      .send({ csrf: auth.csrfToken });
+    expect(res.status).toBe(303);
+    expect(res.headers.location).toContain("status=subscribed");
+    expect(meta.state.subscriptions("1002")?.sort()).toEqual([...fields].sort());
+    const row = await db.pageSubscription.findUniqueOrThrow({ where: { pageId: "1002" } });
+    expect(row.status).toBe("subscribed");
+  });
+
+  it("replays a page's unrouted entries back to the webhooks stream", async () => {
+    const { streams, subjects } = bus.topology;
+    const res = await request(app)
+      .post("/pages/1002/replay-unrouted")
+      .set("Cookie", cookie)
+      .type("form")
+      .send({ csrf: auth.csrfToken });
+    expect(res.headers.location).toContain("replayed=2");
+    expect(await listStored(bus.js, bus.jsm, streams.unrouted.name, subjects.unrouted("1002"))).toHaveLength(
+      0,
+    );
+    expect(
+      await listStored(bus.js, bus.jsm, streams.webhooks.name, subjects.webhookEntry("1002")),
+    ).toHaveLength(2);
+    expect(await listStored(bus.js, bus.jsm, streams.unrouted.name, subjects.unrouted("9009"))).toHaveLength(
+      1,
+    );
+  });
+
+  it("exports JetStream's state: dead letters per stage, unrouted per page, consumer lag", async () => {
+    const text = (await request(app).get("/metrics")).text;
+    expect(text).toMatch(
+      /switchboard_jetstream_dead_letters_waiting\{stage="message-service",service="console"\} 1/,
+    );
+    expect(text).toMatch(/switchboard_jetstream_unrouted_waiting\{page_id="9009",service="console"\} 1/);
+    expect(text).toMatch(
+      new RegExp(`switchboard_jetstream_stream_messages\\{stream="${bus.topology.streams.webhooks.name}"`),
+    );
+    expect(text).toContain("# TYPE switchboard_jetstream_consumer_pending gauge");
+  });
+});

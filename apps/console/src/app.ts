@@ -1,0 +1,135 @@
+import type { Bus } from "@switchboard/bus";
+import { createOpsRouter, type ReadinessCheck, type Registry } from "@switchboard/observability";
+import { PageNotFoundError } from "@switchboard/pages";
+import type { SubscriptionContext } from "@switchboard/subscriptions";
+import express, { type Express, type Request, type Response } from "express";
+import type { Logger } from "pino";
+import { replayUnrouted, resubscribePage } from "./actions";
+import { type OperatorAuth, SESSION_COOKIE } from "./auth";
+import { loadOverview, type OverviewDeps } from "./overview";
+import { loginPage, type Notice, overviewPage } from "./views";
+
+export interface ConsoleDeps {
+  auth: OperatorAuth;
+  overview: OverviewDeps;
+  subscriptions: SubscriptionContext;
+  bus: Bus;
+  log: Logger;
+  registry: Registry;
+  checks: ReadinessCheck[];
+}
+
+/** The result of an action, carried in the redirect's query as fields and rendered as text here. */
+function noticeOf(query: Request["query"]): Notice | undefined {
+  const page = typeof query.page === "string" ? query.page : "";
+  switch (query.action) {
+    case "resubscribe":
+      return query.status === "subscribed"
+        ? { text: `Page ${page} re-subscribed and verified.`, error: false }
+        : {
+            text: `Page ${page}: re-subscribe failed (${String(query.status ?? "error")}): ${String(query.problem ?? "")}`,
+            error: true,
+          };
+    case "replay":
+      return {
+        text: `Page ${page}: ${Number(query.replayed)} unrouted entries replayed${Number(query.failed) > 0 ? `, ${Number(query.failed)} failed` : ""}.`,
+        error: Number(query.failed) > 0,
+      };
+    case "error":
+      return { text: `Page ${page}: ${String(query.problem ?? "the action failed")}`, error: true };
+    default:
+      return undefined;
+  }
+}
+
+export function createConsoleApp(deps: ConsoleDeps): Express {
+  const { auth, log } = deps;
+  const app = express();
+  app.disable("x-powered-by");
+  app.use(createOpsRouter({ registry: deps.registry, checks: deps.checks }));
+  app.use((_req, res, next) => {
+    res.set({
+      "Content-Security-Policy":
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+      "X-Content-Type-Options": "nosniff",
+      "Referrer-Policy": "no-referrer",
+      "Cache-Control": "no-store",
+    });
+    next();
+  });
+  app.use(express.urlencoded({ extended: false, limit: "4kb" }));
+
+  app.get("/login", (_req, res) => {
+    res.type("html").send(loginPage(false));
+  });
+  app.post("/login", (req, res) => {
+    if (!auth.matches(req.body?.token)) {
+      log.warn({ ip: req.ip }, "console sign-in refused");
+      return res.status(401).type("html").send(loginPage(true));
+    }
+    res.cookie(SESSION_COOKIE, auth.sessionValue, {
+      httpOnly: true,
+      sameSite: "strict",
+      secure: req.secure,
+      path: "/",
+    });
+    res.redirect(303, "/");
+  });
+  app.post("/logout", (_req, res) => {
+    res.clearCookie(SESSION_COOKIE, { path: "/" });
+    res.redirect(303, "/login");
+  });
+
+  app.use(auth.require);
+  // State-changing requests carry the CSRF field (the forms) or come with a bearer/basic credential.
+  const checkCsrf = (req: Request, res: Response) => {
+    if (req.headers.authorization || auth.matchesCsrf(req.body?.csrf)) return true;
+    res.status(403).json({ error: "missing or invalid csrf field" });
+    return false;
+  };
+
+  app.get("/", async (req, res) => {
+    const rows = await loadOverview(deps.overview);
+    res
+      .type("html")
+      .send(overviewPage(rows, { csrf: auth.csrfToken, now: new Date(), notice: noticeOf(req.query) }));
+  });
+  app.get("/api/pages", async (_req, res) => {
+    res.json({ pages: await loadOverview(deps.overview) });
+  });
+
+  app.post("/pages/:pageId/resubscribe", async (req, res) => {
+    if (!checkCsrf(req, res)) return;
+    const pageId = String(req.params.pageId);
+    try {
+      const result = await resubscribePage(deps.subscriptions, pageId);
+      log.info({ pageId, action: result.action, status: result.status }, "operator re-subscribed page");
+      const query = new URLSearchParams({ action: "resubscribe", page: pageId, status: result.status });
+      if (result.problem) query.set("problem", result.problem);
+      res.redirect(303, `/?${query}`);
+    } catch (error) {
+      if (!(error instanceof PageNotFoundError)) throw error;
+      res.redirect(
+        303,
+        `/?${new URLSearchParams({ action: "error", page: pageId, problem: "not connected" })}`,
+      );
+    }
+  });
+
+  app.post("/pages/:pageId/replay-unrouted", async (req, res) => {
+    if (!checkCsrf(req, res)) return;
+    const pageId = String(req.params.pageId);
+    const { replayed, failed } = await replayUnrouted(deps.bus, pageId);
+    log.info({ pageId, replayed, failed }, "operator replayed unrouted entries");
+    res.redirect(
+      303,
+      `/?${new URLSearchParams({ action: "replay", page: pageId, replayed: String(replayed), failed: String(failed) })}`,
+    );
+  });
+
+  app.use((error: unknown, _req: Request, res: Response, _next: express.NextFunction) => {
+    log.error({ err: error }, "console request failed");
+    res.status(500).type("text/plain").send("the console could not do that; see its logs");
+  });
+  return app;
+}

@@ -1,0 +1,68 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { NextFunction, Request, Response } from "express";
+
+export const SESSION_COOKIE = "sb_operator";
+
+/**
+ * The operator credential, compared in constant time. The session cookie and the CSRF field are HMACs
+ * of the token (never the token itself), so they stop working when the token is rotated.
+ */
+export interface OperatorAuth {
+  matches(candidate: string | undefined): boolean;
+  sessionValue: string;
+  csrfToken: string;
+  matchesCsrf(candidate: unknown): boolean;
+  /** Lets a request through with a valid session cookie, bearer token or basic-auth password. */
+  require(req: Request, res: Response, next: NextFunction): void;
+}
+
+function equalSecrets(a: string, b: string): boolean {
+  // Fixed-length digests, so neither the content nor the length of the token leaks through timing.
+  const digest = (value: string) =>
+    createHmac("sha256", "switchboard-console-compare").update(value).digest();
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? "").split(";")) {
+    const [key, ...rest] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(rest.join("="));
+  }
+  return undefined;
+}
+
+function presentedCredential(req: Request): string | undefined {
+  const authorization = req.headers.authorization ?? "";
+  if (authorization.startsWith("Bearer ")) return authorization.slice("Bearer ".length);
+  if (authorization.startsWith("Basic ")) {
+    const decoded = Buffer.from(authorization.slice("Basic ".length), "base64").toString("utf8");
+    return decoded.slice(decoded.indexOf(":") + 1);
+  }
+  return undefined;
+}
+
+export function createOperatorAuth(operatorToken: string): OperatorAuth {
+  const derive = (purpose: string) => createHmac("sha256", operatorToken).update(purpose).digest("base64url");
+  const sessionValue = derive("console-session");
+  const csrfToken = derive("console-csrf");
+  const auth: OperatorAuth = {
+    sessionValue,
+    csrfToken,
+    matches: (candidate) => typeof candidate === "string" && equalSecrets(candidate, operatorToken),
+    matchesCsrf: (candidate) => typeof candidate === "string" && equalSecrets(candidate, csrfToken),
+    require(req, res, next) {
+      const session = cookieValue(req.headers.cookie, SESSION_COOKIE);
+      if (session !== undefined && equalSecrets(session, sessionValue)) return next();
+      const credential = presentedCredential(req);
+      if (credential !== undefined && auth.matches(credential)) return next();
+      // Browsers go to the sign-in form; scripts get a 401.
+      if (req.method === "GET" && req.accepts(["json", "html"]) === "html")
+        return res.redirect(303, "/login");
+      res
+        .status(401)
+        .set("WWW-Authenticate", 'Basic realm="switchboard console"')
+        .json({ error: "unauthorized" });
+    },
+  };
+  return auth;
+}

@@ -1,0 +1,72 @@
+import { connectBus } from "@switchboard/bus";
+import { loadConfig } from "@switchboard/config";
+import { createTokenCipher } from "@switchboard/crypto";
+import { createDb } from "@switchboard/db";
+import { createGraphClient } from "@switchboard/graph-api";
+import {
+  closeServer,
+  createLogger,
+  createMetricsRegistry,
+  listen,
+  onShutdown,
+  runMain,
+} from "@switchboard/observability";
+import { createConsoleApp } from "./app";
+import { createOperatorAuth } from "./auth";
+import { consoleConfigSchema } from "./config";
+import { registerJetStreamMetrics } from "./metrics";
+
+runMain(async () => {
+  const config = loadConfig(consoleConfigSchema);
+  const log = createLogger({ service: "console", level: config.LOG_LEVEL });
+  const registry = createMetricsRegistry("console");
+  const db = createDb(config.DATABASE_URL, { poolSize: 4 });
+  const bus = await connectBus({
+    servers: config.NATS_URL,
+    name: "console",
+    namespace: config.BUS_NAMESPACE,
+    replicas: config.NATS_STREAM_REPLICAS,
+    log,
+  });
+  const cipher = createTokenCipher(config.TOKEN_ENCRYPTION_KEYS);
+  const graph = createGraphClient({
+    baseUrl: config.GRAPH_API_BASE_URL,
+    version: config.GRAPH_API_VERSION,
+    appSecret: config.FB_APP_SECRET,
+    timeoutMs: config.GRAPH_API_TIMEOUT,
+  });
+  registerJetStreamMetrics({ registry, bus, log });
+  const app = createConsoleApp({
+    auth: createOperatorAuth(config.OPERATOR_TOKEN),
+    overview: { db, bus, cipher, desiredFields: config.SUBSCRIBED_FIELDS },
+    subscriptions: {
+      db,
+      bus,
+      cipher,
+      graph,
+      appId: config.FB_APP_ID,
+      desiredFields: config.SUBSCRIBED_FIELDS,
+      log,
+    },
+    bus,
+    log,
+    registry,
+    checks: [
+      { name: "nats", check: () => bus.isConnected() },
+      {
+        name: "postgres",
+        check: async () => {
+          await db.$queryRaw`SELECT 1`;
+          return true;
+        },
+      },
+    ],
+  });
+  const server = await listen(app, config.PORT);
+  log.info({ port: config.PORT, namespace: config.BUS_NAMESPACE }, "console listening");
+  onShutdown(log, [
+    { name: "stop HTTP", run: () => closeServer(server) },
+    { name: "drain NATS", run: () => bus.drain() },
+    { name: "close database", run: () => db.$disconnect() },
+  ]);
+});

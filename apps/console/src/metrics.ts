@@ -1,0 +1,101 @@
+import type { Bus } from "@switchboard/bus";
+import { Counter, Gauge, type Registry } from "@switchboard/observability";
+import type { Logger } from "pino";
+import { type JetStreamState, readJetStreamState } from "./jetstream";
+
+/**
+ * JetStream's state as gauges, read from the server when Prometheus scrapes (one read per scrape, shared
+ * by the gauges). The console exports them so that the lag, DLQ and unrouted alerts have one source,
+ * whichever service replicas run.
+ */
+export function registerJetStreamMetrics({
+  registry,
+  bus,
+  log,
+}: {
+  registry: Registry;
+  bus: Bus;
+  log: Logger;
+}) {
+  const registers = [registry];
+  let reading: { at: number; state: Promise<JetStreamState | undefined> } | undefined;
+  const scrapeErrors = new Counter({
+    name: "switchboard_jetstream_scrape_errors_total",
+    help: "Times JetStream's state could not be read for a scrape",
+    registers,
+  });
+  const current = () => {
+    if (!reading || Date.now() - reading.at > 1000) {
+      reading = {
+        at: Date.now(),
+        state: readJetStreamState(bus).catch((error: unknown) => {
+          scrapeErrors.inc();
+          log.warn({ err: (error as Error).message }, "could not read JetStream state");
+          return undefined;
+        }),
+      };
+    }
+    return reading.state;
+  };
+  const gauge = (
+    name: string,
+    help: string,
+    labelNames: string[],
+    fill: (g: Gauge<string>, s: JetStreamState) => void,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers,
+      async collect() {
+        const state = await current();
+        this.reset();
+        if (state) fill(this, state);
+      },
+    });
+
+  gauge("switchboard_jetstream_stream_messages", "Messages stored in each stream", ["stream"], (g, s) => {
+    for (const { stream, messages } of s.streams) g.set({ stream }, messages);
+  });
+  gauge(
+    "switchboard_jetstream_consumer_pending",
+    "Messages a durable consumer has not been delivered yet (its lag)",
+    ["stream", "consumer"],
+    (g, s) => {
+      for (const c of s.consumers) g.set({ stream: c.stream, consumer: c.consumer }, c.pending);
+    },
+  );
+  gauge(
+    "switchboard_jetstream_consumer_ack_pending",
+    "Messages delivered to a durable consumer and not acknowledged yet (in flight or waiting for a retry)",
+    ["stream", "consumer"],
+    (g, s) => {
+      for (const c of s.consumers) g.set({ stream: c.stream, consumer: c.consumer }, c.ackPending);
+    },
+  );
+  gauge(
+    "switchboard_jetstream_consumer_redelivered",
+    "Messages a durable consumer has had redelivered at least once and not yet acknowledged",
+    ["stream", "consumer"],
+    (g, s) => {
+      for (const c of s.consumers) g.set({ stream: c.stream, consumer: c.consumer }, c.redelivered);
+    },
+  );
+  gauge(
+    "switchboard_jetstream_unrouted_waiting",
+    "Webhook entries waiting on the unrouted stream, per page",
+    ["page_id"],
+    (g, s) => {
+      for (const [pageId, count] of s.unroutedByPage) g.set({ page_id: pageId }, count);
+    },
+  );
+  gauge(
+    "switchboard_jetstream_dead_letters_waiting",
+    "Messages waiting on the dead-letter stream, per stage that gave up on them",
+    ["stage"],
+    (g, s) => {
+      for (const [stage, count] of s.deadLettersByStage) g.set({ stage }, count);
+    },
+  );
+}

@@ -1,0 +1,148 @@
+import type { PageRow } from "./overview";
+
+const escapeHtml = (value: unknown): string =>
+  String(value ?? "").replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
+  );
+
+/** Tagged template that escapes every interpolated value unless it is already rendered `Html`. */
+class Html {
+  constructor(readonly value: string) {}
+  toString() {
+    return this.value;
+  }
+}
+function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
+  let out = strings[0]!;
+  values.forEach((value, i) => {
+    const rendered = Array.isArray(value)
+      ? value.map((v) => (v instanceof Html ? v.value : escapeHtml(v))).join("")
+      : value instanceof Html
+        ? value.value
+        : escapeHtml(value);
+    out += rendered + strings[i + 1]!;
+  });
+  return new Html(out);
+}
+
+const STYLE = `
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d2430; }
+  h1 { font-size: 20px; margin: 0 0 4px; }
+  .meta { color: #5b6576; margin-bottom: 16px; }
+  table { border-collapse: collapse; width: 100%; }
+  th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e3e7ee; vertical-align: top; }
+  th { background: #f4f6f9; font-weight: 600; position: sticky; top: 0; }
+  tr.problem td:first-child { border-left: 4px solid #d1435b; }
+  tr.healthy td:first-child { border-left: 4px solid #2f9e62; }
+  .id, .fields { color: #5b6576; font-size: 12px; }
+  .bad { color: #b3263e; font-weight: 600; }
+  .good { color: #237a4b; }
+  .num { text-align: right; font-variant-numeric: tabular-nums; }
+  .notice { background: #eef6ff; border: 1px solid #b7d4f7; padding: 8px 12px; margin-bottom: 16px; }
+  .notice.error { background: #fdeff1; border-color: #f0b6c0; }
+  form { display: inline; }
+  button { font: inherit; padding: 2px 8px; margin: 0 4px 4px 0; cursor: pointer; }
+  ul.problems { margin: 0; padding-left: 16px; color: #b3263e; }
+`;
+
+function page(title: string, body: Html): string {
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>${new Html(STYLE)}</style></head>
+<body>${body}</body></html>`.value;
+}
+
+function ago(date: Date | null, now: Date): Html {
+  if (!date) return html`<span class="bad">never</span>`;
+  const seconds = Math.max(0, Math.round((now.getTime() - date.getTime()) / 1000));
+  const text =
+    seconds < 90
+      ? `${seconds} s ago`
+      : seconds < 5400
+        ? `${Math.round(seconds / 60)} min ago`
+        : seconds < 172_800
+          ? `${Math.round(seconds / 3600)} h ago`
+          : `${Math.round(seconds / 86_400)} days ago`;
+  return html`<time datetime="${date.toISOString()}" title="${date.toISOString()}">${text}</time>`;
+}
+
+function subscriptionCell(row: PageRow): Html {
+  const status = row.subscriptionStatus ?? (row.pageStatus === null ? "—" : "never checked");
+  const healthy = row.subscriptionStatus === "subscribed" && row.missingFields.length === 0;
+  return html`<span class="${healthy ? "good" : "bad"}" data-field="subscription">${status}</span>
+    <div class="fields">${row.subscribedFields.join(", ") || "no fields"}</div>
+    ${row.missingFields.length > 0 ? html`<div class="bad fields">missing: ${row.missingFields.join(", ")}</div>` : ""}
+    ${row.subscriptionError ? html`<div class="bad fields">${row.subscriptionError}</div>` : ""}
+    ${row.lastCheckedAt ? html`<div class="fields">checked ${row.lastCheckedAt.toISOString()}</div>` : ""}`;
+}
+
+function tokenCell(row: PageRow): Html {
+  const label = {
+    ok: "ok",
+    unreadable: "cannot be decrypted",
+    reauthorization_required: "reauthorization required",
+    none: "—",
+  }[row.tokenStatus];
+  return html`<span class="${row.tokenStatus === "ok" ? "good" : "bad"}" data-field="token">${label}</span>
+    ${row.tokenKeyId ? html`<div class="fields">key ${row.tokenKeyId}</div>` : ""}`;
+}
+
+function actions(row: PageRow, csrf: string): Html {
+  const pageId = encodeURIComponent(row.pageId);
+  const resubscribe =
+    row.pageStatus === "active"
+      ? html`<form method="post" action="/pages/${pageId}/resubscribe"><input type="hidden" name="csrf" value="${csrf}"><button type="submit" data-action="resubscribe">Re-subscribe</button></form>`
+      : "";
+  const replay =
+    row.unrouted > 0
+      ? html`<form method="post" action="/pages/${pageId}/replay-unrouted"><input type="hidden" name="csrf" value="${csrf}"><button type="submit" data-action="replay-unrouted">Replay unrouted</button></form>`
+      : "";
+  return html`${resubscribe}${replay}`;
+}
+
+export interface Notice {
+  text: string;
+  error: boolean;
+}
+
+export function overviewPage(rows: PageRow[], options: { csrf: string; now: Date; notice?: Notice }): string {
+  const problems = rows.filter((r) => r.problems.length > 0).length;
+  const body = html`
+<h1>Switchboard — pages</h1>
+<div class="meta">${rows.length} pages, <span data-summary="problems">${problems}</span> with problems · ${options.now.toISOString()}</div>
+${options.notice ? html`<div class="notice ${options.notice.error ? "error" : ""}" role="status">${options.notice.text}</div>` : ""}
+<table>
+<thead><tr><th>Page</th><th>Company</th><th>Subscription</th><th>Token</th><th>Last webhook</th>
+<th class="num">Messages (1 h)</th><th class="num">Unrouted</th><th class="num">Dead-lettered</th><th>Problems</th><th>Actions</th></tr></thead>
+<tbody>
+${rows.map(
+  (row) => html`<tr class="${row.problems.length > 0 ? "problem" : "healthy"}" data-page-id="${row.pageId}">
+<td><strong>${row.name ?? "(not connected)"}</strong><div class="id">${row.pageId}${row.pageStatus && row.pageStatus !== "active" ? html` · <span class="bad">${row.pageStatus}</span>` : ""}</div></td>
+<td>${row.companyId ?? "—"}</td>
+<td>${subscriptionCell(row)}</td>
+<td>${tokenCell(row)}</td>
+<td data-field="last-webhook">${ago(row.lastWebhookAt, options.now)}</td>
+<td class="num" data-field="messages">${row.messagesLastHour}</td>
+<td class="num" data-field="unrouted">${row.unrouted}</td>
+<td class="num" data-field="dead-lettered">${row.deadLettered}</td>
+<td>${row.problems.length > 0 ? html`<ul class="problems">${row.problems.map((p) => html`<li>${p}</li>`)}</ul>` : html`<span class="good">healthy</span>`}</td>
+<td>${actions(row, options.csrf)}</td>
+</tr>`,
+)}
+</tbody></table>`;
+  return page("Switchboard console", body);
+}
+
+export function loginPage(failed: boolean): string {
+  return page(
+    "Switchboard console — sign in",
+    html`<h1>Switchboard console</h1>
+<form method="post" action="/login" style="display:block;max-width:360px">
+${failed ? html`<div class="notice error" role="alert">That operator token is not valid.</div>` : ""}
+<label for="token">Operator token</label><br>
+<input id="token" name="token" type="password" autocomplete="current-password" style="width:100%;margin:6px 0 12px" required>
+<button type="submit">Sign in</button>
+</form>`,
+  );
+}
