@@ -4,7 +4,10 @@ import { applyMigrations } from "./migrate";
 
 const config = loadConfig(z.object({ DATABASE_URL: env.databaseUrl() }));
 
-/** Creates the database named in DATABASE_URL when it is missing (a new laptop), then migrates it. */
+/**
+ * Creates the database named in DATABASE_URL when it is missing (a new laptop). Where the role cannot
+ * reach the maintenance database (a managed Postgres), the database is assumed to exist.
+ */
 async function ensureDatabase(url: string) {
   const { default: pg } = await import("pg");
   const target = new URL(url);
@@ -12,7 +15,11 @@ async function ensureDatabase(url: string) {
   const admin = new URL(url);
   admin.pathname = "/postgres";
   const client = new pg.Client({ connectionString: admin.toString() });
-  await client.connect();
+  try {
+    await client.connect();
+  } catch {
+    return;
+  }
   try {
     const exists = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
     if (exists.rowCount === 0) {

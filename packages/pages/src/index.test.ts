@@ -5,9 +5,17 @@ import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { createLogger } from "@switchboard/observability";
 import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectPage, disconnectPage, listPages, readPageToken, setPageStatus } from "./index";
+import {
+  connectPage,
+  disconnectPage,
+  listPages,
+  readPageToken,
+  rotatePageTokens,
+  setPageStatus,
+} from "./index";
 
-const cipher = createTokenCipher(generateTokenKey("k1"));
+const keyK1 = generateTokenKey("k1");
+const cipher = createTokenCipher(keyK1);
 const log = createLogger({ service: "pages-test", level: "silent" });
 
 describe("page lifecycle", () => {
@@ -82,5 +90,23 @@ describe("page lifecycle", () => {
 
     const [page] = await listPages(db, cipher);
     expect(page).toMatchObject({ pageId: "1001", status: "disabled", tokenKeyId: "k1" });
+  });
+
+  it("re-encrypts tokens still on an old key with the current one", async () => {
+    const oldKey = generateTokenKey("old");
+    const oldCipher = createTokenCipher(oldKey);
+    await connectPage(
+      { db, bus, cipher: oldCipher },
+      { pageId: "1002", name: "Old", companyId: "acme", token: "EAAB-old" },
+    );
+    const newKey = generateTokenKey("new");
+    const rotatedCipher = createTokenCipher(`${newKey},${oldKey},${keyK1}`);
+    expect(await rotatePageTokens(db, rotatedCipher)).toEqual({ rotated: 2, current: 0 });
+    expect(await rotatePageTokens(db, rotatedCipher)).toEqual({ rotated: 0, current: 2 });
+    // The old keys can now be removed.
+    const newOnly = createTokenCipher(newKey);
+    expect(await readPageToken(db, newOnly, "1002")).toBe("EAAB-old");
+    expect(await readPageToken(db, newOnly, "1001")).toBe("EAAB-second");
+    expect((await listPages(db, rotatedCipher)).map((p) => p.tokenKeyId)).toEqual(["new", "new"]);
   });
 });

@@ -117,6 +117,29 @@ export async function readPageToken(db: Db, cipher: TokenCipher, pageId: string)
   return cipher.decrypt(page.pageAccessTokenEnc);
 }
 
+/**
+ * Re-encrypts every page token still on an older key with the current (first) key of
+ * TOKEN_ENCRYPTION_KEYS, so an old key can then be removed. Tokens never leave this process.
+ */
+export async function rotatePageTokens(
+  db: Db,
+  cipher: TokenCipher,
+): Promise<{ rotated: number; current: number }> {
+  const pages = await db.pageConnection.findMany({ select: { pageId: true, pageAccessTokenEnc: true } });
+  let rotated = 0;
+  for (const page of pages) {
+    if (cipher.keyIdOf(page.pageAccessTokenEnc) === cipher.currentKeyId) continue;
+    const pageAccessTokenEnc = cipher.encrypt(cipher.decrypt(page.pageAccessTokenEnc));
+    // Only if nobody reconnected the page meanwhile.
+    const updated = await db.pageConnection.updateMany({
+      where: { pageId: page.pageId, pageAccessTokenEnc: page.pageAccessTokenEnc },
+      data: { pageAccessTokenEnc },
+    });
+    rotated += updated.count;
+  }
+  return { rotated, current: pages.length - rotated };
+}
+
 export interface PageOverview {
   pageId: string;
   name: string;

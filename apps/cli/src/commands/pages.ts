@@ -1,4 +1,4 @@
-import { connectPage, disconnectPage, listPages } from "@switchboard/pages";
+import { connectPage, disconnectPage, listPages, rotatePageTokens } from "@switchboard/pages";
 import type { Command } from "commander";
 import type { CliContext } from "../context";
 import { printRows, readStdin } from "../output";
@@ -54,6 +54,18 @@ export function registerPageCommands(program: Command, context: CliContext) {
         })),
         ["pageId", "name", "companyId", "status", "subscription", "fields", "key"],
         options.json === true,
+      );
+    });
+
+  pages
+    .command("rotate-tokens")
+    .description(
+      "re-encrypt every page token with the first key of TOKEN_ENCRYPTION_KEYS (then old keys can go)",
+    )
+    .action(async () => {
+      const { rotated, current } = await rotatePageTokens(context.db(), context.cipher());
+      console.log(
+        `re-encrypted ${rotated} token(s) with key ${context.cipher().currentKeyId}; ${current} already on it`,
       );
     });
 }
