@@ -45,8 +45,8 @@ export function createSubscriptionMetrics(registry: Registry) {
     }),
     graphCalls: new Counter({
       name: "switchboard_graph_calls_total",
-      help: "Graph API calls (each attempt) by endpoint and outcome (ok or the error kind)",
-      labelNames: ["endpoint", "outcome"],
+      help: "Graph API calls (each attempt) by page, endpoint and outcome (ok or the error kind)",
+      labelNames: ["page_id", "endpoint", "outcome"],
       registers: [registry],
     }),
     graphSeconds: new Histogram({
@@ -70,7 +70,7 @@ export type SubscriptionMetrics = ReturnType<typeof createSubscriptionMetrics>;
 /** The Graph client's `onCall`: counts, times and usage per endpoint (never a token). */
 export function recordGraphCall(metrics: SubscriptionMetrics) {
   return (call: GraphCallRecord) => {
-    metrics.graphCalls.inc({ endpoint: call.endpoint, outcome: call.outcome });
+    metrics.graphCalls.inc({ page_id: call.pageId ?? "", endpoint: call.endpoint, outcome: call.outcome });
     metrics.graphSeconds.observe({ endpoint: call.endpoint }, call.durationMs / 1000);
     if (call.pageId && call.usage.maxPercent !== undefined) {
       metrics.graphUsage.set({ page_id: call.pageId }, call.usage.maxPercent);

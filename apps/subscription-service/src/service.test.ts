@@ -1,4 +1,4 @@
-import { listStored } from "@switchboard/bus";
+import { listStored, publishJson } from "@switchboard/bus";
 import { PageLifecycleEvent } from "@switchboard/contracts";
 import { disconnectPage } from "@switchboard/pages";
 import { DEFAULT_SUBSCRIBED_FIELDS } from "@switchboard/subscriptions";
@@ -111,7 +111,9 @@ describe("subscription-service", () => {
         ? text
         : undefined;
     });
-    expect(metrics).toContain('switchboard_graph_calls_total{endpoint="subscribed_apps:POST",outcome="ok"');
+    expect(metrics).toContain(
+      'switchboard_graph_calls_total{page_id="2201",endpoint="subscribed_apps:POST",outcome="ok"',
+    );
   });
 
   it("moves a page whose token was revoked to reauthorization_required and stops calling Meta for it", async () => {
@@ -204,5 +206,63 @@ describe("subscription-service", () => {
     );
     for (const values of scheduled) expect(values.reduce((sum, v) => sum + v.value, 0)).toBeGreaterThan(0);
     expect(scheduled.flat().some((v) => v.labels.result === "duplicate" && v.value > 0)).toBe(true);
+  });
+
+  it("turns repeated failures into status error with a per-page failure gauge, and recovers", async () => {
+    const replica = await h.startReplica("a", { intervalMs: 1000 });
+    await h.connectPage("2601");
+    await waitSubscribed("2601");
+
+    h.fake.state.injectError("2601", { status: 500, endpoint: "subscribed_apps" });
+    const row = await eventually(
+      async () => {
+        const r = await subscription("2601");
+        return r?.status === "error" ? r : undefined;
+      },
+      { message: "status error" },
+    );
+    expect(row.consecutiveFailures).toBeGreaterThanOrEqual(3);
+    const text = await eventually(async () => {
+      const t = await replica.registry.metrics();
+      return /switchboard_page_subscription_status\{page_id="2601",status="error"[^}]*\} 1/.test(t)
+        ? t
+        : undefined;
+    });
+    expect(text).toMatch(/switchboard_page_subscription_consecutive_failures\{page_id="2601"[^}]*\} [3-9]/);
+    expect(text).toMatch(
+      /switchboard_graph_calls_total\{page_id="2601",endpoint="subscribed_apps:GET",outcome="transient"/,
+    );
+
+    h.fake.state.clearErrors("2601");
+    const recovered = await eventually(async () => {
+      const r = await subscription("2601");
+      return r?.status === "subscribed" ? r : undefined;
+    });
+    expect(recovered.consecutiveFailures).toBe(0);
+    expect(recovered.lastError).toBeNull();
+  });
+
+  it("runs a job once even when the stream no longer remembers its first publish", async () => {
+    const replica = await h.startReplica("a");
+    await h.connectPage("2701");
+    await waitSubscribed("2701");
+    const intervalMs = 3_600_000;
+    const job = {
+      pageId: "2701",
+      slot: Math.floor(Date.now() / intervalMs),
+      intervalMs,
+      scheduledAt: Date.now(),
+    };
+    const subject = h.control.topology.subjects.reconcileJob("2701");
+    // Two message ids: what two replicas publish when the duplicate window is shorter than the interval.
+    await publishJson(h.control.js, subject, job, { msgId: "first-publish" });
+    await publishJson(h.control.js, subject, job, { msgId: "second-publish" });
+
+    await eventually(async () =>
+      /switchboard_subscription_reconciles_total\{trigger="schedule",outcome="duplicate"[^}]*\} 1/.test(
+        await replica.registry.metrics(),
+      ),
+    );
+    expect(replica.reconciled).toHaveLength(1);
   });
 });

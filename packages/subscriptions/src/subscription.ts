@@ -55,7 +55,8 @@ export interface ReconcileResult {
   status: SubscriptionStatus;
   /** Fields before any change (null when not read, as on `subscribe`, or when the read failed). */
   before: string[] | null;
-  after: string[];
+  /** Fields Meta lists after the change (null when a call failed and Meta's answer is unknown). */
+  after: string[] | null;
   missingFields: string[];
   problem: string | null;
   failure?: SubscriptionFailure;
@@ -307,7 +308,7 @@ async function recordFailure(
     action: "failed",
     status,
     before,
-    after: row.subscribedFields,
+    after: null,
     missingFields: missingFields(ctx.desiredFields, row.subscribedFields),
     problem,
     failure,

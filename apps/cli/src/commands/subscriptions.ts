@@ -25,7 +25,8 @@ export function registerSubscriptionCommands(program: Command, context: CliConte
     appId: context.graphConfig().FB_APP_ID,
     desiredFields: context.graphConfig().SUBSCRIBED_FIELDS,
     bus: await context.bus(),
-    log: context.log(),
+    // Each failure is a row of the table already; only errors beyond it belong in the log.
+    log: context.log().child({}, { level: "error" }),
   });
 
   subscriptions
@@ -61,7 +62,14 @@ export function registerSubscriptionCommands(program: Command, context: CliConte
         ),
       );
       printRows(
-        options.json ? rows : rows.map((r) => ({ ...r, subscribed: yesNo(r.subscribed) })),
+        options.json
+          ? rows
+          : rows.map((r) => ({
+              ...r,
+              subscribed: yesNo(r.subscribed),
+              fields: wrapList(r.fields),
+              problem: wrap(r.problem),
+            })),
         ["page", "name", "subscribed", "fields", "problem"],
         options.json === true,
       );
@@ -93,7 +101,19 @@ export function registerSubscriptionCommands(program: Command, context: CliConte
         status: result.status,
         problem: result.problem,
       }));
-      printRows(rows, ["page", "name", "before", "after", "change", "problem"], options.json === true);
+      printRows(
+        options.json
+          ? rows
+          : rows.map((r) => ({
+              ...r,
+              before: wrapList(r.before),
+              after: wrapList(r.after),
+              change: wrap(r.change),
+              problem: wrap(r.problem),
+            })),
+        ["page", "name", "before", "after", "change", "problem"],
+        options.json === true,
+      );
       if (results.some(({ result }) => result.action === "failed")) process.exitCode = 1;
     });
 }
@@ -106,6 +126,31 @@ function selectPages(pages: PageOverview[], pageId: string | undefined): PageOve
   return [page];
 }
 
+const CELL_WIDTH = 44;
+
+/** A field list as lines of at most CELL_WIDTH characters, so the table fits a terminal. */
+function wrapList(items: string[] | null): string | null {
+  if (items === null) return null;
+  if (items.length === 0) return "(none)";
+  return wrap(items.join(", "));
+}
+
+function wrap(text: string | null): string | null {
+  if (text === null) return null;
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > CELL_WIDTH) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  lines.push(line);
+  return lines.join("\n");
+}
+
 function yesNo(value: boolean | null): string {
   if (value === null) return "unknown";
   return value ? "yes" : "no";
@@ -113,7 +158,7 @@ function yesNo(value: boolean | null): string {
 
 /** What the re-subscription changed at Meta, in words an operator scans. */
 function changeOf(result: ReconcileResult): string {
-  if (result.action === "failed") return "failed";
+  if (result.action === "failed" || result.after === null) return "failed";
   if (result.before === null) return "subscribed";
   const before = new Set(result.before);
   const after = new Set(result.after);
