@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomUUID, timingSafeEqual } from "node:crypto";
+import { createHmac, hash, randomUUID, timingSafeEqual } from "node:crypto";
 import { type Bus, publishRaw } from "@switchboard/bus";
 import { Headers, quoteLongIds, WebhookBody } from "@switchboard/contracts";
 import type { Logger } from "@switchboard/observability";
@@ -33,6 +33,61 @@ export function hasValidSignature(body: Buffer, header: string | undefined, appS
 }
 
 /**
+ * Runs the publishes of every request that finished reading its body in this event-loop turn together.
+ * nats.js writes its buffer to the socket in a microtask, so publishing straight from each request's
+ * callback costs one socket write per request; deferring to `setImmediate` (right after the poll phase,
+ * no added wait) sends them all in one write. Under load that write was a quarter of the ingress's CPU.
+ */
+function publishTogether() {
+  let turn: Array<() => void> | undefined;
+  return <T>(publish: () => Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (!turn) {
+        const queued: Array<() => void> = [];
+        turn = queued;
+        setImmediate(() => {
+          turn = undefined;
+          for (const run of queued) run();
+        });
+      }
+      turn.push(() => {
+        try {
+          publish().then(resolve, reject);
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
+}
+
+/** Per-page metric children, so the hot path does not hash label objects for every entry. */
+function pageMetrics(metrics: IngressMetrics) {
+  const byPage = new Map<
+    string,
+    {
+      entries: ReturnType<IngressMetrics["entries"]["labels"]>;
+      duplicates: ReturnType<IngressMetrics["duplicates"]["labels"]>;
+      lastReceived: ReturnType<IngressMetrics["lastReceived"]["labels"]>;
+    }
+  >();
+  return (pageId: string) => {
+    let page = byPage.get(pageId);
+    if (!page) {
+      page = {
+        entries: metrics.entries.labels(pageId),
+        duplicates: metrics.duplicates.labels(pageId),
+        lastReceived: metrics.lastReceived.labels(pageId),
+      };
+      byPage.set(pageId, page);
+    }
+    return page;
+  };
+}
+
+/** Content hash of an entry: Meta's retry of the same delivery gets the same `Nats-Msg-Id`. */
+const contentId = (data: Buffer) => hash("sha256", data, "base64url");
+
+/**
  * The callback Meta calls for every page: the verification handshake (GET) and signed event
  * deliveries (POST). A delivery is answered 200 only once JetStream stored every entry in it.
  */
@@ -40,6 +95,9 @@ export function createWebhookRouter(options: WebhookOptions): Router {
   const { appSecret, verifyToken, bus, metrics, log } = options;
   const { subjects } = bus.topology;
   const router = Router();
+  const together = publishTogether();
+  const forPage = pageMetrics(metrics);
+  const accepted = metrics.webhooks.labels("accepted");
 
   router.get("/webhooks/facebook", (req: Request, res: Response) => {
     const query = req.query as Record<string, string | undefined>;
@@ -86,7 +144,7 @@ export function createWebhookRouter(options: WebhookOptions): Router {
           // Meta signed it, so it is Meta's: keep it whole for inspection and replay, and say 200.
           const reason = `invalid webhook body: ${body.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
           await publishRaw(bus.js, subjects.unrouted("_invalid"), raw, {
-            msgId: createHash("sha256").update(raw).digest("base64url"),
+            msgId: contentId(raw),
             headers: {
               [Headers.traceId]: traceId,
               [Headers.receivedAt]: receivedAt,
@@ -100,25 +158,27 @@ export function createWebhookRouter(options: WebhookOptions): Router {
           return;
         }
         const entries = (parsed as { entry: Array<Record<string, unknown>> }).entry;
-        const acks = await Promise.all(
-          entries.map((entry, index) => {
-            const pageId = body.data.entry[index]!.id;
-            const data = JSON.stringify(entry);
-            return publishRaw(bus.js, subjects.webhookEntry(pageId), data, {
-              msgId: createHash("sha256").update(data).digest("base64url"),
-              headers: { [Headers.traceId]: traceId, [Headers.receivedAt]: receivedAt },
-              timeoutMs: options.publishTimeoutMs,
-            });
-          }),
+        const acks = await together(() =>
+          Promise.all(
+            entries.map((entry, index) => {
+              const pageId = body.data.entry[index]!.id;
+              const data = Buffer.from(JSON.stringify(entry));
+              return publishRaw(bus.js, subjects.webhookEntry(pageId), data, {
+                msgId: contentId(data),
+                headers: { [Headers.traceId]: traceId, [Headers.receivedAt]: receivedAt },
+                timeoutMs: options.publishTimeoutMs,
+              });
+            }),
+          ),
         );
         const now = receivedAt / 1000;
         acks.forEach((ack, index) => {
-          const pageId = body.data.entry[index]!.id;
-          metrics.entries.inc({ page_id: pageId });
-          metrics.lastReceived.set({ page_id: pageId }, now);
-          if (ack.duplicate) metrics.duplicates.inc({ page_id: pageId });
+          const page = forPage(body.data.entry[index]!.id);
+          page.entries.inc();
+          page.lastReceived.set(now);
+          if (ack.duplicate) page.duplicates.inc();
         });
-        metrics.webhooks.inc({ outcome: "accepted" });
+        accepted.inc();
         metrics.publishSeconds.observe((performance.now() - started) / 1000);
         res.status(200).json({ status: "stored", entries: acks.length, traceId });
       } catch (error) {

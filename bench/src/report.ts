@@ -1,0 +1,116 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { BrokerBenchResult } from "./broker-bench";
+import type { IngressBenchResult } from "./ingress-bench";
+import type { LoadResult } from "./load";
+import type { MachineFacts } from "./machine";
+import type { ProcessUsage } from "./resources";
+import { root } from "./system";
+
+export interface BenchReport {
+  mode: "quick" | "full";
+  startedAt: string;
+  durationSeconds?: number;
+  machine: MachineFacts;
+  /** Whole-machine CPU busy over the run (100 % = every core): anything beyond the bench's own processes is noise. */
+  machineCpuBusyPercent?: number;
+  ingress?: IngressBenchResult;
+  broker?: BrokerBenchResult;
+  /** Why the run failed (lost or duplicated messages…); a non-empty list means exit code 1. */
+  failures: string[];
+}
+
+const TARGETS = {
+  ingressRatio: 0.6,
+  ingressP99AtHalfPeakMs: 50,
+};
+
+const mark = (ok: boolean) => (ok ? "✅" : "❌");
+
+function loadRow(name: string, r: LoadResult) {
+  return `| ${name} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.maxMs} | ${r.requests} | ${r.non2xx + r.errors + r.timeouts} |`;
+}
+
+function usageTable(title: string, usage: Record<string, ProcessUsage>) {
+  return [
+    `| ${title} | mean CPU % of a core | peak CPU % | peak RSS MiB |`,
+    "|---|---|---|---|",
+    ...Object.entries(usage).map(
+      ([name, u]) => `| ${name} | ${u.cpuPercent} | ${u.peakCpuPercent} | ${u.peakRssMiB} |`,
+    ),
+  ].join("\n");
+}
+
+export function renderMarkdown(report: BenchReport, jsonName: string): string {
+  const m = report.machine;
+  const lines: string[] = [
+    `# Switchboard benchmark (${report.mode})`,
+    "",
+    `Run ${report.startedAt}, ${report.durationSeconds ?? "?"} s; raw figures in [${jsonName}](./${jsonName}). Produced by \`pnpm bench${report.mode === "quick" ? " --quick" : ""}\`.`,
+    "",
+    `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.ramGiB} GiB RAM, ${m.os}; Node ${m.node}; PostgreSQL ${m.postgres}, Redis ${m.redis}, NATS ${m.nats}.`,
+    `Load average at start ${m.loadAverageAtStart}; whole-machine CPU busy during the run ${report.machineCpuBusyPercent ?? "?"} %.`,
+    "Load generator (autocannon), services, NATS, Redis and Postgres all share these cores: every figure is beside a baseline from the same run.",
+    "",
+    "## Targets",
+    "",
+    "| target | measured | |",
+    "|---|---|---|",
+  ];
+  if (report.ingress) {
+    const i = report.ingress;
+    lines.push(
+      `| ingress ≥ ${TARGETS.ingressRatio * 100} % of bare Express req/s | ${Math.round(i.ratio * 100)} % (${i.ingress.requestsPerSecond} vs ${i.bareExpress.requestsPerSecond}) | ${mark(i.ratio >= TARGETS.ingressRatio)} |`,
+      `| ingress p99 < ${TARGETS.ingressP99AtHalfPeakMs} ms at half its peak | ${i.ingressAtHalfPeak.p99Ms} ms at ${i.ingressAtHalfPeak.offeredRate} req/s | ${mark(i.ingressAtHalfPeak.p99Ms < TARGETS.ingressP99AtHalfPeakMs)} |`,
+    );
+  }
+  if (report.failures.length > 0) {
+    lines.push("", "## FAILED", "", ...report.failures.map((f) => `- ${f}`));
+  }
+  if (report.ingress) {
+    const i = report.ingress;
+    lines.push(
+      "",
+      "## 1. Ingress vs bare Express 5",
+      "",
+      `Signed POSTs, ${i.payload.bodies} distinct bodies of 1–5 entries (mean ${i.payload.meanEntries} entries, ${i.payload.meanBytes} bytes; half escaped as Meta does, half UTF-8; non-ASCII texts; a quarter with an unquoted long \`app_id\`), 32 connections.`,
+      "",
+      "| server | req/s | p50 ms | p99 ms | max ms | requests | failed |",
+      "|---|---|---|---|---|---|---|",
+      loadRow("bare Express 5 (reads body, 200)", i.bareExpress),
+      loadRow("ingress (verify, parse, publish every entry, wait for acks)", i.ingress),
+      loadRow(`ingress at half peak (${i.ingressAtHalfPeak.offeredRate} req/s offered)`, i.ingressAtHalfPeak),
+      "",
+      `CPU per request (ms): bare Express ${i.cpuMsPerRequest.bareExpress["bare-express"]}, ingress ${i.cpuMsPerRequest.ingress.ingress} + nats-server ${i.cpuMsPerRequest.ingress["nats-server"]}; load generator ${i.cpuMsPerRequest.bareExpress["bench (load generator)"]} / ${i.cpuMsPerRequest.ingress["bench (load generator)"]}.`,
+      "",
+      usageTable("bare Express run", i.resources.bareExpress),
+      "",
+      usageTable("ingress run", i.resources.ingress),
+    );
+  }
+  if (report.broker) {
+    const b = report.broker;
+    lines.push(
+      "",
+      "## 2. Raw JetStream publish-with-ack (one Node process)",
+      "",
+      `Entries of ${b.entryBytes} bytes to the webhooks stream (file storage, 1 replica, 10 min duplicate window), content-hash \`Nats-Msg-Id\` and trace headers, as the ingress publishes.`,
+      "",
+      "| in flight | published/s | p50 ms | p99 ms |",
+      "|---|---|---|---|",
+      ...b.runs.map((r) => `| ${r.inFlight} | ${r.perSecond} | ${r.p50Ms} | ${r.p99Ms} |`),
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export function writeReport(report: BenchReport): { json: string; markdown: string } {
+  const stamp = report.startedAt.replace(/[:.]/g, "-");
+  const jsonName = `${stamp}.json`;
+  const dir = join(root, "bench/results");
+  const json = join(dir, jsonName);
+  const markdown = join(dir, "latest.md");
+  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(markdown, renderMarkdown(report, jsonName));
+  return { json, markdown };
+}
