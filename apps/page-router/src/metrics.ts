@@ -12,8 +12,14 @@ export function createPageRouterMetrics(registry: Registry) {
     }),
     eventsRouted: new Counter({
       name: "switchboard_router_events_routed_total",
-      help: "Typed messaging events published, per page and kind (message, echo, postback, delivery, read, reaction, referral, optin, unsupported)",
+      help: "Typed messaging events stored in the events stream (repeats not counted), per page and kind (message, echo, postback, delivery, read, reaction, referral, optin, unsupported)",
       labelNames: ["page_id", "kind"],
+      registers,
+    }),
+    eventsDuplicate: new Counter({
+      name: "switchboard_router_events_duplicate_total",
+      help: "Events the events stream already had (an entry routed again: redelivery, replay, Meta's retry), per page",
+      labelNames: ["page_id"],
       registers,
     }),
     entriesIgnored: new Counter({

@@ -487,6 +487,64 @@ describe("page-router", () => {
     expect(event).toMatchObject({ kind: "message", psid: "7511" });
   });
 
+  it("fetches a stale profile again, and falls back to the stale one when Meta fails", async () => {
+    await connect("7601");
+    meta.state.addUser({ pageId: "7601", psid: "7611", firstName: "Renamed" });
+    meta.state.addUser({ pageId: "7601", psid: "7612", firstName: "Current" });
+    const old = (firstName: string) =>
+      JSON.stringify({
+        profile: { firstName, lastName: null, profilePicUrl: null },
+        fetchedAt: Date.now() - 3_600_000,
+      });
+    await redis.set(`${keyPrefix}profile:7601:7611`, old("Old name"));
+    await redis.set(`${keyPrefix}profile:7601:7612`, old("Last known"));
+    await publishEntry({
+      id: "7601",
+      time: Date.now(),
+      messaging: [buildTextMessageItem({ pageId: "7601", psid: "7611" })],
+    });
+    const [refreshed] = await waitForEvents("7601", 1);
+    expect(refreshed).toMatchObject({ profileStatus: "fetched", profile: { firstName: "Renamed" } });
+
+    meta.state.injectError("7601", { code: 2, endpoint: "profile" });
+    await publishEntry({
+      id: "7601",
+      time: Date.now(),
+      messaging: [buildTextMessageItem({ pageId: "7601", psid: "7612" })],
+    });
+    const events = await waitForEvents("7601", 2);
+    expect(events[1]).toMatchObject({ profileStatus: "cached", profile: { firstName: "Last known" } });
+    expect(meta.state.callsTo("7601", "profile")).toHaveLength(2);
+    meta.state.clearErrors("7601");
+  });
+
+  it("exports routing, unrouted, profile and Graph metrics per page", async () => {
+    const values = async (name: string) =>
+      (await Promise.all(registries.map(async (r) => (await r.getSingleMetric(name)!.get()).values))).flat();
+    const sum = async (name: string, labels: Record<string, string>) =>
+      (await values(name))
+        .filter((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
+        .reduce((total, v) => total + v.value, 0);
+    expect(await sum("switchboard_router_events_routed_total", { page_id: "1001", kind: "message" })).toBe(2);
+    expect(await sum("switchboard_router_events_routed_total", { page_id: "1001", kind: "echo" })).toBe(1);
+    expect(
+      await sum("switchboard_router_entries_unrouted_total", { page_id: "3101", reason: "page_disabled" }),
+    ).toBe(1);
+    expect(await sum("switchboard_router_unrouted_replayed_total", { page_id: "3001" })).toBe(3);
+    expect(await sum("switchboard_graph_calls_total", { page_id: "5001", outcome: "invalid_token" })).toBe(1);
+    expect(
+      await sum("switchboard_graph_backoffs_total", { page_id: "6001", reason: "rate_limit_error" }),
+    ).toBe(1);
+    expect(
+      await sum("switchboard_graph_calls_skipped_total", { page_id: "6001", reason: "backing_off" }),
+    ).toBe(1);
+    expect(await sum("switchboard_graph_usage_percent", { page_id: "6002" })).toBe(95);
+    expect(await sum("switchboard_router_events_duplicate_total", { page_id: "1001" })).toBe(1);
+    expect(await sum("switchboard_router_profile_lookups_total", { page_id: "1001", status: "cached" })).toBe(
+      2,
+    );
+  });
+
   it("never puts a token on the bus", async () => {
     expect(tokens.size).toBeGreaterThan(5);
     expect(busTraffic.some((text) => text.includes('"kind":"message"'))).toBe(true);

@@ -116,7 +116,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
       }
     }
     // Published together: one connection keeps their order in the stream.
-    await Promise.all(
+    const acks = await Promise.all(
       events.map((event) =>
         publishJson(bus.js, subjects.messagingEvent(page.pageId), event, {
           msgId: event.eventId,
@@ -129,8 +129,9 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
         }),
       ),
     );
-    for (const event of events) {
-      metrics.eventsRouted.inc({ page_id: page.pageId, kind: event.kind });
+    for (const [index, event] of events.entries()) {
+      if (acks[index]!.duplicate) metrics.eventsDuplicate.inc({ page_id: page.pageId });
+      else metrics.eventsRouted.inc({ page_id: page.pageId, kind: event.kind });
       if (event.kind === "message") {
         metrics.profileLookups.inc({ page_id: page.pageId, status: event.profileStatus });
       }
