@@ -1,3 +1,4 @@
+export { type Dashboard, dashboardExpressions, queriedMetricNames, readDashboard } from "./dashboard";
 export { paths } from "./files";
 export { metricNamesIn } from "./promql";
 export {

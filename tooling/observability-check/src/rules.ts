@@ -30,7 +30,7 @@ export function alertingRules(groups: RuleGroup[]): AlertingRule[] {
 
 /**
  * The same rule groups as a prometheus-operator `PrometheusRule`, for the production overlay. Generated
- * (`pnpm --filter @switchboard/observability-check generate`) so the two never drift; a test compares them.
+ * (`pnpm --filter @switchboard/observability-check prometheus-rule`) so the two never drift; a test compares them.
  */
 export function prometheusRuleYaml(groups: RuleGroup[]): string {
   const resource = {
@@ -42,5 +42,5 @@ export function prometheusRuleYaml(groups: RuleGroup[]): string {
     },
     spec: { groups },
   };
-  return `# Generated from alerts.yaml by tooling/observability-check (pnpm --filter @switchboard/observability-check generate). Do not edit.\n${stringify(resource, { lineWidth: 0 })}`;
+  return `# Generated from alerts.yaml by tooling/observability-check (pnpm --filter @switchboard/observability-check prometheus-rule). Do not edit.\n${stringify(resource, { lineWidth: 0 })}`;
 }
