@@ -8,7 +8,7 @@ import type { PageRouterMetrics } from "./metrics";
 import { normaliseEntry } from "./normalise";
 import { createPageDirectory, followPageLifecycle, type RoutablePage } from "./page-directory";
 import { createProfileLookup, type ProfileLookup, type ProfileSettings } from "./profiles";
-import { createUnroutedReplayer, parkEntry } from "./unrouted";
+import { createUnroutedReplayer, parkEntry, type UnroutedReason } from "./unrouted";
 
 export interface PageRouterSettings extends ProfileSettings {
   concurrency: number;
@@ -64,12 +64,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     },
   );
 
-  const park = async (
-    msg: JsMsg,
-    pageId: string,
-    reason: Parameters<typeof parkEntry>[3],
-    detail?: string,
-  ) => {
+  const park = async (msg: JsMsg, pageId: string, reason: UnroutedReason, detail?: string) => {
     await parkEntry(bus, msg, pageId, reason, detail);
     metrics.entriesUnrouted.inc({ page_id: pageId, reason });
     log.warn({ pageId, reason, detail, seq: msg.seq }, "entry parked as unrouted");
