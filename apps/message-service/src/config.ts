@@ -25,6 +25,19 @@ export const messageServiceConfigSchema = z.object({
   CONVERSATION_LOCK_MAX_ATTEMPTS: env.positiveInt(8),
   /** Domain events left unpublished (a crash between commit and publish) are published after this. */
   OUTBOX_SWEEP_INTERVAL: env.duration("5s"),
+  /** The send worker calls the Send API with each page's token (decrypted here) and appsecret_proof. */
+  FB_APP_SECRET: env.secret(),
+  TOKEN_ENCRYPTION_KEYS: env.secret(10),
+  GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
+  GRAPH_API_VERSION: env.graphApiVersion(),
+  /** Send API calls per page per second, shared by every replica through Redis. */
+  SEND_RATE_PER_PAGE: env.positiveInt(20),
+  /** Sends handled at once by one replica. */
+  SEND_CONCURRENCY: env.positiveInt(8),
+  /** Deliveries of one send (transient errors, rate limits, a busy conversation) before it is marked failed. */
+  SEND_MAX_ATTEMPTS: env.positiveInt(12),
+  /** After a send whose outcome is unknown (timeout), wait this long for its echo before trying again. */
+  SEND_ECHO_WAIT: env.duration("5s"),
 });
 
 export type MessageServiceConfig = z.infer<typeof messageServiceConfigSchema>;

@@ -1,5 +1,7 @@
 import { connectBus, type RunningConsumer } from "@switchboard/bus";
+import { createTokenCipher } from "@switchboard/crypto";
 import { createDb } from "@switchboard/db";
+import { createGraphClient } from "@switchboard/graph-api";
 import {
   closeServer,
   createLogger,
@@ -10,12 +12,14 @@ import {
   runMain,
 } from "@switchboard/observability";
 import express from "express";
+import { createConversationsApi } from "./api/router";
 import { loadMessageServiceConfig } from "./config";
 import { createConversationLock } from "./conversation-lock";
 import { startOutboxRelay } from "./domain-events";
 import { startMessagingConsumer } from "./messaging-consumer";
 import { createMessageMetrics } from "./metrics";
 import { closeRedisNodes, connectRedisNodes, redisQuorumReady } from "./redis";
+import { startSendWorker } from "./send/send-worker";
 
 runMain(async () => {
   const config = loadMessageServiceConfig();
@@ -44,7 +48,7 @@ runMain(async () => {
     registry,
   });
 
-  const consumers: RunningConsumer[] = [
+  const consumers: Array<Pick<RunningConsumer, "stop">> = [
     await startMessagingConsumer({
       bus,
       db,
@@ -53,6 +57,25 @@ runMain(async () => {
       metrics,
       concurrency: config.MESSAGE_CONCURRENCY,
       maxLockAttempts: config.CONVERSATION_LOCK_MAX_ATTEMPTS,
+    }),
+    await startSendWorker({
+      bus,
+      db,
+      lock,
+      graph: createGraphClient({
+        baseUrl: config.GRAPH_API_BASE_URL,
+        version: config.GRAPH_API_VERSION,
+        appSecret: config.FB_APP_SECRET,
+      }),
+      cipher: createTokenCipher(config.TOKEN_ENCRYPTION_KEYS),
+      redis: redis[0]!,
+      redisKeyPrefix: config.REDIS_KEY_PREFIX,
+      log,
+      registry,
+      ratePerPagePerSecond: config.SEND_RATE_PER_PAGE,
+      concurrency: config.SEND_CONCURRENCY,
+      maxAttempts: config.SEND_MAX_ATTEMPTS,
+      echoWaitMs: config.SEND_ECHO_WAIT,
     }),
   ];
   const outboxRelay = startOutboxRelay({
@@ -65,6 +88,7 @@ runMain(async () => {
 
   const app = express();
   app.disable("x-powered-by");
+  app.use(createConversationsApi({ db, bus, log, metrics: registry }));
   app.use(
     createOpsRouter({
       registry,
