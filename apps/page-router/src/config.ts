@@ -6,6 +6,7 @@ export const pageRouterConfigSchema = z.object({
   REDIS_URL: env.redisUrls(),
   NATS_URL: env.natsUrl(),
   BUS_NAMESPACE: env.busNamespace(),
+  NATS_STREAM_REPLICAS: env.positiveInt(1),
   REDIS_KEY_PREFIX: env.redisKeyPrefix(),
   LOG_LEVEL: env.logLevel(),
   PORT: env.port(3001),
