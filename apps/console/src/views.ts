@@ -42,7 +42,7 @@ const STYLE = `
   .notice { background: #eef6ff; border: 1px solid #b7d4f7; padding: 8px 12px; margin-bottom: 16px; }
   .notice.error { background: #fdeff1; border-color: #f0b6c0; }
   form { display: inline; }
-  button { font: inherit; padding: 2px 8px; margin: 0 4px 4px 0; cursor: pointer; }
+  button { font: inherit; padding: 2px 8px; margin: 0 4px 4px 0; cursor: pointer; white-space: nowrap; }
   ul.problems { margin: 0; padding-left: 16px; color: #b3263e; }
 `;
 
