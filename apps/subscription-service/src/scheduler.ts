@@ -26,8 +26,6 @@ export interface SchedulerOptions {
   metrics: SubscriptionMetrics;
   /** How often the scheduler wakes to publish the jobs that came due. */
   tickMs?: number;
-  /** Runs once per slot, after the slot's page list is read (the gauges refresh from it). */
-  onSlot?: (slot: number) => Promise<void>;
   now?: () => number;
 }
 
@@ -59,7 +57,6 @@ export function startReconcileScheduler(options: SchedulerOptions): { stop(): Pr
         slot,
         pages: pages.map(({ pageId }) => ({ pageId, offset: pageOffsetMs(pageId, intervalMs) })),
       };
-      await options.onSlot?.(slot).catch((error: unknown) => log.warn({ err: error }, "slot hook failed"));
     }
     return slotPages.pages;
   };

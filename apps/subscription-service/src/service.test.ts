@@ -188,6 +188,17 @@ describe("subscription-service", () => {
     const firstFullSlot = Math.floor(Date.now() / 1000) + 1;
     await new Promise((resolve) => setTimeout(resolve, 4200));
     const lastFullSlot = Math.floor(Date.now() / 1000) - 2;
+    // Each replica exports every page's status, including pages the other one checked.
+    for (const replica of replicas) {
+      const text = await replica.registry.metrics();
+      for (const pageId of pages) {
+        expect(text).toMatch(
+          new RegExp(
+            `switchboard_page_subscription_status\\{page_id="${pageId}",status="subscribed"[^}]*\\} 1`,
+          ),
+        );
+      }
+    }
     await Promise.all(replicas.map((r) => r.stop()));
 
     const done = replicas.flatMap((r) => r.reconciled.map((job) => `${job.pageId}:${job.slot}`));

@@ -43,16 +43,18 @@ export async function startSubscriptionService(options: SubscriptionServiceOptio
     maxBackoffMs: options.maxBackoffMs,
     ...(options.onReconciled ? { onReconciled: options.onReconciled } : {}),
   });
-  const scheduler = startReconcileScheduler({
-    bus,
-    db,
-    intervalMs: options.intervalMs,
-    log,
-    metrics,
-    onSlot: () => refreshSubscriptionGauges(db, metrics),
-  });
+  const scheduler = startReconcileScheduler({ bus, db, intervalMs: options.intervalMs, log, metrics });
+  // Every replica exports every page from the table, refreshed often enough that a page another replica
+  // repaired stops looking broken here well within an alert's `for:`.
+  const refreshGauges = () =>
+    refreshSubscriptionGauges(db, metrics).catch((error: unknown) =>
+      log.warn({ err: error }, "refreshing subscription gauges failed"),
+    );
+  await refreshGauges();
+  const gaugeTimer = setInterval(refreshGauges, Math.min(options.intervalMs, 30_000));
   return {
     async stop() {
+      clearInterval(gaugeTimer);
       await scheduler.stop();
       await Promise.all([worker.stop(), lifecycle.stop()]);
     },
