@@ -20,6 +20,7 @@ interface EchoItem {
   message: { mid: string; text?: string; app_id: number | string; metadata?: string };
 }
 
+const SEND_RATE = 4;
 const APP_SECRET = "conversations-api-test-secret";
 const APP_ID = "100000000000001";
 const cipher = createTokenCipher(generateTokenKey("k1"));
@@ -91,7 +92,8 @@ describe("Conversations API and send worker", () => {
       log,
       registry: instance.registry,
       echoWaitMs: 200,
-      maxAttempts: 6,
+      maxAttempts: 10,
+      ratePerPagePerSecond: SEND_RATE,
     });
     stopWorker = worker.stop;
     app = express().use(
@@ -319,6 +321,21 @@ describe("Conversations API and send worker", () => {
     expect(connection.status).toBe("reauthorization_required");
     // The page no longer takes sends until it is reconnected.
     expect((await send(page, { text: "again" })).status).toBe(409);
+  });
+
+  it("holds the per-page send rate: a burst waits for tokens and every message still goes out once", async () => {
+    const throttled = async () =>
+      (await instance.registry.getSingleMetric("switchboard_send_throttled_total")?.get())?.values[0]
+        ?.value ?? 0;
+    const throttledBefore = await throttled();
+    const burst = await Promise.all(
+      Array.from({ length: SEND_RATE * 2 + 1 }, (_, i) => send(pages.a2, { text: `burst ${i}` })),
+    );
+    for (const response of burst) {
+      expect((await settledRow(response.body.id)).status).toBe("sent");
+      expect(sendCallsWithMetadata(response.body.id)).toHaveLength(1);
+    }
+    expect(await throttled()).toBeGreaterThan(throttledBefore);
   });
 
   it("rejects an invalid message body with the reason per field", async () => {
