@@ -5,7 +5,9 @@ import { conversationLockKey } from "@switchboard/contracts";
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import type { RedlockAbortSignal } from "redlock";
+// Types by path: redlock 5.0.0-beta.2's `exports` has no `types` entry, and a tsconfig `paths` alias would
+// also redirect tsx's runtime `require` to the .d.ts.
+import type * as RedlockModule from "../node_modules/redlock/dist/index";
 
 // redlock 5.0.0-beta.2 resolves to its ESM build under Node and to its CommonJS build under tsx, where
 // the named exports vanish; loading the CommonJS build everywhere gives the same classes in every runner.
@@ -13,7 +15,7 @@ const {
   default: Redlock,
   ExecutionError,
   ResourceLockedError,
-} = createRequire(import.meta.url)("redlock") as typeof import("redlock");
+} = createRequire(import.meta.url)("redlock") as typeof RedlockModule;
 
 /**
  * The lock every writer of a conversation holds: incoming messages, echoes, deliveries, reads, reactions
@@ -40,7 +42,7 @@ export interface ConversationLock {
   withConversationLock<T>(
     psid: string,
     pageId: string,
-    fn: (signal: RedlockAbortSignal) => Promise<T>,
+    fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T>;
   /** The Redis key of a conversation's lock (prefix included). */
   keyFor(psid: string, pageId: string): string;
@@ -95,7 +97,7 @@ export function createConversationLock(options: ConversationLockOptions): Conver
   async function withConversationLock<T>(
     psid: string,
     pageId: string,
-    fn: (signal: RedlockAbortSignal) => Promise<T>,
+    fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T> {
     const key = keyFor(psid, pageId);
     const started = performance.now();
@@ -119,7 +121,7 @@ export function createConversationLock(options: ConversationLockOptions): Conver
     key: string,
     started: number,
     queuedLocally: boolean,
-    fn: (signal: RedlockAbortSignal) => Promise<T>,
+    fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       let entered = false;
