@@ -20,8 +20,9 @@ describe("metrics the alerts and the dashboard query", () => {
   let operatorConsole: RunningConsole;
 
   beforeAll(async () => {
-    system = await startSystem();
-    operatorConsole = await startConsole(system);
+    // With the webhook canary on, so its metrics are there too.
+    system = await startSystem({ CANARY_PAGE_ID: "999000000000001" });
+    operatorConsole = await startConsole(system, { CANARY_INGRESS_URL: `${system.ingressUrl}/webhooks/facebook` });
   });
 
   afterAll(async () => {

@@ -13,6 +13,7 @@ import {
 } from "@switchboard/observability";
 import { createConsoleApp } from "./app";
 import { createOperatorAuth } from "./auth";
+import { createCanaryMetrics, startCanary } from "./canary";
 import { consoleConfigSchema } from "./config";
 import { registerJetStreamMetrics } from "./metrics";
 
@@ -62,10 +63,27 @@ runMain(async () => {
       },
     ],
   });
+  const canary =
+    config.CANARY_INGRESS_URL && config.CANARY_PAGE_ID
+      ? await startCanary({
+          bus,
+          metrics: createCanaryMetrics(registry),
+          log,
+          settings: {
+            pageId: config.CANARY_PAGE_ID,
+            ingressUrl: config.CANARY_INGRESS_URL,
+            appSecret: config.FB_APP_SECRET,
+            intervalMs: config.CANARY_INTERVAL,
+            timeoutMs: config.CANARY_TIMEOUT,
+          },
+        })
+      : undefined;
+  if (!canary) log.warn("webhook canary off: set CANARY_INGRESS_URL and CANARY_PAGE_ID");
   const server = await listen(app, config.PORT);
   log.info({ port: config.PORT, namespace: config.BUS_NAMESPACE }, "console listening");
   onShutdown(log, [
     { name: "stop HTTP", run: () => closeServer(server) },
+    { name: "stop the canary", run: async () => canary?.stop() },
     { name: "drain NATS", run: () => bus.drain() },
     { name: "close database", run: () => db.$disconnect() },
   ]);

@@ -33,6 +33,8 @@ export const pageRouterConfigSchema = z.object({
   GRAPH_BACKOFF: env.duration("5m"),
   /** Sweep of the unrouted stream for entries whose page is now connected (covers missed lifecycle events). */
   UNROUTED_SWEEP_INTERVAL: env.duration("1m"),
+  /** The page id reserved for the webhook canary (the console's CANARY_PAGE_ID); empty = no canary. */
+  CANARY_PAGE_ID: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^\d+$/).optional()),
 });
 
 export type PageRouterConfig = z.infer<typeof pageRouterConfigSchema>;

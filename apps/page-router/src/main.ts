@@ -58,6 +58,7 @@ runMain(async () => {
       callsWindowMs: config.GRAPH_CALLS_WINDOW,
       usageBackoffPercent: config.GRAPH_USAGE_BACKOFF_PERCENT,
       backoffMs: config.GRAPH_BACKOFF,
+      canaryPageId: config.CANARY_PAGE_ID,
     },
   });
 

@@ -1,5 +1,5 @@
 import { type Bus, header, type JsMsg, PermanentError, publishJson, runConsumer } from "@switchboard/bus";
-import { Headers, MessagingEvent, quoteLongIds, WebhookEntry } from "@switchboard/contracts";
+import { canaryEventOf, Headers, MessagingEvent, quoteLongIds, WebhookEntry } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "@switchboard/observability";
@@ -16,6 +16,8 @@ export interface PageRouterSettings extends ProfileSettings {
   unroutedSweepIntervalMs: number;
   /** Attempts for a transient failure before the entry is dead-lettered. */
   maxTransientAttempts?: number;
+  /** The webhook canary's page id: its entries go to the canary subject, never to the messaging events. */
+  canaryPageId?: string;
 }
 
 export interface PageRouterDeps {
@@ -70,12 +72,22 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     log.warn({ pageId, reason, detail, seq: msg.seq }, "entry parked as unrouted");
   };
 
+  const routeCanary = async (msg: JsMsg, entry: WebhookEntry) => {
+    const receivedAt = Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6;
+    const event = canaryEventOf(entry, receivedAt, Date.now());
+    if (!event) throw new PermanentError("entry for the canary page without a canary message");
+    await publishJson(bus.js, subjects.canaryEvent(entry.id), event, { msgId: `canary:${event.canaryId}` });
+  };
+
   const handle = async (msg: JsMsg) => {
     const subjectPageId = pageOfSubject(msg.subject);
     metrics.entriesReceived.inc({ page_id: subjectPageId });
     const decoded = decodeEntry(msg.data);
     if (!decoded.ok) return park(msg, subjectPageId, "undecodable", decoded.detail);
     const entry = decoded.entry;
+    if (settings.canaryPageId !== undefined && entry.id === settings.canaryPageId) {
+      return routeCanary(msg, entry);
+    }
     const page = await directory.resolve(entry.id);
     if (!page) {
       await park(msg, entry.id, "unknown_page");

@@ -1,4 +1,5 @@
 export * from "./api";
+export * from "./canary";
 export * from "./events";
 export * from "./fixtures";
 export * from "./reconcile";

@@ -33,6 +33,9 @@ export function busTopology(namespace = "sb") {
     unroutedAll: `${ns}.unrouted.>`,
     messagingEvent: (pageId: string) => `${ns}.event.messaging.${token(pageId)}`,
     messagingEvents: `${ns}.event.messaging.>`,
+    /** The webhook canary's events (on the events stream, beside the messaging events it never mixes with). */
+    canaryEvent: (pageId: string) => `${ns}.event.canary.${token(pageId)}`,
+    canaryEvents: `${ns}.event.canary.>`,
     pageLifecycle: (type: string, pageId: string) => `${ns}.page.${token(type)}.${token(pageId)}`,
     pageLifecycleAll: `${ns}.page.>`,
     domainEvent: (type: string, pageId: string) => `${ns}.domain.${token(type)}.${token(pageId)}`,
