@@ -41,6 +41,9 @@ export interface InstanceSettings {
   maxLockAttempts?: number;
   lockWaitRetries?: number;
   concurrency?: number;
+  /** Another database or Redis than the world's: failure tests point an instance at one they break. */
+  databaseUrl?: string;
+  redisUrl?: string;
 }
 
 /**
@@ -65,7 +68,7 @@ export async function createTestWorld() {
       namespace,
       log,
     });
-    const redis = connectRedisNodes([services.redisUrl], log);
+    const redis = connectRedisNodes([settings.redisUrl ?? services.redisUrl], log);
     const lock = createConversationLock({
       redis,
       keyPrefix,
@@ -77,7 +80,7 @@ export async function createTestWorld() {
       registry,
     });
     // Each instance has its own pool, as separate replicas do.
-    const instanceDb = createDb(database.url, { poolSize: 5 });
+    const instanceDb = createDb(settings.databaseUrl ?? database.url, { poolSize: 5 });
     const consumer = await startMessagingConsumer({
       bus: instanceBus,
       db: instanceDb,
@@ -87,17 +90,22 @@ export async function createTestWorld() {
       concurrency: settings.concurrency ?? 16,
       maxLockAttempts: settings.maxLockAttempts ?? 8,
     });
+    let stopping: Promise<void> | undefined;
     const instance: ServiceInstance = {
       bus: instanceBus,
       redis,
       lock,
       consumer,
       registry,
-      async stop() {
-        await consumer.stop();
-        await instanceBus.drain();
-        await closeRedisNodes(redis);
-        await instanceDb.$disconnect();
+      // Once only: a test may stop an instance before the world's close stops every instance.
+      stop() {
+        stopping ??= (async () => {
+          await consumer.stop();
+          await instanceBus.drain();
+          await closeRedisNodes(redis);
+          await instanceDb.$disconnect();
+        })();
+        return stopping;
       },
     };
     instances.push(instance);

@@ -84,6 +84,11 @@ describe("bus", () => {
     expect(reasons[0]).toBe("cannot parse this");
     expect(reasons[1]).toMatch(/lock held elsewhere \(gave up after 3 attempts\)/);
     expect(dead[0]!.headers[Headers.originalSubject]).toBe(subjects.messagingEvent("p1"));
+    // Dead-lettered is terminated: nothing stays pending to be redelivered after ack_wait.
+    await eventually(
+      async () => (await bus.jsm.consumers.info(streams.events.name, "bus-test")).num_ack_pending === 0,
+      { message: "nothing left pending" },
+    );
 
     await consumer.stop();
     const result = await replayStored(bus.js, bus.jsm, streams.deadLetter.name, dead);

@@ -159,7 +159,9 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
   const deadLetterOrRetry = async (msg: JsMsg, reason: string, error: unknown) => {
     try {
       await deadLetter(js, options.topology, msg, stage, reason);
-      msg.term(reason.slice(0, 200));
+      // No reason on the TERM: NATS 2.9 only knows a bare `+TERM`, takes `+TERM <reason>` for nothing and
+      // redelivers the message after ack_wait. The reason travels in the dead letter's headers.
+      msg.term();
       log.error({ stage, subject: msg.subject, seq: msg.seq, reason }, "dead-lettered");
       options.onOutcome?.("dead_lettered", msg, error);
     } catch (publishError) {

@@ -1,0 +1,470 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { listStored, publishRaw } from "@switchboard/bus";
+import {
+  buildTextMessageItem,
+  conversationKey,
+  Headers,
+  MessagingEvent,
+  MessagingItem,
+  quoteLongIds,
+  USER_REF_PSID_PREFIX,
+} from "@switchboard/contracts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { conversationMessages } from "./message-store";
+import { createTestWorld, events, type TestWorld } from "./test-support";
+
+const PAGE = "100200300400500";
+let world: TestWorld;
+
+beforeAll(async () => {
+  world = await createTestWorld();
+  await world.startInstance();
+});
+
+afterAll(async () => {
+  await world?.close();
+});
+
+type RecordedItem = Record<string, unknown>;
+const fixtures = JSON.parse(
+  quoteLongIds(
+    readFileSync(new URL("../../../packages/contracts/fixtures/peer-webhooks.json", import.meta.url), "utf8"),
+  ),
+) as Array<{ name: string; messaging_event: RecordedItem }>;
+
+function recorded(name: string): RecordedItem {
+  const fixture = fixtures.find((f) => f.name === name);
+  if (!fixture) throw new Error(`no fixture ${name}`);
+  return structuredClone(fixture.messaging_event);
+}
+
+/**
+ * The event the page-router publishes for a Meta item of `pageId` (its normaliser maps fields the same
+ * way; it lives in another app, so the mapping is repeated here and checked against the contract).
+ */
+function routed(raw: RecordedItem, pageId: string): MessagingEvent {
+  const item = MessagingItem.parse(raw);
+  const userRef = item.sender?.user_ref ?? (item.optin as { user_ref?: string } | undefined)?.user_ref;
+  const psid = item.sender?.id ?? `${USER_REF_PSID_PREFIX}${userRef}`;
+  const timestamp = item.timestamp ?? Date.now();
+  const kind = item.message
+    ? "message"
+    : item.postback
+      ? "postback"
+      : item.reaction
+        ? "reaction"
+        : item.referral
+          ? "referral"
+          : item.optin
+            ? "optin"
+            : "unsupported";
+  const base = {
+    eventId: `${pageId}:${kind}:${createHash("sha256").update(JSON.stringify(raw)).digest("base64url")}`,
+    pageId,
+    companyId: "company-1",
+    psid,
+    conversationKey: conversationKey(pageId, psid),
+    timestamp,
+    traceId: "trace-event-kinds",
+    receivedAt: timestamp,
+    raw,
+  };
+  const str = (v: unknown) => (typeof v === "string" ? v : typeof v === "number" ? String(v) : null);
+  const { message, postback, reaction } = item;
+  if (message) {
+    return MessagingEvent.parse({
+      ...base,
+      kind,
+      mid: message.mid,
+      text: message.text ?? null,
+      attachments: (message.attachments ?? []).map((a) => {
+        const payload = a.payload && typeof a.payload === "object" ? a.payload : undefined;
+        return {
+          type: a.type,
+          url: str(payload?.url) ?? a.url ?? a.URL ?? null,
+          stickerId: str(payload?.sticker_id),
+          title: a.title ?? str(payload?.title),
+          payload: a.payload ?? null,
+        };
+      }),
+      quickReplyPayload: message.quick_reply?.payload ?? null,
+      replyToMid: message.reply_to?.mid ?? null,
+      profile: null,
+      profileStatus: "not_requested",
+    });
+  }
+  if (postback) {
+    return MessagingEvent.parse({
+      ...base,
+      kind,
+      mid: postback.mid ?? null,
+      title: postback.title ?? null,
+      payload: postback.payload ?? null,
+      referral: postback.referral ?? null,
+    });
+  }
+  if (reaction) {
+    return MessagingEvent.parse({
+      ...base,
+      kind,
+      action: reaction.action,
+      reaction: reaction.reaction ?? null,
+      emoji: reaction.emoji ?? null,
+      targetMid: reaction.mid ?? null,
+    });
+  }
+  if (kind === "referral") return MessagingEvent.parse({ ...base, kind, referral: item.referral });
+  if (kind === "optin") return MessagingEvent.parse({ ...base, kind, optin: item.optin });
+  const fields = Object.keys(item).filter((k) => !["sender", "recipient", "timestamp"].includes(k));
+  return MessagingEvent.parse({ ...base, kind, reason: `unmodelled item: ${fields.join(", ")}` });
+}
+
+/** Publishes the event, then the same event again as a redelivery the stream cannot deduplicate. */
+async function publishTwice(event: MessagingEvent) {
+  await world.publish(event);
+  await world.publish(event, `${event.eventId}:redelivered`);
+}
+
+async function messageRow(pageId: string, mid: string) {
+  return world.db.message.findUniqueOrThrow({ where: { pageId_mid: { pageId, mid } } });
+}
+
+describe("reactions", () => {
+  it("records react and unreact on the target message, the latest Meta timestamp winning, even before the message arrives", async () => {
+    // Recorded items: a react, then an unreact 23 minutes later, on "original_message_id" from "USER_ID".
+    const react = routed(recorded("reaction-react-sad-escaped-emoji"), PAGE);
+    const unreact = routed(recorded("reaction-unreact-no-emoji"), PAGE);
+    const where = {
+      pageId_targetMid_psid: { pageId: PAGE, targetMid: "original_message_id", psid: "USER_ID" },
+    };
+    const reactionRow = () => world.db.messageReaction.findUniqueOrThrow({ where });
+
+    await publishTwice(react);
+    await world.settled();
+    expect(await world.db.message.count({ where: { mid: "original_message_id" } })).toBe(0);
+    expect(await reactionRow()).toMatchObject({
+      reaction: "sad",
+      emoji: "😢",
+      removed: false,
+      reactedAt: new Date(react.timestamp),
+    });
+
+    await world.publish(events.message(PAGE, "USER_ID", "original_message_id", react.timestamp - 60_000));
+    await world.settled();
+    const target = await messageRow(PAGE, "original_message_id");
+    expect(await reactionRow()).toMatchObject({ targetMid: target.mid, removed: false, reaction: "sad" });
+
+    await publishTwice(unreact);
+    await world.settled();
+    expect(await reactionRow()).toMatchObject({
+      reaction: null,
+      emoji: null,
+      removed: true,
+      reactedAt: new Date(unreact.timestamp),
+    });
+
+    // The older react delivered late does not bring the reaction back.
+    await world.publish(react, `${react.eventId}:late`);
+    await world.settled();
+    expect(await reactionRow()).toMatchObject({ removed: true, reactedAt: new Date(unreact.timestamp) });
+
+    const reactAgain = events.reaction(
+      PAGE,
+      "USER_ID",
+      "original_message_id",
+      unreact.timestamp + 1,
+      "react",
+    );
+    await world.publish(reactAgain);
+    await world.settled();
+    expect(await reactionRow()).toMatchObject({ reaction: "love", emoji: "❤", removed: false });
+    expect(await world.db.messageReaction.count({ where: { pageId: PAGE, psid: "USER_ID" } })).toBe(1);
+  });
+});
+
+describe("conversation events", () => {
+  it("keeps referral, optin, unsupported and target-less reaction items on their conversation, raw payload whole, once", async () => {
+    const page = "100200300400501";
+    const referralItem = recorded("referral-mme-shortlink");
+    const optinItem = recorded("optin-checkbox-no-sender");
+    const handoverItem = {
+      sender: { id: "psid-handover" },
+      recipient: { id: page },
+      timestamp: 1_700_000_000_000,
+      pass_thread_control: { new_owner_app_id: "123456789", metadata: "to the inbox" },
+    };
+    const reactionItem = {
+      sender: { id: "psid-handover" },
+      recipient: { id: page },
+      timestamp: 1_700_000_001_000,
+      reaction: { action: "react", emoji: "👍", reaction: "like" },
+    };
+    const routedEvents = [referralItem, optinItem, handoverItem, reactionItem].map((i) => routed(i, page));
+    for (const event of routedEvents) await publishTwice(event);
+    await world.settled();
+
+    const rows = await world.db.conversationEvent.findMany({
+      where: { pageId: page },
+      include: { conversation: { include: { contact: true } } },
+      orderBy: { occurredAt: "asc" },
+    });
+    expect(
+      rows.map((r) => ({
+        kind: r.kind,
+        psid: r.conversation.contact.psid,
+        eventId: r.eventId,
+        occurredAt: r.occurredAt.getTime(),
+        payload: r.payload,
+      })),
+    ).toEqual([
+      {
+        kind: "optin",
+        psid: "user_ref:123-abc",
+        eventId: routedEvents[1]?.eventId,
+        // Recorded in seconds; Meta's clock in milliseconds.
+        occurredAt: 1_234_567_890_000,
+        payload: optinItem,
+      },
+      {
+        kind: "referral",
+        psid: "1476077111119289",
+        eventId: routedEvents[0]?.eventId,
+        occurredAt: 1_511_111_143_921,
+        payload: referralItem,
+      },
+      {
+        kind: "unsupported",
+        psid: "psid-handover",
+        eventId: routedEvents[2]?.eventId,
+        occurredAt: 1_700_000_000_000,
+        payload: { reason: "unmodelled item: pass_thread_control", raw: handoverItem },
+      },
+      {
+        kind: "reaction",
+        psid: "psid-handover",
+        eventId: routedEvents[3]?.eventId,
+        occurredAt: 1_700_000_001_000,
+        payload: reactionItem,
+      },
+    ]);
+    expect(await world.db.message.count({ where: { pageId: page } })).toBe(0);
+    expect(await world.db.messageReaction.count({ where: { pageId: page } })).toBe(0);
+  });
+});
+
+describe("recorded messages and postbacks", () => {
+  it("stores a postback as an incoming message of kind postback with its title and payload", async () => {
+    const page = "100200300400502";
+    const getStarted = routed(recorded("postback-get-started-with-referral-and-title"), page);
+    const guest = routed(recorded("postback-customer-chat-plugin-guest-user-ref"), page);
+    await publishTwice(getStarted);
+    await publishTwice(guest);
+    await world.settled();
+
+    const [started] = await conversationMessages(world.db, page, "1476077422222289");
+    expect(started).toMatchObject({
+      // Recorded without a mid: the stable event id stands in, so a redelivery finds the row.
+      mid: `postback:${getStarted.eventId}`,
+      direction: "incoming",
+      kind: "postback",
+      text: "Get Started",
+      status: "received",
+      sentAt: new Date(1_522_222_894_827),
+      payload: {
+        title: "Get Started",
+        payload: "__GET_STARTED__",
+        referral: { source: "SHORTLINK", type: "OPEN_THREAD", ref: "aaaa" },
+        raw: getStarted.raw,
+      },
+    });
+    const [guestRow] = await conversationMessages(world.db, page, "user_ref:987654321432");
+    expect(guestRow).toMatchObject({ kind: "postback", text: "", payload: { title: "", payload: "hey" } });
+    expect(await world.db.message.count({ where: { pageId: page } })).toBe(2);
+  });
+
+  it("keeps attachments, sticker id, quick reply payload and reply_to in the message payload", async () => {
+    // Several recorded items share one mid: each gets its own page, as the same mid on one page is one message.
+    const named = [
+      "image-attachment-fbcdn-url",
+      "sticker-like-button-legacy",
+      "fallback-legacy-payload-null-uppercase-URL",
+      "text-quick-reply",
+    ];
+    const items: RecordedItem[] = named.map(recorded);
+    const reply = buildTextMessageItem({
+      pageId: "404217156637689",
+      psid: "1423587017700273",
+      mid: "m_reply",
+      text: "answering",
+      timestamp: 1_491_799_000_000,
+    });
+    items.push({ ...reply, message: { ...reply.message, reply_to: { mid: "m_original" } } });
+    const pages = items.map((_, i) => `20000000000000${i}`);
+    const routedEvents = items.map((item, i) => routed(item, pages[i] as string));
+    for (const event of routedEvents) await publishTwice(event);
+    await world.settled();
+
+    const rows = await Promise.all(
+      routedEvents.map(async (e) => messageRow(e.pageId, e.kind === "message" ? e.mid : "")),
+    );
+    for (const [i, row] of rows.entries()) {
+      expect(await world.db.message.count({ where: { pageId: pages[i] } })).toBe(1);
+      expect(row.direction).toBe("incoming");
+      expect((row.payload as { raw: unknown }).raw).toEqual(items[i]);
+    }
+    const [image, sticker, fallback, quickReply, replyTo] = rows;
+    expect(image).toMatchObject({ kind: "attachment", text: null });
+    expect(image?.payload).toMatchObject({
+      attachments: [
+        {
+          type: "image",
+          url: expect.stringMatching(/^https:\/\/scontent\.xx\.fbcdn\.net\/.+17887258_/),
+          stickerId: null,
+          title: null,
+          payload: { url: expect.any(String) },
+        },
+      ],
+      quickReplyPayload: null,
+      replyToMid: null,
+    });
+    expect(sticker).toMatchObject({ kind: "attachment" });
+    expect(sticker?.payload).toMatchObject({
+      attachments: [{ type: "image", stickerId: "369239263222822", url: expect.stringContaining("fbcdn") }],
+    });
+    expect(fallback?.payload).toMatchObject({
+      attachments: [
+        {
+          type: "fallback",
+          url: "URL_OF_THE_ATTACHMENT",
+          title: "TITLE_OF_THE_URL_ATTACHMENT",
+          stickerId: null,
+          payload: null,
+        },
+      ],
+    });
+    expect(quickReply).toMatchObject({ kind: "text", text: "Red" });
+    expect(quickReply?.payload).toMatchObject({
+      attachments: [],
+      quickReplyPayload: "DEVELOPER_DEFINED_PAYLOAD_FOR_PICKING_RED",
+    });
+    expect(replyTo).toMatchObject({ kind: "text", text: "answering" });
+    expect(replyTo?.payload).toMatchObject({ replyToMid: "m_original", quickReplyPayload: null });
+  });
+});
+
+describe("ordering", () => {
+  it("reads a conversation back in Meta's timestamp order, mid breaking ties, whatever order it was stored in", async () => {
+    const psid = "psid-order";
+    const t = 1_700_000_000_000;
+    const sequence = [
+      events.echo(PAGE, psid, "m_order_4", t + 4_000),
+      events.message(PAGE, psid, "m_order_3", t + 3_000),
+      events.message(PAGE, psid, "m_order_2b", t + 2_000),
+      events.message(PAGE, psid, "m_order_2a", t + 2_000),
+      events.message(PAGE, psid, "m_order_1", t + 1_000),
+    ];
+    // One at a time, latest first: insertion order is the reverse of Meta's order.
+    for (const event of sequence) {
+      await world.publish(event);
+      await world.settled();
+    }
+
+    const rows = await conversationMessages(world.db, PAGE, psid);
+    expect(rows.map((r) => r.mid)).toEqual([
+      "m_order_1",
+      "m_order_2a",
+      "m_order_2b",
+      "m_order_3",
+      "m_order_4",
+    ]);
+    expect([...rows].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())[0]?.mid).toBe("m_order_4");
+    const conversation = await world.db.conversation.findFirstOrThrow({ where: { contact: { psid } } });
+    expect(conversation.lastMessageAt?.getTime()).toBe(t + 4_000);
+  });
+});
+
+describe("invalid events", () => {
+  it("dead-letters an event the contracts reject at once with the reason, and stores nothing", async () => {
+    const valid = events.message(PAGE, "psid-invalid", "m_invalid", Date.now());
+    const { mid: _mid, ...withoutMid } = valid as Extract<MessagingEvent, { kind: "message" }>;
+    const subject = world.bus.topology.subjects.messagingEvent(PAGE);
+    const before = (await world.deadLetters()).length;
+    await world.publish(withoutMid as MessagingEvent);
+    await world.publish({ ...valid, kind: "poke" } as unknown as MessagingEvent, `${valid.eventId}:poke`);
+    await publishRaw(world.bus.js, subject, "{not json", { msgId: `${valid.eventId}:bytes` });
+    // Settled means terminated: a dead letter is not delivered to the service again.
+    await world.settled();
+
+    const letters = (await world.deadLetters()).slice(before);
+    // Handled concurrently: dead-lettered in any order.
+    expect(letters.map((l) => l.reason).sort()).toEqual([
+      expect.stringMatching(/^invalid messaging event: kind: /),
+      expect.stringMatching(/^invalid messaging event: mid: /),
+      "messaging event is not JSON",
+    ]);
+    for (const letter of letters) {
+      expect(letter.headers[Headers.deliveries]).toBe("1");
+      expect(letter.headers[Headers.stage]).toBe("message-service");
+      expect(letter.headers[Headers.originalSubject]).toBe(subject);
+    }
+    expect(await world.db.contact.count({ where: { psid: "psid-invalid" } })).toBe(0);
+    expect(await world.db.message.count({ where: { mid: "m_invalid" } })).toBe(0);
+  });
+});
+
+describe("domain events", () => {
+  it("publishes nothing new when every event of a conversation is delivered again", async () => {
+    const psid = "psid-domain";
+    const t = 1_700_000_100_000;
+    const first = [
+      events.message(PAGE, psid, "m_domain_in", t),
+      events.echo(PAGE, psid, "m_domain_out", t + 1_000),
+      routed(
+        {
+          sender: { id: psid },
+          recipient: { id: PAGE },
+          timestamp: t + 1_500,
+          postback: { mid: "m_domain_postback", title: "Menu", payload: "MENU" },
+        },
+        PAGE,
+      ),
+    ];
+    const then = [
+      events.delivery(PAGE, psid, t + 2_000),
+      events.read(PAGE, psid, t + 3_000),
+      events.reaction(PAGE, psid, "m_domain_out", t + 3_500, "react"),
+      events.referral(PAGE, psid, t + 4_000),
+    ];
+    const { domain } = world.bus.topology.streams;
+    const domainCount = async () =>
+      (await listStored(world.bus.js, world.bus.jsm, domain.name, world.bus.topology.subjects.domainEvents))
+        .length;
+    const before = await domainCount();
+    // The echo is stored before the watermarks arrive, so it moves to delivered, then read.
+    for (const event of first) await world.publish(event);
+    await world.settled();
+    for (const event of then) await world.publish(event);
+    await world.settled();
+
+    const published = (await world.domainEvents()).filter((e) => e.psid === psid);
+    expect(
+      published.map((e) => (e.type === "message.status_changed" ? `${e.type}:${e.status}` : e.type)),
+    ).toEqual([
+      "conversation.created",
+      "message.created",
+      "message.created",
+      "message.created",
+      "message.status_changed:delivered",
+      "message.status_changed:read",
+    ]);
+    const afterFirst = await domainCount();
+    expect(afterFirst - before).toBe(published.length);
+
+    for (const event of [...first, ...then]) await world.publish(event, `${event.eventId}:redelivered`);
+    await world.settled();
+    expect(await domainCount()).toBe(afterFirst);
+    expect(await world.db.domainEventOutbox.count()).toBe(0);
+    expect(await world.db.message.count({ where: { conversation: { contact: { psid } } } })).toBe(3);
+  });
+});
