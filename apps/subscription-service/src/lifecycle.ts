@@ -8,6 +8,7 @@ import {
   unsubscribePage,
 } from "@switchboard/subscriptions";
 import type { Logger } from "pino";
+import type { PageBackoff } from "./backoff";
 import { type SubscriptionMetrics, setPageSubscriptionGauges } from "./metrics";
 
 export interface LifecycleConsumerOptions {
@@ -16,6 +17,7 @@ export interface LifecycleConsumerOptions {
   subscriptions: SubscriptionContext;
   metrics: SubscriptionMetrics;
   log: Logger;
+  backoff: PageBackoff;
   concurrency?: number;
 }
 
@@ -29,7 +31,7 @@ const decoder = new TextDecoder();
 export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
   const { bus, db, subscriptions, metrics, log } = options;
 
-  const settle = (result: ReconcileResult) => {
+  const settle = async (result: ReconcileResult) => {
     metrics.reconciles.inc({ trigger: "lifecycle", outcome: result.action });
     setPageSubscriptionGauges(metrics, {
       pageId: result.pageId,
@@ -37,12 +39,11 @@ export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
       consecutiveFailures: result.consecutiveFailures,
       lastCheckedAt: new Date(),
     });
+    const backoffMs = await options.backoff.record(result);
     const failure = result.failure;
     if (!failure?.retryable) return;
     // Meta is throttling or unavailable: the event comes back later (recorded meanwhile).
-    if (failure.kind === "rate_limit") {
-      throw new RetryLaterError(failure.message, failure.retryAfterMs ?? 60_000);
-    }
+    if (failure.kind === "rate_limit") throw new RetryLaterError(failure.message, backoffMs);
     throw new Error(failure.message);
   };
 
@@ -60,15 +61,17 @@ export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
     if (event.type === "page.disconnected") {
       if (page.status !== "disabled") return;
       log.info({ pageId: event.pageId }, "page disconnected, unsubscribing");
-      return settle(await unsubscribePage(subscriptions, event.pageId));
+      return await settle(await unsubscribePage(subscriptions, event.pageId));
     }
     if (page.status !== "active") return;
+    const waitMs = await options.backoff.remainingMs(event.pageId);
+    if (waitMs > 0) throw new RetryLaterError("page is backed off after a rate limit", waitMs);
     log.info({ pageId: event.pageId, event: event.type }, "subscribing page");
     const result = await reconcileSubscription(subscriptions, event.pageId, "subscribe");
     if (result.action === "subscribed") {
       log.info({ pageId: event.pageId, fields: result.after }, "page subscribed");
     }
-    settle(result);
+    await settle(result);
   };
 
   return runConsumer({

@@ -5,7 +5,6 @@ import { DEFAULT_SUBSCRIBED_FIELDS } from "@switchboard/subscriptions";
 import { eventually } from "@switchboard/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createHarness, type Harness } from "./test-harness";
-import { reconcileKeys } from "./worker";
 
 const desired = [...DEFAULT_SUBSCRIBED_FIELDS].sort();
 
@@ -87,7 +86,7 @@ describe("subscription-service", () => {
     await h.connectPage("2201");
     await h.connectPage("2202");
     await waitSubscribed("2201");
-    const firstSubscribedAt = (await subscription("2201"))?.lastSubscribedAt;
+    const firstSubscribedAt = (await subscription("2201"))?.lastSubscribedAt?.getTime();
 
     h.fake.state.dropSubscription("2201");
     await eventually(() => h.fake.state.subscriptions("2201")?.length === desired.length, {
@@ -95,7 +94,9 @@ describe("subscription-service", () => {
     });
     const row = await eventually(async () => {
       const r = await subscription("2201");
-      return r?.status === "subscribed" && r.lastSubscribedAt !== firstSubscribedAt ? r : undefined;
+      return r?.status === "subscribed" && r.lastSubscribedAt?.getTime() !== firstSubscribedAt
+        ? r
+        : undefined;
     });
     expect(row.subscribedFields).toEqual(desired);
 
@@ -173,8 +174,26 @@ describe("subscription-service", () => {
     const row = await subscription("2402");
     expect(row?.lastError).toContain("rate limited");
     expect(row?.consecutiveFailures).toBeGreaterThanOrEqual(1);
-    expect(await h.redis.pttl(reconcileKeys(h.keyPrefix).backoff("2402"))).toBeGreaterThan(0);
+    expect(await h.redis.pttl(`${h.keyPrefix}subscriptions:backoff:2402`)).toBeGreaterThan(0);
     expect((await h.db.pageConnection.findUnique({ where: { pageId: "2402" } }))?.status).toBe("active");
+  });
+
+  it("subscribes a page connected while Meta rate-limits it once its back-off is over", async () => {
+    await h.startReplica("a", { intervalMs: 1000 });
+    h.fake.state.addPage({ pageId: "2801", token: "EAAB-2801" });
+    h.fake.state.injectError("2801", { code: 613, times: 1, endpoint: "subscribed_apps:POST" });
+    await h.connectPage("2801", "EAAB-2801");
+
+    const row = await waitSubscribed("2801").then(() => subscription("2801"));
+    expect(row?.subscribedFields).toEqual(desired);
+    const posts = h.fake.state.callsTo("2801", "subscribed_apps").filter((c) => c.method === "POST");
+    expect(posts.length).toBeGreaterThanOrEqual(2);
+    // Nothing called Meta for the page between the rate limit and the end of its back-off.
+    const [limited, next] = posts;
+    const between = h.fake.state
+      .callsTo("2801")
+      .filter((c) => c.at > (limited?.at ?? 0) && c.at < (next?.at ?? 0));
+    expect(between).toEqual([]);
   });
 
   it("with two replicas, reconciles each page exactly once per interval", async () => {
@@ -274,6 +293,7 @@ describe("subscription-service", () => {
         await replica.registry.metrics(),
       ),
     );
-    expect(replica.reconciled).toHaveLength(1);
+    await eventually(() => replica.reconciled.length === 1, { message: "one job reconciled" });
+    expect(h.fake.state.callsTo("2701", "subscribed_apps").filter((c) => c.method === "GET")).toHaveLength(2);
   });
 });

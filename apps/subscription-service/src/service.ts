@@ -4,6 +4,7 @@ import type { Db } from "@switchboard/db";
 import type { SubscriptionContext } from "@switchboard/subscriptions";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { createPageBackoff } from "./backoff";
 import { startLifecycleConsumer } from "./lifecycle";
 import { refreshSubscriptionGauges, type SubscriptionMetrics } from "./metrics";
 import { startReconcileScheduler } from "./scheduler";
@@ -30,7 +31,13 @@ export interface SubscriptionServiceOptions {
  */
 export async function startSubscriptionService(options: SubscriptionServiceOptions) {
   const { bus, db, redis, keyPrefix, subscriptions, metrics, log } = options;
-  const lifecycle = await startLifecycleConsumer({ bus, db, subscriptions, metrics, log });
+  const backoff = createPageBackoff({
+    redis,
+    keyPrefix,
+    baseMs: options.intervalMs,
+    maxBackoffMs: options.maxBackoffMs,
+  });
+  const lifecycle = await startLifecycleConsumer({ bus, db, subscriptions, metrics, log, backoff });
   const worker = await startReconcileWorker({
     bus,
     db,
@@ -40,7 +47,7 @@ export async function startSubscriptionService(options: SubscriptionServiceOptio
     metrics,
     log,
     concurrency: options.concurrency,
-    maxBackoffMs: options.maxBackoffMs,
+    backoff,
     ...(options.onReconciled ? { onReconciled: options.onReconciled } : {}),
   });
   const scheduler = startReconcileScheduler({ bus, db, intervalMs: options.intervalMs, log, metrics });

@@ -4,6 +4,7 @@ import type { Db } from "@switchboard/db";
 import { reconcileSubscription, type SubscriptionContext } from "@switchboard/subscriptions";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import type { PageBackoff } from "./backoff";
 import { type SubscriptionMetrics, setPageSubscriptionGauges } from "./metrics";
 import { slotOf } from "./scheduler";
 
@@ -16,19 +17,15 @@ export interface ReconcileWorkerOptions {
   metrics: SubscriptionMetrics;
   log: Logger;
   concurrency: number;
-  maxBackoffMs: number;
+  backoff: PageBackoff;
   now?: () => number;
   /** Called after each job this replica actually reconciled (tests count them). */
   onReconciled?: (job: ReconcileJob) => void;
 }
 
-/** Redis keys: a claim per page and slot, and a page's rate-limit back-off. */
-export function reconcileKeys(prefix: string) {
-  return {
-    claim: (pageId: string, slot: number) => `${prefix}subscriptions:claim:${pageId}:${slot}`,
-    backoff: (pageId: string) => `${prefix}subscriptions:backoff:${pageId}`,
-    rateLimits: (pageId: string) => `${prefix}subscriptions:rate-limits:${pageId}`,
-  };
+/** The Redis key by which one replica claims a page's check for a slot. */
+function claimKey(prefix: string, pageId: string, slot: number) {
+  return `${prefix}subscriptions:claim:${pageId}:${slot}`;
 }
 
 const decoder = new TextDecoder();
@@ -41,7 +38,6 @@ const decoder = new TextDecoder();
 export function startReconcileWorker(options: ReconcileWorkerOptions): Promise<RunningConsumer> {
   const { bus, db, redis, subscriptions, metrics, log } = options;
   const now = options.now ?? Date.now;
-  const keys = reconcileKeys(options.keyPrefix);
   const count = (outcome: string) => metrics.reconciles.inc({ trigger: "schedule", outcome });
 
   const handle = async (msg: JsMsg) => {
@@ -55,13 +51,13 @@ export function startReconcileWorker(options: ReconcileWorkerOptions): Promise<R
 
     // One check per page per slot, even when the stream's duplicate window has forgotten the first
     // publish. The claim holds the stream sequence, so a redelivery of the same job still runs.
-    const claimKey = keys.claim(pageId, job.slot);
-    const claimed = await redis.set(claimKey, String(msg.seq), "PX", job.intervalMs * 2, "NX");
-    if (claimed === null && (await redis.get(claimKey)) !== String(msg.seq)) return count("duplicate");
+    const claim = claimKey(options.keyPrefix, pageId, job.slot);
+    const claimed = await redis.set(claim, String(msg.seq), "PX", job.intervalMs * 2, "NX");
+    if (claimed === null && (await redis.get(claim)) !== String(msg.seq)) return count("duplicate");
 
     const page = await db.pageConnection.findUnique({ where: { pageId }, select: { status: true } });
     if (page?.status !== "active") return count("inactive");
-    if ((await redis.pttl(keys.backoff(pageId))) > 0) return count("backed_off");
+    if ((await options.backoff.remainingMs(pageId)) > 0) return count("backed_off");
 
     const result = await reconcileSubscription(subscriptions, pageId, "reconcile");
     count(result.action);
@@ -73,17 +69,8 @@ export function startReconcileWorker(options: ReconcileWorkerOptions): Promise<R
       lastCheckedAt: new Date(),
     });
 
-    if (result.failure?.kind === "rate_limit") {
-      // Skips the page's next check, then 3, 7… (doubling with each rate limit in a row); Meta's estimate wins.
-      const streak = await redis.incr(keys.rateLimits(pageId));
-      await redis.pexpire(keys.rateLimits(pageId), options.maxBackoffMs * 2);
-      const exponential = Math.min(options.maxBackoffMs, job.intervalMs * 2 ** streak);
-      const backoffMs = Math.max(exponential, result.failure.retryAfterMs ?? 0);
-      await redis.set(keys.backoff(pageId), String(streak), "PX", backoffMs);
-      log.warn({ pageId, backoffMs, streak }, "page rate-limited, backing off");
-    } else if (!result.failure) {
-      await redis.del(keys.rateLimits(pageId));
-    }
+    const backoffMs = await options.backoff.record(result);
+    if (backoffMs > 0) log.warn({ pageId, backoffMs }, "page rate-limited, backing off");
   };
 
   return runConsumer({
