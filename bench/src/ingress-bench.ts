@@ -1,4 +1,4 @@
-import { drive, type LoadResult } from "./load";
+import { drive, type LoadResult, paced } from "./load";
 import { bodyPool, type SignedBody } from "./payloads";
 import { type ProcessUsage, pidsNamed, round, sampleResources } from "./resources";
 import {
@@ -52,13 +52,14 @@ async function measure(
     "nats-server": pidsNamed("nats-server"),
     "bench (load generator)": [process.pid],
   });
-  const load = await drive({
-    url,
-    connections: options.connections,
-    durationSeconds: options.seconds,
-    next: () => next(),
-    ...(rate ? { rate } : {}),
-  });
+  const load = rate
+    ? await paced({ url, rate, durationSeconds: options.seconds, next: () => next() })
+    : await drive({
+        url,
+        connections: options.connections,
+        durationSeconds: options.seconds,
+        next: () => next(),
+      });
   return { load, usage: sampler.stop() };
 }
 

@@ -1,3 +1,4 @@
+import { Agent, request } from "node:http";
 import autocannon from "autocannon";
 import type { SignedBody } from "./payloads";
 import { round } from "./resources";
@@ -22,8 +23,6 @@ export interface LoadOptions {
   durationSeconds?: number;
   /** …or until this many requests were answered. */
   amount?: number;
-  /** Offered rate over all connections, req/s; full speed when omitted. */
-  rate?: number;
   /** Builds the body for the n-th request (0, 1, 2 …) as it is sent. */
   next: (n: number) => SignedBody;
   /** Told each answer: which request and its status. */
@@ -31,17 +30,16 @@ export interface LoadOptions {
   timeoutSeconds?: number;
 }
 
-/** Drives signed POSTs with autocannon, one request in flight per connection. */
+/** Drives signed POSTs at full speed with autocannon, one request in flight per connection. */
 export async function drive(options: LoadOptions): Promise<LoadResult> {
   let sent = 0;
   const started = performance.now();
   const result = await autocannon({
     url: options.url,
-    connections: options.connections,
+    connections: options.amount ? Math.min(options.connections, options.amount) : options.connections,
     pipelining: 1,
     timeout: options.timeoutSeconds ?? 10,
     ...(options.amount ? { amount: options.amount } : { duration: options.durationSeconds ?? 10 }),
-    ...(options.rate ? { overallRate: options.rate } : {}),
     requests: [
       {
         method: "POST",
@@ -79,5 +77,102 @@ export async function drive(options: LoadOptions): Promise<LoadResult> {
     non2xx: result.non2xx,
     errors: result.errors,
     timeouts: result.timeouts,
+  };
+}
+
+export interface PacedOptions {
+  url: string;
+  /** Requests per second, spread evenly (autocannon's rate sends each second's quota in a burst). */
+  rate: number;
+  durationSeconds: number;
+  next: (n: number) => SignedBody;
+  onAnswer?: (n: number, status: number) => void;
+  timeoutSeconds?: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Sends at a fixed offered rate, as Meta does on a steady day: request n leaves at n / rate seconds. */
+export async function paced(options: PacedOptions): Promise<LoadResult> {
+  const target = new URL(options.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  const latencies: number[] = [];
+  let non2xx = 0;
+  let errors = 0;
+  let timeouts = 0;
+  const inFlight = new Set<Promise<void>>();
+  const send = (n: number) => {
+    const body = options.next(n);
+    const at = performance.now();
+    const done = new Promise<void>((resolve) => {
+      const req = request(
+        {
+          agent,
+          host: target.hostname,
+          port: target.port,
+          path: target.pathname,
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body.raw),
+            "x-hub-signature-256": body.signature,
+          },
+          timeout: (options.timeoutSeconds ?? 10) * 1000,
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => {
+            latencies.push(performance.now() - at);
+            const status = res.statusCode ?? 0;
+            if (status < 200 || status >= 300) non2xx++;
+            options.onAnswer?.(n, status);
+            resolve();
+          });
+        },
+      );
+      req.on("timeout", () => {
+        timeouts++;
+        req.destroy(new Error("timeout"));
+      });
+      req.on("error", () => {
+        errors++;
+        resolve();
+      });
+      req.end(body.raw);
+    });
+    inFlight.add(done);
+    void done.then(() => inFlight.delete(done));
+  };
+  const started = performance.now();
+  const total = Math.round(options.rate * options.durationSeconds);
+  let sent = 0;
+  await new Promise<void>((resolve) => {
+    const tick = setInterval(() => {
+      const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * options.rate));
+      while (sent < due) send(sent++);
+      if (sent >= total) {
+        clearInterval(tick);
+        resolve();
+      }
+    }, 2);
+  });
+  await Promise.all([...inFlight]);
+  const durationSeconds = (performance.now() - started) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return {
+    requests: latencies.length,
+    durationSeconds: round(durationSeconds, 2),
+    requestsPerSecond: round(latencies.length / durationSeconds),
+    p50Ms: round(percentile(latencies, 50), 1),
+    p90Ms: round(percentile(latencies, 90), 1),
+    p99Ms: round(percentile(latencies, 99), 1),
+    maxMs: round(latencies.at(-1) ?? 0, 1),
+    non2xx,
+    errors,
+    timeouts,
   };
 }

@@ -2,14 +2,17 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { startBenchSystem } from "./bench-system";
 import { benchBroker } from "./broker-bench";
+import { benchContention } from "./contention-bench";
+import { benchEndToEnd, pipelinePids } from "./e2e-bench";
 import { benchIngress } from "./ingress-bench";
 import { machineFacts } from "./machine";
 import { type BenchReport, writeReport } from "./report";
-import { machineCpu } from "./resources";
+import { machineCpu, sampleResources } from "./resources";
 import { root } from "./system";
 
-const PARTS = ["ingress", "broker"] as const;
+const PARTS = ["ingress", "broker", "e2e", "contention"] as const;
 type Part = (typeof PARTS)[number];
 
 const { values } = parseArgs({
@@ -61,21 +64,67 @@ async function main() {
   const step = (name: string) =>
     console.log(`[bench] ${name} (${Math.round((Date.now() - started) / 1000)} s)`);
 
+  // `--cpu-prof`: a V8 profile of every service process, to read with `pnpm --filter @switchboard/bench profile`.
+  const profileDir = join(root, "bench/results/tmp/profiles");
+  if (values["cpu-prof"]) mkdirSync(profileDir, { recursive: true });
+  const nodeFlags = values["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+
   if (parts.has("ingress")) {
     step("ingress vs bare Express");
-    const profileDir = join(root, "bench/results/tmp/profiles");
-    if (values["cpu-prof"]) mkdirSync(profileDir, { recursive: true });
     report.ingress = await benchIngress({
-      seconds: quick ? 4 : 15,
+      seconds: quick ? 2 : 15,
       warmupSeconds: quick ? 1 : 3,
       connections: 32,
       poolSize: quick ? 20_000 : 80_000,
-      ...(values["cpu-prof"] ? { nodeFlags: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
+      nodeFlags,
     });
   }
   if (parts.has("broker")) {
     step("raw JetStream publish-with-ack");
-    report.broker = await benchBroker(quick ? 2 : 6);
+    report.broker = await benchBroker(quick ? 1 : 6);
+  }
+
+  if (parts.has("e2e") || parts.has("contention")) {
+    step("starting fake Meta, ingress, page-router, message-service");
+    const system = await startBenchSystem(nodeFlags);
+    try {
+      const pageCounts = quick ? [1, 20] : [1, 100, 1000];
+      const pages = Array.from(
+        { length: Math.max(...pageCounts) + 2 },
+        (_, i) => `${510_000_000_000_000 + i}`,
+      );
+      step(`connecting ${pages.length} pages`);
+      await system.connectPages(pages);
+      if (parts.has("e2e")) {
+        const e2e = await benchEndToEnd(
+          system,
+          pages,
+          {
+            pageCounts,
+            conversations: quick ? 40 : 1000,
+            webhooks: quick ? 60 : 2000,
+            fixedRateSeconds: quick ? 2 : 10,
+            connections: 32,
+          },
+          step,
+        );
+        report.endToEnd = { runs: e2e.runs, resources: e2e.resources };
+        report.failures.push(...e2e.failures);
+      }
+      if (parts.has("contention")) {
+        step("contention: one hot conversation vs spread");
+        const sampler = sampleResources(pipelinePids(system));
+        const runs = await benchContention(
+          system,
+          { hot: pages.at(-2)!, spread: pages.at(-1)! },
+          { messages: quick ? 60 : 600, spreadConversations: quick ? 20 : 100, connections: 32 },
+          report.failures,
+        );
+        report.contention = { runs, resources: sampler.stop() };
+      }
+    } finally {
+      await system.stop();
+    }
   }
 
   report.machineCpuBusyPercent = cpu.busyPercent();

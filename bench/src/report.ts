@@ -1,6 +1,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BrokerBenchResult } from "./broker-bench";
+import type { ContentionRun } from "./contention-bench";
+import type { E2eRun } from "./e2e-bench";
 import type { IngressBenchResult } from "./ingress-bench";
 import type { LoadResult } from "./load";
 import type { MachineFacts } from "./machine";
@@ -16,6 +18,8 @@ export interface BenchReport {
   machineCpuBusyPercent?: number;
   ingress?: IngressBenchResult;
   broker?: BrokerBenchResult;
+  endToEnd?: { runs: E2eRun[]; resources: Record<string, ProcessUsage> };
+  contention?: { runs: ContentionRun[]; resources: Record<string, ProcessUsage> };
   /** Why the run failed (lost or duplicated messages…); a non-empty list means exit code 1. */
   failures: string[];
 }
@@ -23,6 +27,9 @@ export interface BenchReport {
 const TARGETS = {
   ingressRatio: 0.6,
   ingressP99AtHalfPeakMs: 50,
+  endToEndVsBroker: 0.5,
+  flatness: 0.15,
+  endToEndP99AtHalfPeakMs: 250,
 };
 
 const mark = (ok: boolean) => (ok ? "✅" : "❌");
@@ -64,6 +71,26 @@ export function renderMarkdown(report: BenchReport, jsonName: string): string {
       `| ingress p99 < ${TARGETS.ingressP99AtHalfPeakMs} ms at half its peak | ${i.ingressAtHalfPeak.p99Ms} ms at ${i.ingressAtHalfPeak.offeredRate} req/s | ${mark(i.ingressAtHalfPeak.p99Ms < TARGETS.ingressP99AtHalfPeakMs)} |`,
     );
   }
+  const full = report.endToEnd?.runs.filter((r) => r.mode === "full speed") ?? [];
+  const steady = report.endToEnd?.runs.filter((r) => r.mode === "fixed rate") ?? [];
+  if (full.length > 0) {
+    const broker = report.broker?.bestPerSecond;
+    const worst = Math.min(...full.map((r) => r.storedPerSecond));
+    if (broker) {
+      lines.push(
+        `| end to end ≥ ${TARGETS.endToEndVsBroker * 100} % of raw JetStream publishes/s | ${full.map((r) => `${r.pages} p: ${Math.round((r.storedPerSecond / broker) * 100)} %`).join(", ")} (${broker}/s raw) | ${mark(worst / broker >= TARGETS.endToEndVsBroker)} |`,
+      );
+    }
+    const base = full[0]!.storedPerSecond;
+    const spread = full.map((r) => (r.storedPerSecond - base) / base);
+    lines.push(
+      `| stored/s flat (±${TARGETS.flatness * 100} %) from ${full[0]!.pages} to ${full.at(-1)!.pages} pages | ${full.map((r, i) => `${r.pages} p: ${r.storedPerSecond}/s (${spread[i]! >= 0 ? "+" : ""}${Math.round(spread[i]! * 100)} %)`).join(", ")} | ${mark(spread.every((d) => Math.abs(d) <= TARGETS.flatness))} |`,
+      `| end-to-end p99 < ${TARGETS.endToEndP99AtHalfPeakMs} ms at half the peak | ${steady.map((r) => `${r.pages} p: ${r.p99Ms} ms`).join(", ")} | ${mark(steady.every((r) => r.p99Ms < TARGETS.endToEndP99AtHalfPeakMs))} |`,
+    );
+  }
+  lines.push(
+    `| no message lost or duplicated | ${report.failures.length === 0 ? "every run: rows = messages sent" : `${report.failures.length} failure(s)`} | ${mark(report.failures.length === 0)} |`,
+  );
   if (report.failures.length > 0) {
     lines.push("", "## FAILED", "", ...report.failures.map((f) => `- ${f}`));
   }
@@ -99,6 +126,49 @@ export function renderMarkdown(report: BenchReport, jsonName: string): string {
       "| in flight | published/s | p50 ms | p99 ms |",
       "|---|---|---|---|",
       ...b.runs.map((r) => `| ${r.inFlight} | ${r.perSecond} | ${r.p50Ms} | ${r.p99Ms} |`),
+    );
+  }
+  if (report.endToEnd) {
+    lines.push(
+      "",
+      "## 3. End to end: signed POST → ingress → JetStream → page-router → message-service → Postgres row",
+      "",
+      "Latency is Meta's timestamp (set as the webhook leaves) → the row's `created_at`. Full speed: autocannon, 32 connections, a fixed number of webhooks; fixed rate: evenly paced at half the stored rate full speed reached. Every user wrote once before (warm-up), so contacts and profiles exist.",
+      "",
+      "| pages | mode | webhooks | messages | rows | stored msg/s | e2e p50 ms | e2e p99 ms | e2e max ms | HTTP p99 ms | resent | drain s |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      ...report.endToEnd.runs.map(
+        (r) =>
+          `| ${r.pages} | ${r.mode}${r.offeredWebhooksPerSecond ? ` (${r.offeredWebhooksPerSecond} webhooks/s)` : ""} | ${r.webhooks} | ${r.expected} | ${r.stored} | ${r.storedPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.maxMs} | ${r.http.p99Ms} | ${r.resent} | ${r.drainSeconds} |`,
+      ),
+      "",
+      usageTable("end-to-end runs", report.endToEnd.resources),
+    );
+  }
+  if (report.contention) {
+    lines.push(
+      "",
+      "## 4. Contention: one hot conversation vs the same burst spread",
+      "",
+      "A burst of single-message webhooks to one page (32 connections), all for one user, then spread over many users. Lock figures are this run's delta of the message-service's `switchboard_lock_*` metrics; wait percentiles are histogram bucket bounds.",
+      "",
+      "| shape | conversations | messages | rows | stored msg/s | e2e p50 ms | e2e p99 ms | lock waits p50 / p99 (s ≤) | acquired after waiting | contended in Redis | failed | mean hold ms |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      ...report.contention.runs.map(
+        (r) =>
+          `| ${r.shape} | ${r.conversations} | ${r.expected} | ${r.stored} | ${r.storedPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.locks.p50Seconds} / ${r.locks.p99Seconds} | ${r.locks.acquiredAfterWaiting} of ${r.locks.acquired} | ${r.locks.contended} | ${r.locks.failed} | ${r.locks.meanHoldMs} |`,
+      ),
+      "",
+      "Lock wait distribution (share of acquisitions waiting at most):",
+      "",
+      `| shape | ${report.contention.runs[0]?.locks.waitDistribution.map((b) => `≤ ${b.le} s`).join(" | ") ?? ""} |`,
+      `|---|${report.contention.runs[0]?.locks.waitDistribution.map(() => "---").join("|") ?? ""}|`,
+      ...report.contention.runs.map(
+        (r) =>
+          `| ${r.shape} | ${r.locks.waitDistribution.map((b) => `${Math.round(b.share * 100)} %`).join(" | ")} |`,
+      ),
+      "",
+      usageTable("contention runs", report.contention.resources),
     );
   }
   return `${lines.join("\n")}\n`;

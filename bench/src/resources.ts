@@ -48,32 +48,44 @@ export function pidsNamed(comm: string): number[] {
 
 /**
  * Samples CPU and RSS of named groups of processes (one service, or every Postgres backend) every
- * `intervalMs` until stop(). A group's CPU and RSS are the sums over its processes.
+ * `intervalMs` until stop(). A group is a list of pids or a function listing them at each sample, so
+ * processes that start during the run (a new Postgres backend) count; CPU counts only time spent
+ * between two samples of the same process, so one that exits takes nothing with it.
  */
-export function sampleResources(groups: Record<string, number[]>, intervalMs = 250) {
-  const first = new Map<string, { ticks: number; at: number }>();
-  const last = new Map<string, { ticks: number; at: number }>();
+export function sampleResources(groups: Record<string, number[] | (() => number[])>, intervalMs = 250) {
+  const lastTicks = new Map<string, Map<number, number>>();
+  const busyTicks = new Map<string, number>();
   const peakRss = new Map<string, number>();
   const peakCpu = new Map<string, number>();
+  let first = 0;
+  let previousAt = 0;
   const sample = () => {
     const at = performance.now();
-    for (const [name, pids] of Object.entries(groups)) {
-      let ticks = 0;
+    for (const [name, group] of Object.entries(groups)) {
+      const pids = typeof group === "function" ? group() : group;
+      const before = lastTicks.get(name) ?? new Map<number, number>();
+      const now = new Map<number, number>();
+      let delta = 0;
       let rss = 0;
       for (const pid of pids) {
-        ticks += cpuTicks(pid) ?? 0;
-        rss += rssKiB(pid) ?? 0;
+        const ticks = cpuTicks(pid);
+        const kib = rssKiB(pid);
+        if (ticks === undefined || kib === undefined) continue;
+        now.set(pid, ticks);
+        rss += kib;
+        const previous = before.get(pid);
+        if (previous !== undefined) delta += ticks - previous;
       }
-      if (rss === 0) continue;
-      const previous = last.get(name);
-      if (previous && at > previous.at) {
-        const percent = ((ticks - previous.ticks) / TICKS_PER_SECOND / ((at - previous.at) / 1000)) * 100;
+      lastTicks.set(name, now);
+      if (previousAt > 0) {
+        busyTicks.set(name, (busyTicks.get(name) ?? 0) + delta);
+        const percent = (delta / TICKS_PER_SECOND / ((at - previousAt) / 1000)) * 100;
         peakCpu.set(name, Math.max(peakCpu.get(name) ?? 0, percent));
       }
-      if (!first.has(name)) first.set(name, { ticks, at });
-      last.set(name, { ticks, at });
       peakRss.set(name, Math.max(peakRss.get(name) ?? 0, rss));
     }
+    if (first === 0) first = at;
+    previousAt = at;
   };
   sample();
   const timer = setInterval(sample, intervalMs);
@@ -81,14 +93,14 @@ export function sampleResources(groups: Record<string, number[]>, intervalMs = 2
     stop(): Record<string, ProcessUsage> {
       clearInterval(timer);
       sample();
+      const seconds = (previousAt - first) / 1000;
       const out: Record<string, ProcessUsage> = {};
       for (const name of Object.keys(groups)) {
-        const a = first.get(name);
-        const b = last.get(name);
-        if (!a || !b) continue;
-        const seconds = (b.at - a.at) / 1000;
+        if (!peakRss.has(name)) continue;
         out[name] = {
-          cpuPercent: round(seconds > 0 ? ((b.ticks - a.ticks) / TICKS_PER_SECOND / seconds) * 100 : 0),
+          cpuPercent: round(
+            seconds > 0 ? ((busyTicks.get(name) ?? 0) / TICKS_PER_SECOND / seconds) * 100 : 0,
+          ),
           peakCpuPercent: round(peakCpu.get(name) ?? 0),
           peakRssMiB: round((peakRss.get(name) ?? 0) / 1024),
         };

@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectBus, deleteStreams } from "@switchboard/bus";
 import { generateTokenKey } from "@switchboard/crypto";
@@ -79,11 +81,7 @@ export async function createBenchDatabase(): Promise<BenchDatabase> {
 }
 
 /** The environment every service of one bench system shares: its own namespace, key prefix and secrets. */
-export function systemEnv(
-  databaseUrl: string,
-  fakeMetaUrl: string,
-  ingressUrl: string,
-): Record<string, string> {
+export function systemEnv(databaseUrl: string, fakeMetaUrl: string, ingressUrl: string) {
   return {
     NODE_ENV: "production",
     LOG_LEVEL: "warn",
@@ -108,11 +106,14 @@ export interface ServiceProcess {
   url: string;
   process: ChildProcess;
   pid: number;
-  output: string[];
+  /** Where its stdout and stderr go: a file, so logging costs the bench process nothing. */
+  logFile: string;
   stop(): Promise<void>;
 }
 
-/** Starts `node <entry>` as production does, and waits until `readyPath` answers 200. */
+const logDir = join(root, "bench/results/tmp/logs");
+
+/** Starts `node <args>` as production does, and waits until `readyPath` answers 200. */
 export async function startProcess(
   name: string,
   args: string[],
@@ -120,24 +121,22 @@ export async function startProcess(
   port: number,
   readyPath = "/readyz",
 ): Promise<ServiceProcess> {
+  mkdirSync(logDir, { recursive: true });
+  const logFile = join(logDir, `${name}.log`);
+  const out = openSync(logFile, "w");
   const child = spawn(process.execPath, args, {
     cwd: root,
     env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", out, out],
   });
-  const output: string[] = [];
-  const keep = (chunk: Buffer) => {
-    output.push(chunk.toString());
-    if (output.length > 200) output.shift();
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
+  closeSync(out);
+  const tail = () => readFileSync(logFile, "utf8").slice(-2000);
   const service: ServiceProcess = {
     name,
     url: `http://127.0.0.1:${port}`,
     process: child,
     pid: child.pid ?? 0,
-    output,
+    logFile,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -152,9 +151,7 @@ export async function startProcess(
   try {
     await waitFor(
       async () => {
-        if (child.exitCode !== null) {
-          throw new Error(`${name} exited (${child.exitCode}): ${output.join("").slice(-2000)}`);
-        }
+        if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}): ${tail()}`);
         const res = await fetch(`${service.url}${readyPath}`).catch(() => undefined);
         return res?.status === 200;
       },

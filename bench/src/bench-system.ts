@@ -1,0 +1,125 @@
+import { type Bus, connectBus } from "@switchboard/bus";
+import { createTokenCipher } from "@switchboard/crypto";
+import { createDb } from "@switchboard/db";
+import { connectPage } from "@switchboard/pages";
+import pg from "pg";
+import {
+  type BenchDatabase,
+  createBenchDatabase,
+  deleteNamespace,
+  freePort,
+  quiet,
+  type ServiceProcess,
+  serviceEntry,
+  services,
+  startProcess,
+  systemEnv,
+} from "./system";
+
+/** The services a message passes through, in order. The subscription-service is not on that path. */
+const PIPELINE = ["ingress", "page-router", "message-service"] as const;
+
+export interface BenchSystem {
+  env: Record<string, string>;
+  appSecret: string;
+  ingressUrl: string;
+  fakeMetaUrl: string;
+  processes: ServiceProcess[];
+  /** Queries the bench's own database (row counts, latencies). */
+  sql: pg.Pool;
+  messageServiceUrl: string;
+  connectPages(pageIds: string[]): Promise<void>;
+  addUsers(users: Array<{ pageId: string; psid: string }>): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function inBatches<T>(items: T[], size: number, run: (item: T) => Promise<unknown>) {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(run));
+}
+
+async function postJson(url: string, body: unknown) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+}
+
+/**
+ * Fake Meta, ingress, page-router and message-service as production processes (`node dist/main.js`)
+ * on the local Postgres, Redis and NATS, with their own database, bus namespace and key prefix.
+ */
+export async function startBenchSystem(nodeFlags: string[] = []): Promise<BenchSystem> {
+  const database: BenchDatabase = await createBenchDatabase();
+  const ports = {
+    fakeMeta: await freePort(),
+    ingress: await freePort(),
+    "page-router": await freePort(),
+    "message-service": await freePort(),
+  };
+  const fakeMetaUrl = `http://127.0.0.1:${ports.fakeMeta}`;
+  const ingressUrl = `http://127.0.0.1:${ports.ingress}`;
+  const env = {
+    ...systemEnv(database.url, fakeMetaUrl, ingressUrl),
+    // Production's level: the cost of logging is part of the cost of a message.
+    LOG_LEVEL: "info",
+    FAKE_META_ECHO_MODE: "off",
+    // Meta's quota is not what is measured: every profile fetch of a new contact goes through at once.
+    GRAPH_CALLS_PER_PAGE: "1000000",
+  };
+  const processes: ServiceProcess[] = [];
+  let bus: Bus | undefined;
+  const sql = new pg.Pool({ connectionString: database.url, max: 2 });
+  const db = createDb(database.url);
+  const stop = async () => {
+    await Promise.all(processes.map((p) => p.stop()));
+    await bus?.drain();
+    await db.$disconnect();
+    await sql.end();
+    await database.drop();
+    await deleteNamespace(env.BUS_NAMESPACE);
+  };
+  try {
+    processes.push(
+      await startProcess("fake-meta", serviceEntry("fake-meta"), env, ports.fakeMeta, "/healthz"),
+    );
+    for (const name of PIPELINE) {
+      processes.push(await startProcess(name, [...nodeFlags, ...serviceEntry(name)], env, ports[name]));
+    }
+    bus = await connectBus({
+      servers: [services.natsUrl],
+      name: "bench-pages",
+      namespace: env.BUS_NAMESPACE,
+      log: quiet,
+    });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const cipher = createTokenCipher(env.TOKEN_ENCRYPTION_KEYS);
+  const pagesBus = bus;
+  return {
+    env,
+    appSecret: env.FB_APP_SECRET,
+    ingressUrl: `${ingressUrl}/webhooks/facebook`,
+    fakeMetaUrl,
+    processes,
+    sql,
+    messageServiceUrl: `http://127.0.0.1:${ports["message-service"]}`,
+    async connectPages(pageIds) {
+      await inBatches(pageIds, 20, async (pageId) => {
+        const token = `EAAB-bench-${pageId}`;
+        await postJson(`${fakeMetaUrl}/_fake/pages`, { pageId, token, name: `Bench page ${pageId}` });
+        await connectPage(
+          { db, bus: pagesBus, cipher },
+          { pageId, name: `Bench page ${pageId}`, companyId: "bench", token },
+        );
+      });
+    },
+    async addUsers(users) {
+      await inBatches(users, 50, (user) => postJson(`${fakeMetaUrl}/_fake/users`, user));
+    },
+    stop,
+  };
+}
