@@ -2,10 +2,16 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { connectBus, deleteStreams } from "@switchboard/bus";
-import { createLogger } from "@switchboard/observability";
 import { generateTokenKey } from "@switchboard/crypto";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
-import { createTestDatabase, eventually, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
+import { createLogger } from "@switchboard/observability";
+import {
+  createTestDatabase,
+  eventually,
+  type TestDatabase,
+  testServices,
+  uniqueId,
+} from "@switchboard/testing";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -47,7 +53,12 @@ export interface System {
   stop(): Promise<void>;
 }
 
-function startProcess(name: ServiceName, entry: string, env: Record<string, string>, port: number): RunningService {
+function startProcess(
+  name: ServiceName,
+  entry: string,
+  env: Record<string, string>,
+  port: number,
+): RunningService {
   const child = spawn(process.execPath, ["--enable-source-maps", entry], {
     cwd: root,
     env: { ...process.env, ...env, PORT: String(port) },
@@ -63,7 +74,9 @@ async function waitReady(service: RunningService, path: string) {
   await eventually(
     async () => {
       if (service.process.exitCode !== null) {
-        throw new Error(`${service.name} exited (${service.process.exitCode}): ${service.output.join("").slice(-2000)}`);
+        throw new Error(
+          `${service.name} exited (${service.process.exitCode}): ${service.output.join("").slice(-2000)}`,
+        );
       }
       const res = await fetch(`${service.url}${path}`).catch(() => undefined);
       return res?.status === 200;
@@ -77,7 +90,9 @@ export async function startSystem(extraEnv: Record<string, string> = {}): Promis
   const database = await createTestDatabase(applyMigrations);
   const appSecret = `e2e-secret-${uniqueId()}`;
   const ports = Object.fromEntries(
-    await Promise.all([...SERVICES, "fake-meta" as const].map(async (name) => [name, await freePort()] as const)),
+    await Promise.all(
+      [...SERVICES, "fake-meta" as const].map(async (name) => [name, await freePort()] as const),
+    ),
   ) as Record<ServiceName, number>;
   const fakeMetaUrl = `http://127.0.0.1:${ports["fake-meta"]}`;
   const ingressUrl = `http://127.0.0.1:${ports.ingress}`;
