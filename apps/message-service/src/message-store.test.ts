@@ -164,8 +164,9 @@ describe("message-service", () => {
       ["ours", "m_response_first", "sent"],
       ["inbox", "m_inbox", "sent"],
     ]);
-    // Confirmed in place: ordered by Meta's timestamp from the echo.
+    // Confirmed in place: ordered by Meta's timestamp from the echo, whichever came first.
     expect(rows[0]?.sentAt.getTime()).toBe(t0 + 10_050);
+    expect(rows[1]?.sentAt.getTime()).toBe(t0 + 20_050);
     const created = (await world.domainEvents()).filter(
       (e) => e.psid === psid && e.type === "message.created",
     );

@@ -267,15 +267,14 @@ async function storeEcho(context: Context, event: EchoEvent) {
       : null);
   if (ours) {
     if (ours.direction !== "outgoing") return;
-    const status = laterStatus(
-      ours.status,
-      statusByWatermarks(conversation, ours.mid ? ours.sentAt : sentAt),
-    );
-    if (ours.mid && status === ours.status) return;
+    const status = laterStatus(ours.status, statusByWatermarks(conversation, sentAt));
+    if (ours.mid === event.mid && status === ours.status && ours.sentAt.getTime() === sentAt.getTime())
+      return;
     await tx.message.update({
       where: { id: ours.id },
-      // Meta's timestamp replaces our local send time: the conversation is ordered by Meta's clock.
-      data: ours.mid ? { status } : { mid: event.mid, sentAt, status, error: null },
+      // Meta's timestamp replaces our local send time (also when the send response recorded the mid
+      // first): the conversation is ordered by Meta's clock.
+      data: { mid: event.mid, sentAt, status, error: null },
     });
     if (status !== ours.status) publishStatusChange(context, ours.id, ours.status, status);
     return;
