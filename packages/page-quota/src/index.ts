@@ -1,0 +1,2 @@
+export { createPsidFloodDetector, type PsidFloodDetector, type PsidFloodOptions } from "./psid-flood";
+export { createPageQuota, type PageQuota, type PageQuotaOptions, pageRateOverridesEnv } from "./quota";

@@ -1,0 +1,79 @@
+import type { Redis } from "ioredis";
+import { z } from "zod";
+
+/**
+ * Generic cell rate algorithm over Redis, shared by every replica: each call reserves `count` slots at
+ * the page's rate and answers how long to wait until the first one (0 = within the rate or the burst).
+ * The clock is Redis's own (TIME), so replicas with skewed clocks agree. A reservation is never refused:
+ * the caller delays, it does not drop (a refused Meta delivery would be retried, then unsubscribed).
+ */
+const RESERVE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - now - tolerance
+if wait < 0 then wait = 0 end
+local nextTat = tat + interval
+redis.call('SET', KEYS[1], tostring(nextTat), 'PX', math.ceil(nextTat - now) + 1000)
+return wait
+`;
+
+export interface PageQuotaOptions {
+  redis: Redis;
+  keyPrefix: string;
+  /** Messages per second a page may have processed without delay. */
+  ratePerSecond: number;
+  /** Messages a page may send at once above its rate before delays start. */
+  burst: number;
+  /** Per-page rates (a large page with an agreement, a known noisy one). */
+  overrides?: ReadonlyMap<string, number>;
+}
+
+export interface PageQuota {
+  /** Reserves `count` messages for the page; resolves to the delay in ms before they should be processed. */
+  reserve(pageId: string, count?: number): Promise<number>;
+  rateOf(pageId: string): number;
+}
+
+export function createPageQuota(options: PageQuotaOptions): PageQuota {
+  const rateOf = (pageId: string) => options.overrides?.get(pageId) ?? options.ratePerSecond;
+  return {
+    rateOf,
+    async reserve(pageId, count = 1) {
+      const intervalMs = 1000 / rateOf(pageId);
+      const wait = await options.redis.eval(
+        RESERVE,
+        1,
+        `${options.keyPrefix}page-quota:${pageId}`,
+        String(intervalMs * count),
+        String(intervalMs * options.burst),
+      );
+      return Math.ceil(Number(wait));
+    },
+  };
+}
+
+/** `PAGE_RATE_OVERRIDES`: `<page id>:<messages per second>` pairs, comma-separated. */
+export function pageRateOverridesEnv() {
+  return z.preprocess(
+    (v) => (v === undefined ? "" : v),
+    z
+      .string()
+      .regex(/^(\d+:\d+(\.\d+)?(,\d+:\d+(\.\d+)?)*)?$/, "comma-separated <page id>:<messages per second>")
+      .transform(
+        (v) =>
+          new Map(
+            v
+              .split(",")
+              .filter(Boolean)
+              .map((pair) => {
+                const [pageId, rate] = pair.split(":");
+                return [pageId!, Number(rate)] as const;
+              }),
+          ),
+      ),
+  );
+}
