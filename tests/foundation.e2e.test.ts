@@ -95,35 +95,56 @@ describe("a message travels the whole way: signed POST → ingress → JetStream
     expect(again.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
     const marker = JSON.stringify(
       buildWebhookBody([
-        { pageId: PAGES[0]!.pageId, messaging: [buildTextMessageItem({ pageId: PAGES[0]!.pageId, psid: "psid-marker", mid: "m_marker" })] },
+        {
+          pageId: PAGES[0]!.pageId,
+          messaging: [
+            buildTextMessageItem({ pageId: PAGES[0]!.pageId, psid: "psid-marker", mid: "m_marker" }),
+          ],
+        },
       ]),
     );
     expect((await post(marker)).status).toBe(200);
-    await eventually(() => system.db.message.findFirst({ where: { mid: "m_marker" } }).then((m) => m ?? undefined));
-    expect(await system.db.message.count({ where: { mid: { startsWith: "m_5010" } } })).toBe(perPage * PAGES.length);
+    await eventually(() =>
+      system.db.message.findFirst({ where: { mid: "m_marker" } }).then((m) => m ?? undefined),
+    );
+    expect(await system.db.message.count({ where: { mid: { startsWith: "m_5010" } } })).toBe(
+      perPage * PAGES.length,
+    );
   });
 
   it("refuses a bad signature with 401 and stores nothing", async () => {
     const raw = JSON.stringify(
       buildWebhookBody([
-        { pageId: PAGES[1]!.pageId, messaging: [buildTextMessageItem({ pageId: PAGES[1]!.pageId, psid: "psid-x", mid: "m_forged" })] },
+        {
+          pageId: PAGES[1]!.pageId,
+          messaging: [buildTextMessageItem({ pageId: PAGES[1]!.pageId, psid: "psid-x", mid: "m_forged" })],
+        },
       ]),
     );
     const answer = await post(raw, webhookSignature(raw, "not-the-app-secret"));
     expect(answer.status).toBe(401);
     const marker = JSON.stringify(
       buildWebhookBody([
-        { pageId: PAGES[1]!.pageId, messaging: [buildTextMessageItem({ pageId: PAGES[1]!.pageId, psid: "psid-x", mid: "m_after_forged" })] },
+        {
+          pageId: PAGES[1]!.pageId,
+          messaging: [
+            buildTextMessageItem({ pageId: PAGES[1]!.pageId, psid: "psid-x", mid: "m_after_forged" }),
+          ],
+        },
       ]),
     );
     expect((await post(marker)).status).toBe(200);
-    await eventually(() => system.db.message.findFirst({ where: { mid: "m_after_forged" } }).then((m) => m ?? undefined));
+    await eventually(() =>
+      system.db.message.findFirst({ where: { mid: "m_after_forged" } }).then((m) => m ?? undefined),
+    );
     expect(await system.db.message.count({ where: { mid: "m_forged" } })).toBe(0);
   });
 
   it("shuts every service down gracefully on SIGTERM", async () => {
     const service = system.services["message-service"];
-    const exited = new Promise<number | null>((resolve) => service.process.once("exit", (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) =>
+      service.process.once("exit", (code) => resolve(code)),
+    );
     service.process.kill("SIGTERM");
     expect(await exited).toBe(128 + 15);
     expect(service.output.join("")).toMatch(/drain/i);
