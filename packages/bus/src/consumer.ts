@@ -32,6 +32,11 @@ export interface ConsumerOptions {
   /** Attempts for unexpected (transient) errors before dead-lettering: long enough to ride out an outage. */
   maxTransientAttempts?: number;
   ackWaitMs?: number;
+  /**
+   * Messages delivered and not yet acknowledged, across replicas (default 2000). Messages naked with a
+   * delay count too: a stage that delays a flooding page's backlog needs room for it.
+   */
+  maxAckPending?: number;
   /** Called once per handled message, for metrics. */
   onOutcome?: (outcome: Outcome, msg: JsMsg, error?: unknown) => void;
 }
@@ -48,16 +53,20 @@ export function transientBackoffMs(attempt: number): number {
   return Math.round(base * (0.8 + Math.random() * 0.4));
 }
 
-/** Creates the durable pull consumer if missing (several replicas share it). */
+/** Creates the durable pull consumer if missing (several replicas share it), or updates its max_ack_pending. */
 export async function ensureConsumer(
   jsm: JetStreamManager,
   stream: string,
   durable: string,
   filterSubject: string,
   ackWaitMs = 30_000,
+  maxAckPending = 2000,
 ) {
   try {
-    await jsm.consumers.info(stream, durable);
+    const info = await jsm.consumers.info(stream, durable);
+    if (info.config.max_ack_pending !== maxAckPending) {
+      await jsm.consumers.update(stream, durable, { max_ack_pending: maxAckPending });
+    }
   } catch (error) {
     if (!isNotFound(error)) throw error;
     await jsm.consumers
@@ -68,7 +77,7 @@ export async function ensureConsumer(
         filter_subject: filterSubject,
         ack_wait: ackWaitMs * 1_000_000,
         max_deliver: -1,
-        max_ack_pending: 2000,
+        max_ack_pending: maxAckPending,
       })
       .catch(async (addError: unknown) => {
         // Another replica created it first.
@@ -113,7 +122,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
   const maxRetryLater = options.maxRetryLaterAttempts ?? 8;
   const maxTransient = options.maxTransientAttempts ?? 40;
   const ackWaitMs = options.ackWaitMs ?? 30_000;
-  await ensureConsumer(jsm, stream, durable, filterSubject, ackWaitMs);
+  await ensureConsumer(jsm, stream, durable, filterSubject, ackWaitMs, options.maxAckPending);
   const consumer = await js.consumers.get(stream, durable);
   const messages = await consumer.consume({ max_messages: concurrency * 2 });
 
