@@ -1,3 +1,4 @@
+export * from "./abuse";
 export * from "./api";
 export * from "./canary";
 export * from "./events";
