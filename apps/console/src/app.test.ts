@@ -12,7 +12,7 @@ import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsoleApp } from "./app";
-import { createOperatorAuth, SESSION_COOKIE } from "./auth";
+import { createOperatorAuth, createSignInThrottle, SESSION_COOKIE } from "./auth";
 import { registerJetStreamMetrics } from "./metrics";
 
 const OPERATOR_TOKEN = "operator-token-for-tests-0123456789";
@@ -148,6 +148,7 @@ describe("operator console", () => {
     const basic = Buffer.from(`operator:${OPERATOR_TOKEN}`).toString("base64");
     expect((await request(app).get("/api/pages").set("Authorization", `Basic ${basic}`)).status).toBe(200);
     // The cookie is derived from the token, never the token itself.
+    expect(cookie).toMatch(new RegExp(`^${SESSION_COOKIE}=`));
     expect(cookie).not.toContain(OPERATOR_TOKEN);
   });
 
@@ -227,5 +228,32 @@ describe("operator console", () => {
       new RegExp(`switchboard_jetstream_stream_messages\\{stream="${bus.topology.streams.webhooks.name}"`),
     );
     expect(text).toContain("# TYPE switchboard_jetstream_consumer_pending gauge");
+  });
+
+  it("stops answering sign-ins from a client after ten failures, even with the right token", async () => {
+    // One failure was earlier in this file; ten in all block the client.
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const res = await request(app)
+        .post("/login")
+        .type("form")
+        .send({ token: `guess-${i}` });
+      statuses.push(res.status);
+    }
+    expect(statuses).toEqual([...Array(9).fill(401), 429]);
+    const blocked = await request(app).post("/login").type("form").send({ token: OPERATOR_TOKEN });
+    expect(blocked.status).toBe(429);
+    expect(blocked.headers["set-cookie"]).toBeUndefined();
+  });
+});
+
+describe("sign-in throttle", () => {
+  it("forgets a client's failures when the window ends", () => {
+    const throttle = createSignInThrottle({ limit: 2, windowMs: 1000 });
+    throttle.failed("a", 0);
+    throttle.failed("a", 10);
+    expect(throttle.blocked("a", 20)).toBe(true);
+    expect(throttle.blocked("b", 20)).toBe(false);
+    expect(throttle.blocked("a", 1001)).toBe(false);
   });
 });

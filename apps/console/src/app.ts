@@ -5,7 +5,7 @@ import type { SubscriptionContext } from "@switchboard/subscriptions";
 import express, { type Express, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { replayUnrouted, resubscribePage } from "./actions";
-import { type OperatorAuth, SESSION_COOKIE } from "./auth";
+import { createSignInThrottle, type OperatorAuth, SESSION_COOKIE } from "./auth";
 import { loadOverview, type OverviewDeps } from "./overview";
 import { loginPage, type Notice, overviewPage } from "./views";
 
@@ -62,15 +62,22 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
   app.get("/login", (_req, res) => {
     res.type("html").send(loginPage(false));
   });
+  const throttle = createSignInThrottle();
   app.post("/login", (req, res) => {
+    const client = req.ip ?? "unknown";
+    if (throttle.blocked(client)) {
+      return res.status(429).type("text/plain").send("too many failed sign-ins, try again later");
+    }
     if (!auth.matches(req.body?.token)) {
-      log.warn({ ip: req.ip }, "console sign-in refused");
+      throttle.failed(client);
+      log.warn({ ip: client }, "console sign-in refused");
       return res.status(401).type("html").send(loginPage(true));
     }
     res.cookie(SESSION_COOKIE, auth.sessionValue, {
       httpOnly: true,
       sameSite: "strict",
-      secure: req.secure,
+      // Behind the TLS-terminating load balancer the request itself is plain HTTP.
+      secure: req.secure || req.get("x-forwarded-proto") === "https",
       path: "/",
     });
     res.redirect(303, "/");

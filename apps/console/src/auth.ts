@@ -41,6 +41,26 @@ function presentedCredential(req: Request): string | undefined {
   return undefined;
 }
 
+/**
+ * Failed sign-ins per client address: after `limit` failures within the window the form answers 429
+ * until the window ends, so the token cannot be guessed at network speed.
+ */
+export function createSignInThrottle({ limit = 10, windowMs = 10 * 60_000 } = {}) {
+  const failures = new Map<string, { count: number; until: number }>();
+  return {
+    blocked(client: string, now = Date.now()): boolean {
+      const entry = failures.get(client);
+      if (entry && entry.until <= now) failures.delete(client);
+      return (failures.get(client)?.count ?? 0) >= limit;
+    },
+    failed(client: string, now = Date.now()) {
+      const entry = failures.get(client);
+      if (!entry || entry.until <= now) failures.set(client, { count: 1, until: now + windowMs });
+      else entry.count++;
+    },
+  };
+}
+
 export function createOperatorAuth(operatorToken: string): OperatorAuth {
   const derive = (purpose: string) => createHmac("sha256", operatorToken).update(purpose).digest("base64url");
   const sessionValue = derive("console-session");
