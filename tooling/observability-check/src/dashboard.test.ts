@@ -20,6 +20,20 @@ describe("Grafana dashboard", () => {
     }
   });
 
+  it("lays panels out on Grafana's 24-column grid without overlaps", () => {
+    const taken = new Map<string, string>();
+    for (const panel of dashboard.panels) {
+      const { x, y, w, h } = panel.gridPos;
+      expect(x + w, panel.title).toBeLessThanOrEqual(24);
+      for (let col = x; col < x + w; col++) {
+        for (let row = y; row < y + h; row++) {
+          expect(taken.get(`${col},${row}`), `${panel.title} overlaps`).toBeUndefined();
+          taken.set(`${col},${row}`, panel.title);
+        }
+      }
+    }
+  });
+
   it("runs only valid PromQL (each expression checked by promtool as a recording rule)", () => {
     const dir = mkdtempSync(join(tmpdir(), "dashboard-promql-"));
     // Grafana's `label_values(metric, label)` is not PromQL: check its metric selector instead.

@@ -7,6 +7,7 @@ export interface DashboardPanel {
   id: number;
   type: string;
   title: string;
+  gridPos: { x: number; y: number; w: number; h: number };
   targets?: Array<{ refId: string; expr: string }>;
 }
 export interface Dashboard {
