@@ -43,16 +43,21 @@ export async function writeOutbox(tx: Prisma.TransactionClient, rows: OutboxRow[
   });
 }
 
-/** Publishes rows (JetStream acknowledges each), then removes them from the outbox. */
+/**
+ * Publishes rows (JetStream acknowledges each), then removes them from the outbox. The publishes leave
+ * on one connection in row order, so the stream keeps that order; their acks are awaited together.
+ */
 export async function publishOutbox(js: JetStreamClient, db: Db, rows: OutboxRow[]): Promise<void> {
   if (rows.length === 0) return;
-  for (const row of rows) {
-    await publishJson(js, row.subject, row.payload, {
-      msgId: row.id,
-      headers: { [Headers.eventType]: row.payload.type, [Headers.pageId]: row.payload.pageId },
-    });
-  }
-  await db.domainEventOutbox.deleteMany({ where: { id: { in: rows.map((r) => r.id) } } });
+  await Promise.all(
+    rows.map((row) =>
+      publishJson(js, row.subject, row.payload, {
+        msgId: row.id,
+        headers: { [Headers.eventType]: row.payload.type, [Headers.pageId]: row.payload.pageId },
+      }),
+    ),
+  );
+  await db.$executeRaw`DELETE FROM domain_event_outbox WHERE id = ANY(${rows.map((r) => r.id)}::text[])`;
 }
 
 export interface OutboxRelayOptions {

@@ -11,7 +11,7 @@ import type {
   ReactionEvent,
   ReadEvent,
 } from "@switchboard/contracts";
-import type { Db, Prisma } from "@switchboard/db";
+import { type Db, Prisma } from "@switchboard/db";
 import { type OutboxRow, outboxRow, writeOutbox } from "./domain-events";
 
 type Tx = Prisma.TransactionClient;
@@ -57,12 +57,15 @@ export async function storeMessagingEvent(
   options: StoreOptions = {},
 ): Promise<StoreResult> {
   const now = options.now ?? (() => new Date());
+  if (event.kind === "message" || event.kind === "postback") {
+    return storeIncoming(db, topology, event, incomingRow(event), options.signal, now);
+  }
   return db.$transaction(
     async (tx) => {
       const result: StoreResult = { outbox: [], storedMessages: [] };
       const publish = (e: DomainEvent) => result.outbox.push(outboxRow(topology, e));
-      const isMessage = event.kind === "message" || event.kind === "echo" || event.kind === "postback";
-      const conversation = await upsertConversation(tx, event, isMessage ? new Date(event.timestamp) : null);
+      const lastMessageAt = event.kind === "echo" ? new Date(event.timestamp) : null;
+      const conversation = await upsertConversation(tx, event, lastMessageAt);
       if (conversation.inserted) {
         publish({
           type: "conversation.created",
@@ -74,12 +77,6 @@ export async function storeMessagingEvent(
       }
       const context: Context = { tx, event, conversation, publish, result, now };
       switch (event.kind) {
-        case "message":
-          await storeIncomingMessage(context, event);
-          break;
-        case "postback":
-          await storePostback(context, event);
-          break;
         case "echo":
           await storeEcho(context, event);
           break;
@@ -120,19 +117,16 @@ interface Context {
   now: () => Date;
 }
 
-async function upsertConversation(
-  tx: Tx,
-  event: MessagingEvent,
-  lastMessageAt: Date | null,
-): Promise<ConversationRow> {
+/** The contact of an event, created or refreshed with the profile a message carries; returns its id. */
+function contactUpsert(event: MessagingEvent): Prisma.Sql {
   const profile = event.kind === "message" ? event.profile : null;
   // A profile from the router's cache is not news: only a fresh fetch moves `profile_fetched_at`.
   const fetchedAt =
     event.kind === "message" && event.profileStatus === "fetched" && profile ? new Date() : null;
-  const [contact] = await tx.$queryRaw<Array<{ id: string }>>`
+  return Prisma.sql`
     INSERT INTO contacts (id, page_id, psid, first_name, last_name, profile_pic_url, profile_fetched_at, updated_at)
-    VALUES (gen_random_uuid(), ${event.pageId}, ${event.psid}, ${profile?.firstName ?? null},
-            ${profile?.lastName ?? null}, ${profile?.profilePicUrl ?? null},
+    VALUES (gen_random_uuid(), ${event.pageId}, ${event.psid}, ${profile?.firstName ?? null}::text,
+            ${profile?.lastName ?? null}::text, ${profile?.profilePicUrl ?? null}::text,
             ${fetchedAt}::timestamptz, now())
     ON CONFLICT (page_id, psid) DO UPDATE SET
       first_name = COALESCE(EXCLUDED.first_name, contacts.first_name),
@@ -142,6 +136,14 @@ async function upsertConversation(
       updated_at = CASE WHEN EXCLUDED.first_name IS NULL AND EXCLUDED.last_name IS NULL
         AND EXCLUDED.profile_pic_url IS NULL THEN contacts.updated_at ELSE now() END
     RETURNING id`;
+}
+
+async function upsertConversation(
+  tx: Tx,
+  event: MessagingEvent,
+  lastMessageAt: Date | null,
+): Promise<ConversationRow> {
+  const [contact] = await tx.$queryRaw<Array<{ id: string }>>(contactUpsert(event));
   if (!contact) throw new Error("INVARIANT: contact upsert returned no row");
   const [conversation] = await tx.$queryRaw<ConversationRow[]>`
     INSERT INTO conversations (id, page_id, contact_id, last_message_at, updated_at)
@@ -204,10 +206,27 @@ async function insertMessage(
   return true;
 }
 
-async function storeIncomingMessage(context: Context, event: IncomingMessageEvent) {
-  await insertMessage(context, {
+interface IncomingRow {
+  mid: string;
+  kind: string;
+  text: string | null;
+  payload: unknown;
+  sentAt: Date;
+}
+
+function incomingRow(event: IncomingMessageEvent | PostbackEvent): IncomingRow {
+  if (event.kind === "postback") {
+    return {
+      // Older API versions send postbacks without a mid; the event id is stable for the same item.
+      mid: event.mid ?? `postback:${event.eventId}`,
+      kind: "postback",
+      text: event.title,
+      payload: { title: event.title, payload: event.payload, referral: event.referral, raw: event.raw },
+      sentAt: new Date(event.timestamp),
+    };
+  }
+  return {
     mid: event.mid,
-    direction: "incoming",
     kind: event.attachments.length > 0 ? "attachment" : "text",
     text: event.text,
     payload: {
@@ -216,22 +235,90 @@ async function storeIncomingMessage(context: Context, event: IncomingMessageEven
       replyToMid: event.replyToMid,
       raw: event.raw,
     },
-    status: "received",
     sentAt: new Date(event.timestamp),
-  });
+  };
 }
 
-async function storePostback(context: Context, event: PostbackEvent) {
-  await insertMessage(context, {
-    // Older API versions send postbacks without a mid; the event id is stable for the same item.
-    mid: event.mid ?? `postback:${event.eventId}`,
-    direction: "incoming",
-    kind: "postback",
-    text: event.title,
-    payload: { title: event.title, payload: event.payload, referral: event.referral, raw: event.raw },
-    status: "received",
-    sentAt: new Date(event.timestamp),
+/**
+ * Incoming messages and postbacks, most of the traffic, in ONE statement (no interactive transaction):
+ * contact, conversation, message and outbox rows commit together or not at all, in one round trip. The
+ * domain events' payloads get the conversation id in SQL; the same events are rebuilt here to publish.
+ */
+async function storeIncoming(
+  db: Db,
+  topology: BusTopology,
+  event: IncomingMessageEvent | PostbackEvent,
+  row: IncomingRow,
+  signal: StoreOptions["signal"],
+  now: () => Date,
+): Promise<StoreResult> {
+  const messageId = randomUUID();
+  const occurredAt = now().getTime();
+  const created = (conversationId: string): DomainEvent => ({
+    type: "conversation.created",
+    conversationId,
+    pageId: event.pageId,
+    psid: event.psid,
+    occurredAt,
   });
+  const messageCreated = (conversationId: string): DomainEvent => ({
+    type: "message.created",
+    messageId,
+    conversationId,
+    pageId: event.pageId,
+    psid: event.psid,
+    mid: row.mid,
+    direction: "incoming",
+    kind: row.kind,
+    sentAt: row.sentAt.getTime(),
+    occurredAt,
+  });
+  // The lock is checked before the statement that commits, as the transaction checks it before COMMIT.
+  if (signal?.aborted) throw signal.error ?? new Error("conversation lock lost");
+  const [stored] = await db.$queryRaw<
+    Array<{ conversationId: string; inserted: boolean; messageStored: boolean }>
+  >`
+    WITH contact AS (${contactUpsert(event)}
+    ), conversation AS (
+      INSERT INTO conversations (id, page_id, contact_id, last_message_at, updated_at)
+      SELECT gen_random_uuid(), ${event.pageId}, contact.id, ${row.sentAt}::timestamptz, now() FROM contact
+      ON CONFLICT (page_id, contact_id) DO UPDATE SET
+        last_message_at = GREATEST(conversations.last_message_at, EXCLUDED.last_message_at),
+        updated_at = now()
+      RETURNING id, (xmax = 0) AS inserted
+    ), message AS (
+      INSERT INTO messages (id, page_id, conversation_id, mid, direction, kind, text, payload, status, sent_at,
+                            updated_at)
+      SELECT ${messageId}::uuid, ${event.pageId}, conversation.id, ${row.mid}::text,
+             'incoming'::message_direction, ${row.kind}::text, ${row.text}::text,
+             ${JSON.stringify(row.payload)}::jsonb, 'received'::message_status, ${row.sentAt}::timestamptz, now()
+      FROM conversation
+      ON CONFLICT DO NOTHING
+      RETURNING id
+    ), outbox AS (
+      INSERT INTO domain_event_outbox (id, subject, payload)
+      SELECT 'conversation.created:' || conversation.id,
+             ${topology.subjects.domainEvent("conversation.created", event.pageId)}::text,
+             ${JSON.stringify(created(""))}::jsonb || jsonb_build_object('conversationId', conversation.id)
+      FROM conversation WHERE conversation.inserted
+      UNION ALL
+      SELECT 'message.created:' || message.id,
+             ${topology.subjects.domainEvent("message.created", event.pageId)}::text,
+             ${JSON.stringify(messageCreated(""))}::jsonb || jsonb_build_object('conversationId', conversation.id)
+      FROM message, conversation
+      ON CONFLICT DO NOTHING
+    )
+    SELECT conversation.id AS "conversationId", conversation.inserted,
+           EXISTS (SELECT 1 FROM message) AS "messageStored"
+    FROM conversation`;
+  if (!stored) throw new Error("INVARIANT: conversation upsert returned no row");
+  const result: StoreResult = { outbox: [], storedMessages: [] };
+  if (stored.inserted) result.outbox.push(outboxRow(topology, created(stored.conversationId)));
+  if (stored.messageStored) {
+    result.outbox.push(outboxRow(topology, messageCreated(stored.conversationId)));
+    result.storedMessages.push({ messageId, direction: "incoming", sentAt: row.sentAt });
+  }
+  return result;
 }
 
 /** The status an outgoing message sent at `sentAt` has given the conversation's watermarks. */
