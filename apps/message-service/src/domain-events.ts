@@ -49,6 +49,52 @@ export async function writeOutbox(tx: Prisma.TransactionClient, rows: OutboxRow[
  */
 export async function publishOutbox(js: JetStreamClient, db: Db, rows: OutboxRow[]): Promise<void> {
   if (rows.length === 0) return;
+  await publishRows(js, rows);
+  await deleteOutboxRows(
+    db,
+    rows.map((r) => r.id),
+  );
+}
+
+/**
+ * `publishOutbox` for handlers running side by side: rows published while a DELETE is in flight are
+ * removed together by the next one, so a burst costs a few statements instead of one per event. Each
+ * call still resolves only once its own rows are gone.
+ */
+export function createOutboxPublisher(js: JetStreamClient, db: Db): (rows: OutboxRow[]) => Promise<void> {
+  let queued: { ids: string[]; waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> } = {
+    ids: [],
+    waiters: [],
+  };
+  let deleting = false;
+
+  const drain = async () => {
+    deleting = true;
+    while (queued.waiters.length > 0) {
+      const batch = queued;
+      queued = { ids: [], waiters: [] };
+      try {
+        await deleteOutboxRows(db, batch.ids);
+        for (const w of batch.waiters) w.resolve();
+      } catch (error) {
+        for (const w of batch.waiters) w.reject(error);
+      }
+    }
+    deleting = false;
+  };
+
+  return async (rows) => {
+    if (rows.length === 0) return;
+    await publishRows(js, rows);
+    await new Promise<void>((resolve, reject) => {
+      queued.ids.push(...rows.map((r) => r.id));
+      queued.waiters.push({ resolve, reject });
+      if (!deleting) void drain();
+    });
+  };
+}
+
+async function publishRows(js: JetStreamClient, rows: OutboxRow[]): Promise<void> {
   await Promise.all(
     rows.map((row) =>
       publishJson(js, row.subject, row.payload, {
@@ -57,7 +103,10 @@ export async function publishOutbox(js: JetStreamClient, db: Db, rows: OutboxRow
       }),
     ),
   );
-  await db.$executeRaw`DELETE FROM domain_event_outbox WHERE id = ANY(${rows.map((r) => r.id)}::text[])`;
+}
+
+async function deleteOutboxRows(db: Db, ids: string[]): Promise<void> {
+  await db.$executeRaw`DELETE FROM domain_event_outbox WHERE id = ANY(${ids}::text[])`;
 }
 
 export interface OutboxRelayOptions {

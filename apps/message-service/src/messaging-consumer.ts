@@ -3,7 +3,7 @@ import { MessagingEvent } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "pino";
 import type { ConversationLock } from "./conversation-lock";
-import { publishOutbox } from "./domain-events";
+import { createOutboxPublisher } from "./domain-events";
 import { storeMessagingEvent } from "./message-store";
 import type { MessageMetrics } from "./metrics";
 
@@ -47,6 +47,7 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
   const { topology } = bus;
   // The kind of each message being handled, for the outcome metric (invalid ones never get one).
   const kinds = new WeakMap<JsMsg, MessagingEvent["kind"]>();
+  const publishOutbox = createOutboxPublisher(bus.js, db);
 
   const handle = async (msg: JsMsg) => {
     const event = parseMessagingEvent(msg.data);
@@ -65,7 +66,7 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
       return;
     }
     try {
-      await publishOutbox(bus.js, db, result.outbox);
+      await publishOutbox(result.outbox);
       for (const row of result.outbox) metrics.domainEventsPublished.inc({ type: row.payload.type });
     } catch (error) {
       // Committed: the outbox relay publishes these later. Failing here would only redeliver a no-op.
