@@ -22,7 +22,9 @@ describe("metrics the alerts and the dashboard query", () => {
   beforeAll(async () => {
     // With the webhook canary on, so its metrics are there too.
     system = await startSystem({ CANARY_PAGE_ID: "999000000000001" });
-    operatorConsole = await startConsole(system, { CANARY_INGRESS_URL: `${system.ingressUrl}/webhooks/facebook` });
+    operatorConsole = await startConsole(system, {
+      CANARY_INGRESS_URL: `${system.ingressUrl}/webhooks/facebook`,
+    });
   });
 
   afterAll(async () => {
