@@ -147,6 +147,6 @@ describe("a message travels the whole way: signed POST → ingress → JetStream
     );
     service.process.kill("SIGTERM");
     expect(await exited).toBe(128 + 15);
-    expect(service.output.join("")).toMatch(/drain/i);
+    expect(service.output()).toMatch(/drain/i);
   });
 });

@@ -1,20 +1,10 @@
 import { type Bus, connectBus } from "@switchboard/bus";
 import { createTokenCipher } from "@switchboard/crypto";
-import { createDb } from "@switchboard/db";
+import { applyMigrations, createDb, type Db } from "@switchboard/db";
+import { type LocalSystem, type ServiceProcess, startLocalSystem, uniqueId } from "@switchboard/local-system";
 import { connectPage } from "@switchboard/pages";
 import pg from "pg";
-import {
-  type BenchDatabase,
-  createBenchDatabase,
-  deleteNamespace,
-  freePort,
-  quiet,
-  type ServiceProcess,
-  serviceEntry,
-  services,
-  startProcess,
-  systemEnv,
-} from "./system";
+import { logDir, quiet, services } from "./system";
 
 /** The services a message passes through, in order. The subscription-service is not on that path. */
 const PIPELINE = ["ingress", "page-router", "message-service"] as const;
@@ -51,62 +41,54 @@ async function postJson(url: string, body: unknown) {
  * on the local Postgres, Redis and NATS, with their own database, bus namespace and key prefix.
  */
 export async function startBenchSystem(nodeFlags: string[] = []): Promise<BenchSystem> {
-  const database: BenchDatabase = await createBenchDatabase();
-  const ports = {
-    fakeMeta: await freePort(),
-    ingress: await freePort(),
-    "page-router": await freePort(),
-    "message-service": await freePort(),
-  };
-  const fakeMetaUrl = `http://127.0.0.1:${ports.fakeMeta}`;
-  const ingressUrl = `http://127.0.0.1:${ports.ingress}`;
-  const env = {
-    ...systemEnv(database.url, fakeMetaUrl, ingressUrl),
-    // Production's level: the cost of logging is part of the cost of a message.
-    LOG_LEVEL: "info",
-    FAKE_META_ECHO_MODE: "off",
-    // Meta's quota is not what is measured: every profile fetch of a new contact goes through at once.
-    GRAPH_CALLS_PER_PAGE: "1000000",
-  };
-  const processes: ServiceProcess[] = [];
+  const system: LocalSystem<Db> = await startLocalSystem({
+    stores: services,
+    migrate: applyMigrations,
+    connectDb: (url) => createDb(url),
+    apps: PIPELINE,
+    runId: uniqueId("b"),
+    databasePrefix: "sb_bench_",
+    nodeFlags,
+    logDir,
+    env: {
+      // Production's level: the cost of logging is part of the cost of a message.
+      LOG_LEVEL: "info",
+      FAKE_META_ECHO_MODE: "off",
+      // Meta's quota is not what is measured: every profile fetch of a new contact goes through at once.
+      GRAPH_CALLS_PER_PAGE: "1000000",
+    },
+  });
+  const { env, db, urls } = system;
   let bus: Bus | undefined;
-  const sql = new pg.Pool({ connectionString: database.url, max: 2 });
-  const db = createDb(database.url);
+  let sql: pg.Pool | undefined;
   const stop = async () => {
-    await Promise.all(processes.map((p) => p.stop()));
     await bus?.drain();
-    await db.$disconnect();
-    await sql.end();
-    await database.drop();
-    await deleteNamespace(env.BUS_NAMESPACE);
+    await sql?.end();
+    await system.stop();
   };
   try {
-    processes.push(
-      await startProcess("fake-meta", serviceEntry("fake-meta"), env, ports.fakeMeta, "/healthz"),
-    );
-    for (const name of PIPELINE) {
-      processes.push(await startProcess(name, [...nodeFlags, ...serviceEntry(name)], env, ports[name]));
-    }
+    sql = new pg.Pool({ connectionString: system.databaseUrl, max: 2 });
     bus = await connectBus({
       servers: [services.natsUrl],
       name: "bench-pages",
-      namespace: env.BUS_NAMESPACE,
+      namespace: system.runId,
       log: quiet,
     });
   } catch (error) {
     await stop();
     throw error;
   }
-  const cipher = createTokenCipher(env.TOKEN_ENCRYPTION_KEYS);
+  const cipher = createTokenCipher(env.TOKEN_ENCRYPTION_KEYS!);
   const pagesBus = bus;
+  const fakeMetaUrl = urls["fake-meta"];
   return {
     env,
-    appSecret: env.FB_APP_SECRET,
-    ingressUrl: `${ingressUrl}/webhooks/facebook`,
+    appSecret: env.FB_APP_SECRET!,
+    ingressUrl: `${urls.ingress}/webhooks/facebook`,
     fakeMetaUrl,
-    processes,
+    processes: Object.values(system.processes),
     sql,
-    messageServiceUrl: `http://127.0.0.1:${ports["message-service"]}`,
+    messageServiceUrl: urls["message-service"],
     async connectPages(pageIds) {
       await inBatches(pageIds, 20, async (pageId) => {
         const token = `EAAB-bench-${pageId}`;

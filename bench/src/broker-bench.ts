@@ -1,8 +1,9 @@
 import { createHash, randomUUID } from "node:crypto";
 import { connectBus, deleteStreams, publishRaw } from "@switchboard/bus";
 import { Headers } from "@switchboard/contracts";
+import { uniqueId } from "@switchboard/local-system";
 import { round } from "./resources";
-import { quiet, services, uniqueId } from "./system";
+import { quiet, services } from "./system";
 
 export interface BrokerRun {
   inFlight: number;

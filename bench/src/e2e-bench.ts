@@ -1,8 +1,8 @@
+import { eventually, uniqueId } from "@switchboard/local-system";
 import type { BenchSystem } from "./bench-system";
 import { drive, type LoadResult, paced } from "./load";
 import { type SignedBody, webhookBody } from "./payloads";
 import { type ProcessUsage, pidsNamed, round, sampleResources } from "./resources";
-import { uniqueId, waitFor } from "./system";
 
 /** Who talks to whom: `conversations` users spread evenly over `pages` pages. */
 export interface Audience {
@@ -113,7 +113,7 @@ export async function settle(
 ): Promise<StoredStats & { resent: number }> {
   const retries = run.unanswered();
   for (const body of retries) {
-    await waitFor(
+    await eventually(
       async () => {
         const res = await fetch(system.ingressUrl, {
           method: "POST",

@@ -1,14 +1,14 @@
+import {
+  deleteNamespaceStreams,
+  freePort,
+  type ServiceProcess,
+  startServiceProcess,
+  uniqueId,
+} from "@switchboard/local-system";
 import { drive, type LoadResult, paced } from "./load";
 import { bodyPool, type SignedBody } from "./payloads";
 import { type ProcessUsage, pidsNamed, round, sampleResources } from "./resources";
-import {
-  deleteNamespace,
-  freePort,
-  type ServiceProcess,
-  serviceEntry,
-  startProcess,
-  uniqueId,
-} from "./system";
+import { logFile, services } from "./system";
 
 export interface IngressBenchOptions {
   seconds: number;
@@ -95,12 +95,12 @@ export async function benchIngress(options: IngressBenchOptions): Promise<Ingres
     meanEntries: round(pool.reduce((sum, b) => sum + b.messages, 0) / pool.length, 2),
   };
 
-  const bare = await startProcess(
-    "bare-express",
-    ["--import", "tsx", "bench/src/bare-express.ts"],
-    {},
-    await freePort(),
-  );
+  const bare = await startServiceProcess("bare-express", {
+    env: {},
+    port: await freePort(),
+    script: ["--import", "tsx", "bench/src/bare-express.ts"],
+    logFile: logFile("bare-express"),
+  });
   let bareRun: Awaited<ReturnType<typeof measure>>;
   try {
     const next = cursor(pool);
@@ -111,19 +111,19 @@ export async function benchIngress(options: IngressBenchOptions): Promise<Ingres
   }
 
   const namespace = uniqueId("bi");
-  const ingress = await startProcess(
-    "ingress",
-    [...(options.nodeFlags ?? []), ...serviceEntry("ingress")],
-    {
+  const ingress = await startServiceProcess("ingress", {
+    env: {
       NODE_ENV: "production",
       LOG_LEVEL: "warn",
-      NATS_URL: process.env.NATS_URL || "nats://127.0.0.1:4222",
+      NATS_URL: services.natsUrl,
       BUS_NAMESPACE: namespace,
       FB_APP_SECRET: appSecret,
       FB_VERIFY_TOKEN: "bench-verify-token",
     },
-    await freePort(),
-  );
+    port: await freePort(),
+    nodeFlags: options.nodeFlags,
+    logFile: logFile("ingress"),
+  });
   try {
     const next = cursor(pool);
     await warmUp(ingress, next, options);
@@ -141,6 +141,6 @@ export async function benchIngress(options: IngressBenchOptions): Promise<Ingres
     };
   } finally {
     await ingress.stop();
-    await deleteNamespace(namespace);
+    await deleteNamespaceStreams(services.natsUrl, namespace);
   }
 }

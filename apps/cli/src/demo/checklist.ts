@@ -1,3 +1,4 @@
+import { eventually } from "@switchboard/local-system";
 import type { DemoSystem } from "./system";
 
 /** A step failed: what was expected, and what was found instead. */
@@ -19,22 +20,12 @@ export async function waitFor<T>(
   probe: () => Promise<T | false | undefined>,
   what: string,
   timeoutMs = 30_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 200));
+): Promise<T> {
+  try {
+    return await eventually(probe, { timeoutMs, intervalMs: 200, message: what });
+  } catch (error) {
+    throw new CheckFailed(`after ${timeoutMs / 1000} s: ${(error as Error).message}`);
   }
-  throw new CheckFailed(
-    `timed out after ${timeoutMs / 1000} s waiting for ${what}`,
-    last ? [String(last)] : [],
-  );
 }
 
 export interface DemoPage {

@@ -38,7 +38,7 @@ const steps: Step[] = [
       for (const page of PAGES) {
         await fake(system, "/pages", { pageId: page.pageId, token: page.token, name: page.name });
         for (const person of page.people) await fake(system, "/users", { pageId: page.pageId, ...person });
-        const out = await system.sb(
+        const out = await system.cli(
           ["pages", "connect", "--page-id", page.pageId, "--name", page.name, "--company", page.company],
           page.token,
         );
@@ -68,7 +68,7 @@ const steps: Step[] = [
         async () => (await system.db.pageSubscription.count({ where: { status: "subscribed" } })) === 2,
         "the subscription-service to subscribe both pages",
       );
-      const out = await system.sb(["subscriptions", "check", "--json"]);
+      const out = await system.cli(["subscriptions", "check", "--json"]);
       const rows = JSON.parse(out.stdout) as Array<{ page: string; subscribed: boolean; fields: string[] }>;
       check(out.code === 0, `sb subscriptions check exited ${out.code}`, [out.stdout, out.stderr]);
       const evidence = rows.map(
@@ -236,7 +236,7 @@ const steps: Step[] = [
       const sends: Array<{ page: DemoPage; id: string }> = [];
       for (const page of PAGES) {
         const person = page.people[0]!;
-        const out = await system.sb([
+        const out = await system.cli([
           "messages",
           "send",
           "--page-id",

@@ -1,0 +1,20 @@
+export { createIsolatedDatabase, type IsolatedDatabase, type IsolatedDatabaseOptions } from "./database";
+export { eventually } from "./eventually";
+export { freePort, uniqueId } from "./ids";
+export {
+  repoRoot,
+  type ServiceProcess,
+  type ServiceProcessOptions,
+  startServiceProcess,
+} from "./service-process";
+export {
+  type CliResult,
+  deleteNamespaceStreams,
+  type LocalSystem,
+  type LocalSystemOptions,
+  SERVICES,
+  type ServiceName,
+  type Stores,
+  type SystemApp,
+  startLocalSystem,
+} from "./system";

@@ -1,0 +1,180 @@
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { busTopology } from "@switchboard/contracts";
+import { generateTokenKey } from "@switchboard/crypto";
+import { createIsolatedDatabase, type IsolatedDatabase } from "./database";
+import { freePort, uniqueId } from "./ids";
+import { repoRoot, type ServiceProcess, startServiceProcess } from "./service-process";
+
+/** Switchboard's services; the fake Meta (`apps/fake-meta`) always runs beside them as the Graph API. */
+export const SERVICES = ["ingress", "page-router", "message-service", "subscription-service"] as const;
+export type ServiceName = (typeof SERVICES)[number];
+export type SystemApp = ServiceName | "fake-meta";
+
+/** The Postgres (a database to connect to for CREATE DATABASE), Redis and NATS the system runs on. */
+export interface Stores {
+  databaseUrl: string;
+  redisUrl: string;
+  natsUrl: string;
+}
+
+export interface LocalSystemOptions<Db extends { $disconnect(): Promise<unknown> }> {
+  stores: Stores;
+  /** Applies the schema to the system's fresh database (`applyMigrations` from @switchboard/db). */
+  migrate: (databaseUrl: string) => Promise<unknown>;
+  /**
+   * Opens the client handed back as `db` (`createDb` from @switchboard/db). Passed in rather than imported:
+   * @switchboard/db's own tests use @switchboard/testing, which builds on this package.
+   */
+  connectDb: (databaseUrl: string) => Db;
+  /** The services to start (all four by default). */
+  apps?: readonly ServiceName[];
+  /** Added to (or replacing) the shared environment: a service's own settings, a log level. */
+  env?: Record<string, string>;
+  /** Node flags for the services' processes (not the fake Meta's), e.g. `--cpu-prof`. */
+  nodeFlags?: string[];
+  /** Each process logs to `<logDir>/<app>.log` instead of to memory. */
+  logDir?: string;
+  /** Names the bus namespace and Redis key prefix (`<runId>:`); random by default. */
+  runId?: string;
+  /** The database is `<databasePrefix><runId>`. */
+  databasePrefix?: string;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface LocalSystem<Db> {
+  runId: string;
+  /** The environment every process shares (what a service's config reads). */
+  env: Record<string, string>;
+  databaseUrl: string;
+  urls: Record<SystemApp, string>;
+  processes: Partial<Record<SystemApp, ServiceProcess>>;
+  /** A client on the system's own database. */
+  db: Db;
+  /** The operator CLI (`pnpm sb …`, built) as a process on this system. */
+  cli(args: string[], stdin?: string): Promise<CliResult>;
+  /** The Prometheus text a process serves on /metrics. */
+  metrics(app: SystemApp): Promise<string>;
+  /** Stops every process, drops the database and deletes the namespace's streams. */
+  stop(): Promise<void>;
+}
+
+function runCli(args: string[], env: Record<string, string>, stdin = ""): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["apps/cli/dist/main.js", ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
+/** Deletes every stream of `namespace` (the bus creates them on connect; a run must not leave them behind). */
+export async function deleteNamespaceStreams(natsUrl: string, namespace: string) {
+  const nc = await connect({ servers: [natsUrl], name: `${namespace}-cleanup` });
+  try {
+    const jsm = await jetstreamManager(nc);
+    for (const stream of Object.values(busTopology(namespace).streams)) {
+      await jsm.streams.delete(stream.name).catch(() => undefined);
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * The whole system as production processes (`node apps/<app>/dist/main.js`, so build first) on free
+ * ports, over the given stores, isolated by a database, bus namespace and Redis key prefix of its own:
+ * it never touches a `pnpm dev` session's data, nor another run's.
+ */
+export async function startLocalSystem<Db extends { $disconnect(): Promise<unknown> }>(
+  options: LocalSystemOptions<Db>,
+): Promise<LocalSystem<Db>> {
+  const { stores, apps = SERVICES, nodeFlags = [], logDir } = options;
+  const runId = options.runId ?? uniqueId("sb");
+  const all: SystemApp[] = ["fake-meta", ...apps];
+  const ports = Object.fromEntries(
+    await Promise.all(all.map(async (app) => [app, await freePort()] as const)),
+  ) as Record<SystemApp, number>;
+  const urls = Object.fromEntries(all.map((app) => [app, `http://127.0.0.1:${ports[app]}`])) as Record<
+    SystemApp,
+    string
+  >;
+  const database: IsolatedDatabase = await createIsolatedDatabase(stores.databaseUrl, {
+    name: `${options.databasePrefix ?? "sb_"}${runId}`,
+    migrate: options.migrate,
+  });
+  const env: Record<string, string> = {
+    NODE_ENV: "production",
+    LOG_LEVEL: "info",
+    DATABASE_URL: database.url,
+    REDIS_URL: stores.redisUrl,
+    NATS_URL: stores.natsUrl,
+    BUS_NAMESPACE: runId,
+    REDIS_KEY_PREFIX: `${runId}:`,
+    FB_APP_ID: "100000000000001",
+    FB_APP_SECRET: randomBytes(16).toString("hex"),
+    FB_VERIFY_TOKEN: `${runId}-verify-token`,
+    TOKEN_ENCRYPTION_KEYS: generateTokenKey(runId),
+    GRAPH_API_BASE_URL: urls["fake-meta"],
+    GRAPH_API_VERSION: "v21.0",
+    ...(urls.ingress ? { INGRESS_URL: `${urls.ingress}/webhooks/facebook` } : {}),
+    // Reconciliation is tested on its own; a run should see only the subscriptions its steps cause.
+    RECONCILE_INTERVAL: "1h",
+    ...options.env,
+  };
+  const processes: Partial<Record<SystemApp, ServiceProcess>> = {};
+  const db = options.connectDb(database.url);
+  const stop = async () => {
+    await Promise.all(Object.values(processes).map((p) => p.stop()));
+    await db.$disconnect();
+    await database.drop();
+    await deleteNamespaceStreams(stores.natsUrl, runId);
+  };
+  const started = await Promise.allSettled(
+    all.map(async (app) => {
+      processes[app] = await startServiceProcess(app, {
+        env,
+        port: ports[app],
+        nodeFlags: app === "fake-meta" ? [] : nodeFlags,
+        logFile: logDir ? join(logDir, `${app}.log`) : undefined,
+        readyPath: app === "fake-meta" ? "/healthz" : "/readyz",
+      });
+    }),
+  );
+  const failed = started.find((result) => result.status === "rejected");
+  if (failed) {
+    await stop();
+    throw failed.reason;
+  }
+  return {
+    runId,
+    env,
+    databaseUrl: database.url,
+    urls,
+    processes,
+    db,
+    cli: (args, stdin) => runCli(args, env, stdin),
+    metrics: async (app) => (await fetch(`${urls[app]}/metrics`)).text(),
+    stop,
+  };
+}
