@@ -59,6 +59,14 @@ runMain(async () => {
       usageBackoffPercent: config.GRAPH_USAGE_BACKOFF_PERCENT,
       backoffMs: config.GRAPH_BACKOFF,
       canaryPageId: config.CANARY_PAGE_ID,
+      fairShare: {
+        ratePerSecond: config.PAGE_MESSAGE_RATE,
+        burst: config.PAGE_MESSAGE_BURST,
+        overrides: config.PAGE_RATE_OVERRIDES,
+        psidFloodThreshold: config.PSID_FLOOD_THRESHOLD,
+        psidFloodWindowMs: config.PSID_FLOOD_WINDOW,
+      },
+      maxAckPending: config.ROUTER_MAX_ACK_PENDING,
     },
   });
 

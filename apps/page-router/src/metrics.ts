@@ -95,6 +95,18 @@ export function createPageRouterMetrics(registry: Registry) {
       labelNames: ["page_id", "reason"],
       registers,
     }),
+    entriesDelayed: new Counter({
+      name: "switchboard_router_entries_delayed_total",
+      help: "Entries handed back until their page's next slot because the page was over its message rate (fair share: delayed, never dropped), per page",
+      labelNames: ["page_id"],
+      registers,
+    }),
+    psidFloods: new Counter({
+      name: "switchboard_router_psid_floods_flagged_total",
+      help: "People (PSIDs) flagged for sending a page more than PSID_FLOOD_THRESHOLD messages within PSID_FLOOD_WINDOW, per page",
+      labelNames: ["page_id"],
+      registers,
+    }),
     pageCacheInvalidations: new Counter({
       name: "switchboard_router_page_cache_invalidations_total",
       help: "PageConnection cache invalidations, per lifecycle event type (or reconnect)",

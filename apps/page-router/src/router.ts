@@ -4,6 +4,7 @@ import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "@switchboard/observability";
 import type { Redis } from "ioredis";
+import { createFairShare, type FairShareSettings, PageOverRateError } from "./fair-share";
 import type { PageRouterMetrics } from "./metrics";
 import { normaliseEntry } from "./normalise";
 import { createPageDirectory, followPageLifecycle, type RoutablePage } from "./page-directory";
@@ -18,6 +19,10 @@ export interface PageRouterSettings extends ProfileSettings {
   maxTransientAttempts?: number;
   /** The webhook canary's page id: its entries go to the canary subject, never to the messaging events. */
   canaryPageId?: string;
+  /** Per-page rate and per-person flood flag; without it no page is shaped. */
+  fairShare?: FairShareSettings;
+  /** Entries held un-acknowledged across replicas, delayed ones included. */
+  maxAckPending?: number;
 }
 
 export interface PageRouterDeps {
@@ -46,6 +51,9 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
   const directory = createPageDirectory({ db, ttlMs: settings.pageCacheTtlMs });
   const profiles = createProfileLookup({ ...deps, directory });
   const replayer = createUnroutedReplayer({ ...deps, keyPrefix: settings.keyPrefix });
+  const fairShare = settings.fairShare
+    ? createFairShare({ ...deps, keyPrefix: settings.keyPrefix, settings: settings.fairShare })
+    : undefined;
   const entryPrefix = subjects.webhookEntry("");
   const pageOfSubject = (subject: string) => subject.slice(entryPrefix.length) || "unknown";
 
@@ -82,6 +90,9 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
   const handle = async (msg: JsMsg) => {
     const subjectPageId = pageOfSubject(msg.subject);
     metrics.entriesReceived.inc({ page_id: subjectPageId });
+    // Over its rate, the page's entry comes back at its slot (checked before decoding: a flood's excess
+    // must cost little); other pages' entries pass meanwhile.
+    if (subjectPageId !== settings.canaryPageId) await fairShare?.admit(msg, subjectPageId);
     const decoded = decodeEntry(msg.data);
     if (!decoded.ok) return park(msg, subjectPageId, "undecodable", decoded.detail);
     const entry = decoded.entry;
@@ -114,6 +125,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
       log.info({ pageId: page.pageId, reason, traceId }, "entry has no messaging items");
       return;
     }
+    await fairShare?.account(page.pageId, events);
     await enrich(profiles, page, events);
     for (const event of events) {
       const checked = MessagingEvent.safeParse(event);
@@ -158,10 +170,14 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     log,
     concurrency: settings.concurrency,
     ...(settings.maxTransientAttempts ? { maxTransientAttempts: settings.maxTransientAttempts } : {}),
+    ...(settings.maxAckPending ? { maxAckPending: settings.maxAckPending } : {}),
     handle,
-    onOutcome: (outcome, msg) => {
+    onOutcome: (outcome, msg, error) => {
       const page_id = pageOfSubject(msg.subject);
-      if (outcome === "retried") metrics.entriesRetried.inc({ page_id });
+      // A page over its rate is delayed, not failing: counted as delayed in the fair share instead.
+      if (outcome === "retried" && !(error instanceof PageOverRateError)) {
+        metrics.entriesRetried.inc({ page_id });
+      }
       if (outcome === "dead_lettered") metrics.entriesDeadLettered.inc({ page_id });
     },
   });
