@@ -14,7 +14,7 @@ group "default" {
 
 target "app" {
   name       = app
-  matrix     = { app = ["ingress", "page-router", "message-service", "subscription-service", "fake-meta"] }
+  matrix     = { app = ["ingress", "page-router", "message-service", "subscription-service", "console", "fake-meta"] }
   context    = "."
   dockerfile = "infra/docker/Dockerfile"
   args       = { APP = app }

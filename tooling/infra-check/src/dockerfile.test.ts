@@ -15,13 +15,14 @@ describe("the image recipe", () => {
     expect(checkDockerfile(dockerfile)).toEqual([]);
   });
 
-  it("builds the four services and the fake Meta, each an app with a build script", () => {
+  it("builds the four services, the console and the fake Meta, each an app with a build script", () => {
     expect(apps).toEqual(
       expect.arrayContaining([
         "ingress",
         "page-router",
         "message-service",
         "subscription-service",
+        "console",
         "fake-meta",
       ]),
     );

@@ -7,7 +7,7 @@ import { type K8sObject, renderKustomization } from "./manifests";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const render = (overlay: string) => renderKustomization(join(root, "infra/k8s/overlays", overlay));
-const services = ["ingress", "page-router", "message-service", "subscription-service"];
+const services = ["ingress", "page-router", "message-service", "subscription-service", "console"];
 
 const find = (objects: K8sObject[], kind: string, name: string) =>
   objects.find((o) => o.kind === kind && o.metadata.name === name) as any;
@@ -61,6 +61,26 @@ describe.each(["local", "production"])("the %s overlay", (overlay) => {
     expect(paths).toEqual(["/webhooks/facebook -> ingress:http", "/v1 -> message-service:http"]);
   });
 
+  it("keeps the console private: only Prometheus may reach it, and no Ingress routes to it", () => {
+    const ingressBackends = JSON.stringify(objects.filter((o) => o.kind === "Ingress"));
+    expect(ingressBackends).not.toContain('"name":"console"');
+    const policy = find(objects, "NetworkPolicy", "console");
+    expect(policy.spec.ingress).toEqual([
+      {
+        from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }],
+        ports: [{ protocol: "TCP", port: 3004 }],
+      },
+    ]);
+  });
+
+  it("gives the console its OPERATOR_TOKEN from the Secret", () => {
+    const env = find(objects, "Deployment", "console").spec.template.spec.containers[0].env;
+    expect(env.find((e: any) => e.name === "OPERATOR_TOKEN").valueFrom.secretKeyRef).toEqual({
+      name: "switchboard-secrets",
+      key: "OPERATOR_TOKEN",
+    });
+  });
+
   it("reads secrets only from switchboard-secrets and commits none", () => {
     expect(objects.filter((o) => o.kind === "Secret")).toEqual([]);
     const refs: string[] = [];
@@ -98,6 +118,15 @@ describe("the production overlay", () => {
     expect(shared.NATS_URL.split(",")).toHaveLength(3);
     expect(shared.NATS_STREAM_REPLICAS).toBe("3");
     expect(new Set(shared.REDIS_URL.split(",")).size).toBe(3);
+  });
+
+  it("runs the webhook canary against the public webhook URL, with one canary page id on both sides", () => {
+    const consoleConfig = find(objects, "ConfigMap", "console").data;
+    const router = find(objects, "ConfigMap", "page-router").data;
+    const host = find(objects, "Ingress", "switchboard").spec.rules[0].host;
+    expect(consoleConfig.CANARY_INGRESS_URL).toBe(`https://${host}/webhooks/facebook`);
+    expect(consoleConfig.CANARY_PAGE_ID).toMatch(/^\d+$/);
+    expect(router.CANARY_PAGE_ID).toBe(consoleConfig.CANARY_PAGE_ID);
   });
 
   it("pins every image to a release tag in a registry", () => {
