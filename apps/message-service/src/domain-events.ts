@@ -1,6 +1,6 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { publishJson } from "@switchboard/bus";
-import { type BusTopology, type DomainEvent, Headers } from "@switchboard/contracts";
+import { type BusTopology, type DomainEvent, domainEventId, Headers } from "@switchboard/contracts";
 import type { Db, Prisma } from "@switchboard/db";
 import type { Logger } from "pino";
 
@@ -9,21 +9,6 @@ export interface OutboxRow {
   id: string;
   subject: string;
   payload: DomainEvent;
-}
-
-/** The deterministic id of a fact: a conversation is created once, a message once, each status once. */
-export function domainEventId(event: DomainEvent): string {
-  switch (event.type) {
-    case "conversation.created":
-      return `${event.type}:${event.conversationId}`;
-    case "message.created":
-    case "message.sent":
-    case "message.failed":
-      return `${event.type}:${event.messageId}`;
-    case "message.status_changed":
-      // Status only moves forward, so (message, status) happens once.
-      return `${event.type}:${event.messageId}:${event.status}`;
-  }
 }
 
 export function outboxRow(topology: BusTopology, event: DomainEvent): OutboxRow {

@@ -194,3 +194,21 @@ export const DomainEvent = z.discriminatedUnion("type", [
   }),
 ]);
 export type DomainEvent = z.infer<typeof DomainEvent>;
+
+/**
+ * The `Nats-Msg-Id` of a domain event: one per fact (a conversation is created once, a message once, each
+ * status once), so every writer of the outbox agrees and a republished fact is dropped by the stream.
+ */
+export function domainEventId(event: DomainEvent): string {
+  switch (event.type) {
+    case "conversation.created":
+      return `${event.type}:${event.conversationId}`;
+    case "message.created":
+    case "message.sent":
+    case "message.failed":
+      return `${event.type}:${event.messageId}`;
+    case "message.status_changed":
+      // Status only moves forward, so (message, status) happens once.
+      return `${event.type}:${event.messageId}:${event.status}`;
+  }
+}

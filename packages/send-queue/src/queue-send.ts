@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type Bus, publishJson } from "@switchboard/bus";
 import {
   type DomainEvent,
+  domainEventId,
   Headers,
   type MessageStatus,
   type SendMessageRequest,
@@ -123,13 +124,6 @@ interface OutboxEvent {
   id: string;
   subject: string;
   payload: DomainEvent;
-}
-
-/** The `Nats-Msg-Id` of a domain event: one per fact (the message-service's outbox uses the same ids). */
-function domainEventId(event: DomainEvent & { type: "message.created" | "conversation.created" }): string {
-  return event.type === "message.created"
-    ? `${event.type}:${event.messageId}`
-    : `${event.type}:${event.conversationId}`;
 }
 
 function messageCreated(message: Message, input: QueueSendInput): DomainEvent & { type: "message.created" } {
