@@ -59,7 +59,7 @@ describe("webhook canary: signed webhook → public ingress URL → JetStream �
       name: "canary-e2e",
       namespace: system.env.BUS_NAMESPACE!,
       log: createLogger({ service: "e2e", level: "silent" }),
-      ensureStreams: false,
+      streams: "none",
     });
     try {
       const { streams, subjects } = bus.topology;

@@ -141,7 +141,7 @@ describe("fair per-page processing: one flooding page does not starve the others
       name: "fairness-e2e",
       namespace: system.env.BUS_NAMESPACE!,
       log: createLogger({ service: "e2e", level: "silent" }),
-      ensureStreams: false,
+      streams: "none",
     });
     try {
       const { streams, subjects } = bus.topology;

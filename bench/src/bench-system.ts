@@ -69,6 +69,7 @@ export async function startBenchSystem(nodeFlags: string[] = []): Promise<BenchS
   try {
     sql = new pg.Pool({ connectionString: system.databaseUrl, max: 2 });
     bus = await connectBus({
+      streams: "provision",
       servers: [services.natsUrl],
       name: "bench-pages",
       namespace: system.runId,

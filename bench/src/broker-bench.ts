@@ -33,6 +33,7 @@ function percentile(sorted: number[], p: number): number {
  */
 export async function benchBroker(seconds: number): Promise<BrokerBenchResult> {
   const bus = await connectBus({
+    streams: "provision",
     servers: [services.natsUrl],
     name: "bench-broker",
     namespace: uniqueId("bb"),

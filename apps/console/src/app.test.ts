@@ -36,6 +36,7 @@ describe("operator console", () => {
     database = await createTestDatabase(applyMigrations);
     db = createDb(database.url);
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "console-test",
       namespace: uniqueId("con"),

@@ -26,7 +26,6 @@ runMain(async () => {
     servers: config.NATS_URL,
     name: "console",
     namespace: config.BUS_NAMESPACE,
-    replicas: config.NATS_STREAM_REPLICAS,
     log,
   });
   const cipher = createTokenCipher(config.TOKEN_ENCRYPTION_KEYS);

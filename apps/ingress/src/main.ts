@@ -19,7 +19,6 @@ runMain(async () => {
     servers: config.NATS_URL,
     name: "ingress",
     namespace: config.BUS_NAMESPACE,
-    replicas: config.NATS_STREAM_REPLICAS,
     log,
   });
   const app = createIngressApp({

@@ -34,6 +34,7 @@ describe("ingress webhook", () => {
 
   beforeAll(async () => {
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "ingress-test",
       namespace: uniqueId(),
@@ -193,6 +194,7 @@ describe("ingress without a broker", () => {
     const dir = mkdtempSync(join(tmpdir(), "sb-nats-"));
     let nats = await startNats(port, dir);
     const bus = await connectBus({
+      streams: "provision",
       servers: [`nats://127.0.0.1:${port}`],
       name: "ingress-test",
       namespace: uniqueId(),

@@ -1,6 +1,12 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { publishJson } from "@switchboard/bus";
-import { type BusTopology, type DomainEvent, domainEventId, Headers } from "@switchboard/contracts";
+import {
+  type BusTopology,
+  type DomainEvent,
+  domainEventId,
+  Headers,
+  type SendRequest,
+} from "@switchboard/contracts";
 import type { Db, Prisma } from "@switchboard/db";
 import type { Logger } from "pino";
 
@@ -8,7 +14,13 @@ export interface OutboxRow {
   /** The `Nats-Msg-Id`: one id per fact, so publishing a row again is dropped by the stream. */
   id: string;
   subject: string;
-  payload: DomainEvent;
+  /** A fact for the domain stream, or a send request for the send worker (queued with its row). */
+  payload: DomainEvent | SendRequest;
+}
+
+/** What a row is, for headers and metrics. */
+function outboxKind(payload: OutboxRow["payload"]): string {
+  return "type" in payload ? payload.type : "send.request";
 }
 
 export function outboxRow(topology: BusTopology, event: DomainEvent): OutboxRow {
@@ -84,7 +96,7 @@ async function publishRows(js: JetStreamClient, rows: OutboxRow[]): Promise<void
     rows.map((row) =>
       publishJson(js, row.subject, row.payload, {
         msgId: row.id,
-        headers: { [Headers.eventType]: row.payload.type, [Headers.pageId]: row.payload.pageId },
+        headers: { [Headers.eventType]: outboxKind(row.payload), [Headers.pageId]: row.payload.pageId },
       }),
     ),
   );
@@ -103,7 +115,8 @@ export interface OutboxRelayOptions {
   /** Rows younger than this are still being published by their handler. */
   graceMs?: number;
   batchSize?: number;
-  onPublished?: (type: DomainEvent["type"]) => void;
+  /** The event type published (`send.request` for a queued send). */
+  onPublished?: (type: string) => void;
 }
 
 /**
@@ -131,9 +144,9 @@ export function startOutboxRelay(options: OutboxRelayOptions): {
       await publishOutbox(
         js,
         db,
-        rows.map((r) => ({ id: r.id, subject: r.subject, payload: r.payload as DomainEvent })),
+        rows.map((r) => ({ id: r.id, subject: r.subject, payload: r.payload as OutboxRow["payload"] })),
       );
-      for (const row of rows) options.onPublished?.((row.payload as DomainEvent).type);
+      for (const row of rows) options.onPublished?.(outboxKind(row.payload as OutboxRow["payload"]));
       published += rows.length;
       log.info({ published: rows.length }, "outbox rows published by the relay");
       if (rows.length < batchSize) return published;

@@ -33,7 +33,6 @@ runMain(async () => {
     servers: config.NATS_URL,
     name: "message-service",
     namespace: config.BUS_NAMESPACE,
-    replicas: config.NATS_STREAM_REPLICAS,
     log,
   });
   // One lock for every writer of a conversation in this process (messaging events and sends).

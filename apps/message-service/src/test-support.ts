@@ -56,13 +56,20 @@ export async function createTestWorld() {
   const namespace = uniqueId("ms");
   const keyPrefix = `${uniqueId("k")}:`;
   const db: Db = createDb(database.url);
-  const bus = await connectBus({ servers: [services.natsUrl], name: "test-publisher", namespace, log });
+  const bus = await connectBus({
+    streams: "provision",
+    servers: [services.natsUrl],
+    name: "test-publisher",
+    namespace,
+    log,
+  });
   const instances: ServiceInstance[] = [];
   const extraRedis: Redis[] = [];
 
   async function startInstance(settings: InstanceSettings = {}): Promise<ServiceInstance> {
     const registry = createMetricsRegistry("message-service");
     const instanceBus = await connectBus({
+      streams: "provision",
       servers: [services.natsUrl],
       name: "message-service",
       namespace,

@@ -60,6 +60,7 @@ describe("page-router failure policy", () => {
     database = await createTestDatabase(applyMigrations);
     db = createDb(database.url);
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "router-failures",
       namespace: uniqueId(),

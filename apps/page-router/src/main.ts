@@ -28,7 +28,6 @@ runMain(async () => {
     servers: config.NATS_URL,
     name: "page-router",
     namespace: config.BUS_NAMESPACE,
-    replicas: config.NATS_STREAM_REPLICAS,
     log,
   });
   const registry = createMetricsRegistry("page-router");

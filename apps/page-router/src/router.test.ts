@@ -75,6 +75,7 @@ describe("page-router", () => {
     database = await createTestDatabase(applyMigrations);
     db = createDb(database.url);
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "page-router-test",
       namespace: uniqueId(),

@@ -29,7 +29,6 @@ runMain(async () => {
     servers: config.NATS_URL,
     name: "subscription-service",
     namespace: config.BUS_NAMESPACE,
-    replicas: config.NATS_STREAM_REPLICAS,
     log,
   });
   const graph = createGraphClient({

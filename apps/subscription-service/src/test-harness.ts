@@ -53,7 +53,13 @@ export async function createHarness() {
   const replicas: Replica[] = [];
 
   const connect = async (name: string) => {
-    const bus = await connectBus({ servers: [testServices().natsUrl], name, namespace, log });
+    const bus = await connectBus({
+      streams: "provision",
+      servers: [testServices().natsUrl],
+      name,
+      namespace,
+      log,
+    });
     buses.push(bus);
     return bus;
   };

@@ -18,6 +18,7 @@ describe("max_ack_pending", () => {
 
   beforeAll(async () => {
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "bus-ack-pending",
       namespace: uniqueId(),

@@ -21,6 +21,7 @@ describe("bus", () => {
 
   beforeAll(async () => {
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "bus-test",
       namespace: uniqueId(),

@@ -2,7 +2,7 @@ import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManage
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type BusTopology, busTopology } from "@switchboard/contracts";
 import type { Logger } from "pino";
-import { ensureStreams, type StreamOptions } from "./streams";
+import { type ProvisionOptions, provisionStreams, verifyStreams } from "./streams";
 
 export interface Bus {
   nc: NatsConnection;
@@ -15,13 +15,22 @@ export interface Bus {
   drain(): Promise<void>;
 }
 
-export interface BusOptions extends StreamOptions {
+export interface BusOptions {
   servers: string[];
   name: string;
   namespace: string;
   log: Logger;
-  /** Create or update the streams on connect (every service does; it is idempotent). */
-  ensureStreams?: boolean;
+  publishTimeoutMs?: number;
+  /**
+   * What to do about the streams on connect. `verify` (default, every service and operator command):
+   * check that they exist and change nothing. `provision`: create and update them — only the streams'
+   * owner (`pnpm bus:migrate`) and test set-ups that own their namespace. `none`: skip.
+   */
+  streams?: "verify" | "provision" | "none";
+  /** With `verify`, how long to wait for streams a migration job is still creating (default 30 s). */
+  streamsWaitMs?: number;
+  /** With `provision`: the sizes and replicas to apply. */
+  provision?: ProvisionOptions;
 }
 
 export async function connectBus(options: BusOptions): Promise<Bus> {
@@ -49,8 +58,18 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     }
   })();
   const topology = busTopology(namespace);
-  const jsm = await jetstreamManager(nc);
-  if (options.ensureStreams !== false) await ensureStreams(jsm, topology, options);
+  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const streams = options.streams ?? "verify";
+  if (streams === "provision") await provisionStreams(jsm, topology, options.provision);
+  if (streams === "verify") {
+    await verifyStreams(jsm, topology, {
+      waitMs: options.streamsWaitMs ?? 30_000,
+      onWait: (missing) => log.warn({ missing }, "waiting for JetStream streams (run `pnpm bus:migrate`)"),
+    }).catch(async (error: unknown) => {
+      await nc.close().catch(() => undefined);
+      throw error;
+    });
+  }
   const js = jetstream(nc, { timeout: options.publishTimeoutMs ?? 5000 });
   return {
     nc,

@@ -39,6 +39,28 @@ export interface ConsumerOptions {
   maxAckPending?: number;
   /** Called once per handled message, for metrics. */
   onOutcome?: (outcome: Outcome, msg: JsMsg, error?: unknown) => void;
+  /**
+   * Checks the stage's dependencies (database, Redis quorum…): resolves when they answer, throws when one
+   * does not. Asked after a transient failure: if a dependency is down, the consumer pauses (stops pulling,
+   * keeps the failed messages, probes until it answers, then handles them again) instead of spending their
+   * attempts: an outage pauses work, it does not dead-letter it.
+   */
+  probeDependencies?: () => Promise<void>;
+  /** While paused, how often to probe (default 1 s). */
+  probeIntervalMs?: number;
+  /** Called when the consumer pauses (with the probe's error) and when it resumes. */
+  onPauseChange?: (paused: boolean, error?: unknown) => void;
+  /**
+   * A handler running longer than this is treated as failed (transient): a hung connection must not hold
+   * a slot for ever (default 60 s; it keeps the message alive with `working()` until then).
+   */
+  handlerTimeoutMs?: number;
+  /**
+   * Runs, awaited, after a message's dead letter is stored and before the message is terminated: the
+   * stage records what giving up means (the send worker marks the row `failed`). If it throws, the
+   * message is kept and redelivered; it is dead-lettered again (the copy is deduplicated) next time.
+   */
+  onDeadLetter?: (msg: JsMsg, reason: string, error: unknown) => Promise<void>;
 }
 
 export interface RunningConsumer {
@@ -110,11 +132,19 @@ export async function deadLetter(
   });
 }
 
+export class HandlerTimeoutError extends Error {
+  constructor(stage: string, timeoutMs: number) {
+    super(`${stage} handler did not finish within ${timeoutMs} ms`);
+    this.name = "HandlerTimeoutError";
+  }
+}
+
 /**
  * Pulls from a durable consumer and runs `handle` for each message, up to `concurrency` at once.
  * Success acks; `RetryLaterError` naks with its delay (delayed redelivery, no worker blocked);
  * `PermanentError` and exhausted attempts go to the dead-letter stream with the reason; anything else
- * is transient and redelivered with backoff.
+ * is transient and redelivered with backoff — unless `probeDependencies` says a dependency is down, in
+ * which case the consumer pauses until it is back (see ConsumerOptions).
  */
 export async function runConsumer(options: ConsumerOptions): Promise<RunningConsumer> {
   const { js, jsm, stream, durable, filterSubject, log, stage } = options;
@@ -122,70 +152,166 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
   const maxRetryLater = options.maxRetryLaterAttempts ?? 8;
   const maxTransient = options.maxTransientAttempts ?? 40;
   const ackWaitMs = options.ackWaitMs ?? 30_000;
+  const handlerTimeoutMs = options.handlerTimeoutMs ?? 60_000;
+  const probeIntervalMs = options.probeIntervalMs ?? 1000;
   await ensureConsumer(jsm, stream, durable, filterSubject, ackWaitMs, options.maxAckPending);
   const consumer = await js.consumers.get(stream, durable);
-  const messages = await consumer.consume({ max_messages: concurrency * 2 });
 
   const inFlight = new Set<Promise<void>>();
   let slotFreed: (() => void) | undefined;
+  let stopping = false;
+  let messages: Awaited<ReturnType<typeof consumer.consume>> | undefined;
+  /** Set while a dependency is down: resolves when the probe answers again. */
+  let outage: Promise<void> | undefined;
+
+  const heartbeat = (msg: JsMsg) => setInterval(() => msg.working(), Math.max(1000, ackWaitMs / 2));
+
+  const runHandler = async (msg: JsMsg) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        options.handle(msg),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new HandlerTimeoutError(stage, handlerTimeoutMs)),
+            handlerTimeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /** Probes once; on failure enters (or joins) the outage and returns the promise of its end. */
+  const dependencyOutage = async (): Promise<Promise<void> | undefined> => {
+    if (!options.probeDependencies) return undefined;
+    if (outage) return outage;
+    try {
+      await options.probeDependencies();
+      return undefined;
+    } catch (probeError) {
+      if (outage) return outage;
+      outage = pauseUntilHealthy(probeError);
+      return outage;
+    }
+  };
+
+  const pauseUntilHealthy = async (firstError: unknown) => {
+    log.warn({ stage, err: firstError }, "dependency unavailable: pausing the consumer");
+    options.onPauseChange?.(true, firstError);
+    // Stop pulling: what this process had buffered goes back to the server after ack_wait.
+    const current = messages;
+    messages = undefined;
+    await current?.close().catch(() => undefined);
+    let delay = probeIntervalMs;
+    while (!stopping) {
+      await new Promise((r) => setTimeout(r, delay));
+      try {
+        await options.probeDependencies!();
+        break;
+      } catch {
+        delay = Math.min(delay * 2, probeIntervalMs * 10);
+      }
+    }
+    log.info({ stage }, "dependencies answer again: resuming the consumer");
+    outage = undefined;
+    options.onPauseChange?.(false);
+    if (!stopping) {
+      await startPulling().catch((error: unknown) =>
+        log.error({ stage, err: error }, "could not resume pulling; restart the process"),
+      );
+    }
+  };
 
   const settle = async (msg: JsMsg) => {
-    const heartbeat = setInterval(() => msg.working(), Math.max(1000, ackWaitMs / 2));
+    const beat = heartbeat(msg);
     try {
-      await options.handle(msg);
-      msg.ack();
-      options.onOutcome?.("acked", msg);
-    } catch (error) {
-      const attempt = msg.info.deliveryCount;
-      const fields = { stage, subject: msg.subject, seq: msg.seq, attempt };
-      if (error instanceof PermanentError) {
-        await deadLetterOrRetry(msg, error.reason, error);
-      } else if (error instanceof RetryLaterError) {
-        if (attempt >= maxRetryLater) {
-          await deadLetterOrRetry(msg, `${error.reason} (gave up after ${attempt} attempts)`, error);
-        } else {
-          log.debug({ ...fields, reason: error.reason, delayMs: error.delayMs }, "retrying later");
-          msg.nak(error.delayMs);
-          options.onOutcome?.("retried", msg, error);
+      for (;;) {
+        try {
+          await runHandler(msg);
+          msg.ack();
+          options.onOutcome?.("acked", msg);
+          return;
+        } catch (error) {
+          if (error instanceof PermanentError || error instanceof RetryLaterError) {
+            await failed(msg, error);
+            return;
+          }
+          const paused = await dependencyOutage();
+          if (!paused || stopping) {
+            await failed(msg, error);
+            return;
+          }
+          // Keep the message (the heartbeat holds it) and try it again once the dependency is back,
+          // without spending a delivery attempt on the outage.
+          await paused;
+          if (stopping) {
+            msg.nak();
+            return;
+          }
         }
-      } else if (attempt >= maxTransient) {
-        await deadLetterOrRetry(
-          msg,
-          `failed ${attempt} times: ${(error as Error)?.message ?? String(error)}`,
-          error,
-        );
-      } else {
-        const delayMs = transientBackoffMs(attempt);
-        log.warn({ ...fields, err: error, delayMs }, "handler failed, redelivering");
-        msg.nak(delayMs);
-        options.onOutcome?.("retried", msg, error);
       }
     } finally {
-      clearInterval(heartbeat);
+      clearInterval(beat);
+    }
+  };
+
+  const failed = async (msg: JsMsg, error: unknown) => {
+    const attempt = msg.info.deliveryCount;
+    const fields = { stage, subject: msg.subject, seq: msg.seq, attempt };
+    if (error instanceof PermanentError) {
+      await deadLetterOrRetry(msg, error.reason, error);
+    } else if (error instanceof RetryLaterError) {
+      if (attempt >= maxRetryLater) {
+        await deadLetterOrRetry(msg, `${error.reason} (gave up after ${attempt} attempts)`, error);
+      } else {
+        log.debug({ ...fields, reason: error.reason, delayMs: error.delayMs }, "retrying later");
+        msg.nak(error.delayMs);
+        options.onOutcome?.("retried", msg, error);
+      }
+    } else if (attempt >= maxTransient) {
+      await deadLetterOrRetry(
+        msg,
+        `failed ${attempt} times: ${(error as Error)?.message ?? String(error)}`,
+        error,
+      );
+    } else {
+      const delayMs = transientBackoffMs(attempt);
+      log.warn({ ...fields, err: error, delayMs }, "handler failed, redelivering");
+      msg.nak(delayMs);
+      options.onOutcome?.("retried", msg, error);
     }
   };
 
   const deadLetterOrRetry = async (msg: JsMsg, reason: string, error: unknown) => {
     try {
       await deadLetter(js, options.topology, msg, stage, reason);
+      await options.onDeadLetter?.(msg, reason, error);
       // No reason on the TERM: NATS 2.9 only knows a bare `+TERM`, takes `+TERM <reason>` for nothing and
       // redelivers the message after ack_wait. The reason travels in the dead letter's headers.
       msg.term();
       log.error({ stage, subject: msg.subject, seq: msg.seq, reason }, "dead-lettered");
       options.onOutcome?.("dead_lettered", msg, error);
     } catch (publishError) {
-      // The dead-letter stream is unreachable: keep the message rather than lose it.
-      log.error({ stage, err: publishError }, "dead-letter publish failed, redelivering");
+      // The dead-letter stream (or the stage's own record of giving up) failed: keep the message.
+      log.error({ stage, err: publishError }, "dead-lettering failed, redelivering");
       msg.nak(transientBackoffMs(msg.info.deliveryCount));
     }
   };
 
-  const loop = (async () => {
-    for await (const msg of messages) {
+  let loop: Promise<void> = Promise.resolve();
+  const drain = async (iterator: NonNullable<typeof messages>) => {
+    for await (const msg of iterator) {
       while (inFlight.size >= concurrency) {
         await new Promise<void>((resolve) => {
           slotFreed = resolve;
         });
+      }
+      if (messages !== iterator) {
+        // Paused while this one waited for a slot: it goes back to the server.
+        msg.nak();
+        continue;
       }
       const task = settle(msg).finally(() => {
         inFlight.delete(task);
@@ -194,12 +320,22 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
       });
       inFlight.add(task);
     }
-  })();
+  };
+  const startPulling = async () => {
+    await loop.catch(() => undefined);
+    const iterator = await consumer.consume({ max_messages: concurrency * 2 });
+    messages = iterator;
+    loop = drain(iterator);
+  };
+  await startPulling();
 
   return {
     inFlight: () => inFlight.size,
     async stop() {
-      await messages.close();
+      stopping = true;
+      const current = messages;
+      messages = undefined;
+      await current?.close().catch(() => undefined);
       await loop.catch(() => undefined);
       await Promise.allSettled([...inFlight]);
     },

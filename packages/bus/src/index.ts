@@ -4,12 +4,24 @@ export {
   type ConsumerOptions,
   deadLetter,
   ensureConsumer,
+  HandlerTimeoutError,
   type Outcome,
   type RunningConsumer,
   runConsumer,
   transientBackoffMs,
 } from "./consumer";
+export { decodeMessage } from "./decode";
 export { PermanentError, RetryLaterError } from "./errors";
 export { header, headersToObject, type PublishOptions, publishJson, publishRaw, toHeaders } from "./publish";
 export { listStored, replayStored, type StoredMessage } from "./stored";
-export { deleteStreams, ensureStreams, isNotFound, type StreamOptions } from "./streams";
+export {
+  deleteStreams,
+  desiredStreamConfig,
+  isNotFound,
+  type ProvisionOptions,
+  provisionStreams,
+  type StreamChange,
+  type StreamOptions,
+  StreamsMissingError,
+  verifyStreams,
+} from "./streams";

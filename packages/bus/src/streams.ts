@@ -4,63 +4,202 @@ import {
   RetentionPolicy,
   StorageType,
   type StreamConfig,
+  type StreamInfo,
 } from "@nats-io/jetstream";
-import type { BusTopology, StreamName } from "@switchboard/contracts";
+import { type BusTopology, type StreamName, streamPolicies } from "@switchboard/contracts";
 
 export interface StreamOptions {
   /** 1 on a laptop, 3 on a production cluster. */
   replicas?: number;
   /** How long JetStream remembers a `Nats-Msg-Id` to drop a repeat (Meta's retries of one delivery). */
   duplicateWindowMs?: number;
-  publishTimeoutMs?: number;
+  /** Byte limits of the kept-for-replay streams (default 1 GiB each). */
+  unroutedMaxBytes?: number;
+  deadLetterMaxBytes?: number;
 }
 
-const ms = (value: number) => value * 1_000_000; // JetStream durations are nanoseconds
-const DAY = 86_400_000;
+const ns = (ms: number) => ms * 1_000_000; // JetStream durations are nanoseconds
+const GiB = 1024 ** 3;
 
-/** The retention of each stream: what it is for decides how long it keeps and how it discards. */
-function streamSettings(name: StreamName, options: StreamOptions): Partial<StreamConfig> {
-  const base = {
+/** The configuration `pnpm bus:migrate` wants for one stream: its policy in contracts plus the deployment's sizes. */
+export function desiredStreamConfig(
+  key: StreamName,
+  stream: { name: string; subjects: readonly string[] },
+  options: StreamOptions,
+): Partial<StreamConfig> & { name: string } {
+  const policy = streamPolicies[key];
+  const maxBytes =
+    policy.maxBytesSetting === "unrouted"
+      ? (options.unroutedMaxBytes ?? GiB)
+      : policy.maxBytesSetting === "deadLetter"
+        ? (options.deadLetterMaxBytes ?? GiB)
+        : -1;
+  return {
+    name: stream.name,
+    subjects: [...stream.subjects],
     storage: StorageType.File,
     num_replicas: options.replicas ?? 1,
-    duplicate_window: ms(options.duplicateWindowMs ?? 10 * 60_000),
-    discard: DiscardPolicy.Old,
+    duplicate_window: ns(options.duplicateWindowMs ?? 10 * 60_000),
+    retention: policy.retention === "workqueue" ? RetentionPolicy.Workqueue : RetentionPolicy.Limits,
+    discard: policy.discard === "new" ? DiscardPolicy.New : DiscardPolicy.Old,
+    max_age: ns(policy.maxAgeMs),
+    max_bytes: maxBytes,
   };
-  switch (name) {
-    case "sends":
-    case "reconcile":
-      return { ...base, retention: RetentionPolicy.Workqueue, max_age: ms(7 * DAY) };
-    case "unrouted":
-    case "deadLetter":
-      // Kept until someone replays or purges them; refusing new ones beats dropping old ones silently.
-      return { ...base, retention: RetentionPolicy.Limits, max_age: 0, discard: DiscardPolicy.New };
-    case "webhooks":
-    case "events":
-      return { ...base, retention: RetentionPolicy.Limits, max_age: ms(7 * DAY) };
-    case "pages":
-    case "domain":
-      return { ...base, retention: RetentionPolicy.Limits, max_age: ms(30 * DAY) };
-  }
 }
 
-/** Creates each stream, or updates it to the wanted settings: safe on every start of every replica. */
-export async function ensureStreams(
+export interface StreamChange {
+  stream: string;
+  action: "created" | "updated" | "unchanged";
+  /** What changed, `field: old → new`. */
+  changes: string[];
+  /** Settings left as they are on purpose (replicas are never lowered). */
+  kept: string[];
+}
+
+export interface ProvisionOptions extends StreamOptions {
+  /** Lower a stream's replicas when asked to (an operator's explicit choice; never by default). */
+  allowFewerReplicas?: boolean;
+  /** Retries while a fresh cluster elects its meta leader or places R3 streams (default 60 s). */
+  waitMs?: number;
+  onRetry?: (stream: string, error: unknown) => void;
+}
+
+const COMPARED = ["subjects", "num_replicas", "duplicate_window", "discard", "max_age", "max_bytes"] as const;
+
+/**
+ * The streams' one owner: creates each missing stream and brings an existing one to the wanted settings.
+ * Replicas are only ever raised (a laptop's R1 setting must not shrink a production R3 stream) unless
+ * `allowFewerReplicas`. Run by `pnpm bus:migrate` (Kubernetes migration job, `pnpm dev`), never by services.
+ */
+export async function provisionStreams(
   jsm: JetStreamManager,
   topology: BusTopology,
-  options: StreamOptions = {},
-) {
+  options: ProvisionOptions = {},
+): Promise<StreamChange[]> {
+  const results: StreamChange[] = [];
   for (const [key, stream] of Object.entries(topology.streams) as Array<
     [StreamName, { name: string; subjects: readonly string[] }]
   >) {
-    const config = { ...streamSettings(key, options), name: stream.name, subjects: [...stream.subjects] };
+    const wanted = desiredStreamConfig(key, stream, options);
+    results.push(await withClusterRetry(stream.name, options, () => provisionOne(jsm, wanted, options)));
+  }
+  return results;
+}
+
+async function provisionOne(
+  jsm: JetStreamManager,
+  wanted: Partial<StreamConfig> & { name: string },
+  options: ProvisionOptions,
+): Promise<StreamChange> {
+  let info: StreamInfo;
+  try {
+    info = await jsm.streams.info(wanted.name);
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
     try {
-      const info = await jsm.streams.info(stream.name);
-      const { retention: _fixed, ...updatable } = config;
-      if (info.config.retention === config.retention) await jsm.streams.update(stream.name, updatable);
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-      await jsm.streams.add(config);
+      await jsm.streams.add(wanted);
+    } catch (addError) {
+      // Another provisioner created it a moment ago: fall through to compare.
+      if (!/already in use|exists/i.test((addError as Error)?.message ?? "")) throw addError;
+      info = await jsm.streams.info(wanted.name);
+      return compareAndUpdate(jsm, info, wanted, options);
     }
+    return { stream: wanted.name, action: "created", changes: [], kept: [] };
+  }
+  return compareAndUpdate(jsm, info, wanted, options);
+}
+
+async function compareAndUpdate(
+  jsm: JetStreamManager,
+  info: StreamInfo,
+  wanted: Partial<StreamConfig> & { name: string },
+  options: ProvisionOptions,
+): Promise<StreamChange> {
+  const current = info.config as unknown as Record<string, unknown>;
+  const target = { ...wanted } as Record<string, unknown>;
+  const kept: string[] = [];
+  if (info.config.retention !== wanted.retention) {
+    // JetStream cannot change a stream's retention; saying so beats failing every deploy.
+    kept.push(`retention stays ${info.config.retention} (wanted ${wanted.retention}; recreate the stream)`);
+  }
+  delete target.retention;
+  if (
+    !options.allowFewerReplicas &&
+    typeof current.num_replicas === "number" &&
+    current.num_replicas > (wanted.num_replicas ?? 1)
+  ) {
+    kept.push(`num_replicas stays ${current.num_replicas} (wanted ${wanted.num_replicas}; never lowered)`);
+    target.num_replicas = current.num_replicas;
+  }
+  const changes = COMPARED.filter((field) => !sameValue(current[field], target[field])).map(
+    (field) => `${field}: ${show(current[field])} → ${show(target[field])}`,
+  );
+  if (changes.length === 0) return { stream: wanted.name, action: "unchanged", changes, kept };
+  await jsm.streams.update(wanted.name, { ...info.config, ...target } as Partial<StreamConfig>);
+  return { stream: wanted.name, action: "updated", changes, kept };
+}
+
+function sameValue(a: unknown, b: unknown) {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+function show(value: unknown) {
+  return Array.isArray(value) ? value.join(",") : String(value);
+}
+
+async function withClusterRetry<T>(stream: string, options: ProvisionOptions, run: () => Promise<T>) {
+  const deadline = Date.now() + (options.waitMs ?? 60_000);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      // A fresh cluster answers "timeout" or "no suitable peers" / "insufficient resources" until its meta
+      // leader is elected and every node has joined: wait for it instead of failing the deploy.
+      const message = (error as Error)?.message ?? String(error);
+      const clusterNotReady =
+        /timeout|no suitable peers|insufficient resources|leader|jetstream not (enabled|available)|503/i.test(
+          message,
+        ) || (error as { name?: string })?.name === "TimeoutError";
+      if (!clusterNotReady || Date.now() > deadline) throw error;
+      options.onRetry?.(stream, error);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt)));
+    }
+  }
+}
+
+export class StreamsMissingError extends Error {
+  constructor(readonly missing: string[]) {
+    super(
+      `JetStream streams missing: ${missing.join(", ")}. Streams are created by \`pnpm bus:migrate\` ` +
+        "(the Kubernetes migration job runs it; so does `pnpm dev`) with the same NATS_URL and BUS_NAMESPACE.",
+    );
+    this.name = "StreamsMissingError";
+  }
+}
+
+/**
+ * What a service does at start: checks that every stream exists (waiting a while for a migration job that
+ * is still running) and changes nothing. Throws `StreamsMissingError` naming the missing ones.
+ */
+export async function verifyStreams(
+  jsm: JetStreamManager,
+  topology: BusTopology,
+  options: { waitMs?: number; onWait?: (missing: string[]) => void } = {},
+) {
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  for (;;) {
+    const missing: string[] = [];
+    for (const stream of Object.values(topology.streams)) {
+      try {
+        await jsm.streams.info(stream.name);
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        missing.push(stream.name);
+      }
+    }
+    if (missing.length === 0) return;
+    if (Date.now() >= deadline) throw new StreamsMissingError(missing);
+    options.onWait?.(missing);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
 

@@ -18,6 +18,15 @@ export const SendRequest = z.object({
 export type SendRequest = z.infer<typeof SendRequest>;
 
 /**
+ * The `Nats-Msg-Id` (and outbox row id) of a send request. The request queued with the row is `attempt`
+ * 0; the sweeper re-queues a lost one under a new id (the stream would drop the first id again), which is
+ * safe because the worker decides from the row, never from the request, whether to call Meta.
+ */
+export function sendRequestMsgId(messageId: string, requeue = 0): string {
+  return requeue === 0 ? `send-request:${messageId}` : `send-request:${messageId}:requeue-${requeue}`;
+}
+
+/**
  * API keys are `sbk_` + 32 random bytes (base64url). Only the SHA-256 is stored; `prefix` identifies a
  * key in listings and logs without revealing it.
  */

@@ -62,6 +62,36 @@ export function busTopology(namespace = "sb") {
 export type BusTopology = ReturnType<typeof busTopology>;
 export type StreamName = keyof BusTopology["streams"];
 
+/**
+ * What each stream keeps and for how long: the settings `pnpm bus:migrate` (the streams' one owner) applies.
+ * Services only check that the streams exist; they never create or change them.
+ */
+export interface StreamPolicy {
+  /** `workqueue`: a message is gone once acknowledged; `limits`: kept until its age or size limit. */
+  retention: "limits" | "workqueue";
+  /** 0 = kept until someone replays or purges it. */
+  maxAgeMs: number;
+  /** `new`: a full stream refuses new messages (nothing already kept is lost); `old`: drops the oldest. */
+  discard: "old" | "new";
+  /** Where a stream must be bounded in bytes (kept-for-replay streams), the variable that sizes it. */
+  maxBytesSetting?: "unrouted" | "deadLetter";
+}
+
+const DAY_MS = 86_400_000;
+
+export const streamPolicies: Record<StreamName, StreamPolicy> = {
+  webhooks: { retention: "limits", maxAgeMs: 7 * DAY_MS, discard: "old" },
+  events: { retention: "limits", maxAgeMs: 7 * DAY_MS, discard: "old" },
+  pages: { retention: "limits", maxAgeMs: 30 * DAY_MS, discard: "old" },
+  domain: { retention: "limits", maxAgeMs: 30 * DAY_MS, discard: "old" },
+  sends: { retention: "workqueue", maxAgeMs: 7 * DAY_MS, discard: "old" },
+  reconcile: { retention: "workqueue", maxAgeMs: 7 * DAY_MS, discard: "old" },
+  // Kept until replayed or purged, bounded in bytes so they can never fill the JetStream store that the
+  // healthy pages' entries need; refusing new ones beats dropping old ones silently.
+  unrouted: { retention: "limits", maxAgeMs: 0, discard: "new", maxBytesSetting: "unrouted" },
+  deadLetter: { retention: "limits", maxAgeMs: 0, discard: "new", maxBytesSetting: "deadLetter" },
+};
+
 /** Header names Switchboard sets on bus messages (JetStream's own `Nats-Msg-Id` besides). */
 export const Headers = {
   traceId: "Sb-Trace-Id",

@@ -1,3 +1,12 @@
+export {
+  type ManagedNode,
+  type NatsCluster,
+  type PrivatePostgres,
+  type RedisNodes,
+  startNatsCluster,
+  startPrivatePostgres,
+  startRedisNodes,
+} from "./cluster";
 export { createIsolatedDatabase, type IsolatedDatabase, type IsolatedDatabaseOptions } from "./database";
 export { eventually } from "./eventually";
 export { freePort, uniqueId } from "./ids";
@@ -12,6 +21,7 @@ export {
   deleteNamespaceStreams,
   type LocalSystem,
   type LocalSystemOptions,
+  migrateBus,
   SERVICES,
   type ServiceName,
   type Stores,

@@ -88,9 +88,36 @@ function runCli(args: string[], env: Record<string, string>, stdin = ""): Promis
   });
 }
 
+/**
+ * Creates the run's streams the way a deployment does: `pnpm bus:migrate` (built) as a process with the
+ * run's environment. Services only check that their streams exist.
+ */
+export function migrateBus(env: Record<string, string>): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["packages/bus/dist/migrate-cli.js"], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code === 0) resolve({ code, stdout, stderr });
+      else reject(new Error(`bus:migrate exited ${code}: ${stderr || stdout}`));
+    });
+  });
+}
+
 /** Deletes every stream of `namespace` (the bus creates them on connect; a run must not leave them behind). */
 export async function deleteNamespaceStreams(natsUrl: string, namespace: string) {
-  const nc = await connect({ servers: [natsUrl], name: `${namespace}-cleanup` });
+  const nc = await connect({ servers: natsUrl.split(","), name: `${namespace}-cleanup` });
   try {
     const jsm = await jetstreamManager(nc);
     for (const stream of Object.values(busTopology(namespace).streams)) {
@@ -150,6 +177,12 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
     await database.drop();
     await deleteNamespaceStreams(stores.natsUrl, runId);
   };
+  try {
+    await migrateBus(env);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
   const started = await Promise.allSettled(
     all.map(async (app) => {
       processes[app] = await startServiceProcess(app, {

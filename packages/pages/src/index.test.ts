@@ -27,6 +27,7 @@ describe("page lifecycle", () => {
     database = await createTestDatabase(applyMigrations);
     db = createDb(database.url);
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "pages-test",
       namespace: uniqueId(),

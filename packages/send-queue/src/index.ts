@@ -6,5 +6,4 @@ export {
   type QueueSendDeps,
   type QueueSendInput,
   queueSend,
-  SendQueueUnavailableError,
 } from "./queue-send";

@@ -10,7 +10,6 @@ import {
   IdempotencyKeyReusedError,
   PageUnavailableError,
   queueSend,
-  SendQueueUnavailableError,
 } from "./queue-send";
 
 const log = createLogger({ service: "send-queue-test", level: "silent" });
@@ -26,6 +25,7 @@ describe("queueSend", () => {
     database = await createTestDatabase(applyMigrations);
     db = createDb(database.url);
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "send-queue-test",
       namespace: uniqueId(),
@@ -68,7 +68,7 @@ describe("queueSend", () => {
       mid: null,
       idempotencyKey: "k-1",
     });
-    // The replay re-published, and the stream dropped it as a duplicate of the same message id.
+    // Queued once: the replay answered from the row.
     expect((await queued()).filter((r) => r.messageId === first.id)).toHaveLength(1);
 
     await expect(
@@ -76,7 +76,7 @@ describe("queueSend", () => {
     ).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
   });
 
-  it("removes the row when the queue does not acknowledge, so a retry with the same key starts clean", async () => {
+  it("commits the row and its request together: a broker outage after the commit leaves the request in the outbox", async () => {
     const broken: Bus = {
       ...bus,
       js: { ...bus.js, publish: () => Promise.reject(new Error("no responders")) } as unknown as Bus["js"],
@@ -88,13 +88,19 @@ describe("queueSend", () => {
       idempotencyKey: "k-3",
       origin: "api" as const,
     };
-    await expect(queueSend({ db: db, bus: broken }, input)).rejects.toBeInstanceOf(SendQueueUnavailableError);
-    expect(await db.message.count({ where: { idempotencyKey: "k-3" } })).toBe(0);
-    expect(await db.domainEventOutbox.count({ where: { id: { startsWith: "message.created:" } } })).toBe(0);
+    const queuedWhileDown = await queueSend({ db: db, bus: broken }, input);
+    expect(queuedWhileDown).toMatchObject({ status: "sending", replayed: false });
+    // Nothing reached the stream, but the request waits in the outbox for the relay: never a row without it.
+    expect((await queued()).some((r) => r.messageId === queuedWhileDown.id)).toBe(false);
+    const waiting = await db.domainEventOutbox.findUniqueOrThrow({
+      where: { id: `send-request:${queuedWhileDown.id}` },
+    });
+    expect(waiting.subject).toBe(bus.topology.subjects.sendRequest(PAGE));
+    expect(waiting.payload).toMatchObject({ messageId: queuedWhileDown.id, psid: "p3", pageId: PAGE });
 
+    // The same key again answers with the same row and queues nothing new.
     const retried = await queueSend({ db, bus }, input);
-    expect(retried.replayed).toBe(false);
-    expect((await queued()).some((r) => r.messageId === retried.id)).toBe(true);
+    expect(retried).toEqual({ id: queuedWhileDown.id, status: "sending", replayed: true });
   });
 
   it("refuses a page that is not active", async () => {

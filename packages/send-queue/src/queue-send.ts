@@ -7,14 +7,16 @@ import {
   type MessageStatus,
   type SendMessageRequest,
   type SendRequest,
+  sendRequestMsgId,
 } from "@switchboard/contracts";
 import { type Db, isUniqueViolation, type Message, type Prisma } from "@switchboard/db";
 
 /**
- * Queues one outgoing message: the `messages` row first (status `sending`, so the id the caller gets is
- * real and the Idempotency-Key is enforced by the unique index on (page_id, idempotency_key)), then a
- * `SendRequest` on the work queue with `Nats-Msg-Id` = the message id. The send worker does the rest.
- * Used by the HTTP API and the operator CLI alike.
+ * Queues one outgoing message: the `messages` row (status `sending`, so the id the caller gets is real and
+ * the Idempotency-Key is enforced by the unique index on (page_id, idempotency_key)) and its `SendRequest`
+ * are committed together — the request as an outbox row — then published. If the broker is down or the
+ * process dies after the commit, the message-service's outbox relay publishes the request: a committed
+ * row is never left without its request. Used by the HTTP API and the operator CLI alike.
  */
 export interface QueueSendDeps {
   db: Db;
@@ -64,14 +66,6 @@ export class IdempotencyKeyReusedError extends Error {
   }
 }
 
-/** The row could not be queued (the broker did not acknowledge); it was removed, so a retry is safe. */
-export class SendQueueUnavailableError extends Error {
-  constructor(options?: ErrorOptions) {
-    super("the send queue is unavailable, try again", options);
-    this.name = "SendQueueUnavailableError";
-  }
-}
-
 export async function queueSend({ db, bus }: QueueSendDeps, input: QueueSendInput): Promise<QueuedSend> {
   const page = await db.pageConnection.findUnique({ where: { pageId: input.pageId } });
   if (page?.status !== "active") throw new PageUnavailableError(input.pageId, page?.status ?? null);
@@ -81,7 +75,7 @@ export async function queueSend({ db, bus }: QueueSendDeps, input: QueueSendInpu
     if (earlier) return earlier;
   }
 
-  let created: { message: Message; events: OutboxEvent[] };
+  let created: { message: Message; rows: OutboxEvent[] };
   try {
     created = await db.$transaction((tx) => insertOutgoing(tx, bus, input));
   } catch (error) {
@@ -92,38 +86,31 @@ export async function queueSend({ db, bus }: QueueSendDeps, input: QueueSendInpu
     }
     throw error;
   }
-  const { message, events } = created;
-
-  try {
-    await enqueue(bus, message, input);
-  } catch (error) {
-    // Nothing was sent: drop the row (and its `message.created`) so the client's retry starts clean.
-    await db.$transaction([
-      db.message.deleteMany({ where: { id: message.id, status: "sending", mid: null } }),
-      db.domainEventOutbox.deleteMany({ where: { id: domainEventId(messageCreated(message, input)) } }),
-    ]);
-    throw new SendQueueUnavailableError({ cause: error });
-  }
-
+  const { message, rows } = created;
   // Committed with the row; if the broker fails now, the message-service's outbox relay publishes them.
-  try {
-    for (const event of events) {
-      await publishJson(bus.js, event.subject, event.payload, {
-        msgId: event.id,
-        headers: { [Headers.eventType]: event.payload.type, [Headers.pageId]: event.payload.pageId },
-      });
-    }
-    await db.domainEventOutbox.deleteMany({ where: { id: { in: events.map((e) => e.id) } } });
-  } catch {
-    // Left in the outbox on purpose.
-  }
+  await publishCommitted(db, bus, rows).catch(() => undefined);
   return { id: message.id, status: message.status, replayed: false };
+}
+
+/** Publishes outbox rows in order (the request last, after the facts about its message), then removes them. */
+async function publishCommitted(db: Db, bus: Bus, rows: OutboxEvent[]) {
+  for (const row of rows) {
+    await publishJson(bus.js, row.subject, row.payload, {
+      msgId: row.id,
+      headers: {
+        [Headers.eventType]: "type" in row.payload ? row.payload.type : "send.request",
+        [Headers.pageId]: row.payload.pageId,
+        ...("traceId" in row.payload ? { [Headers.traceId]: row.payload.traceId } : {}),
+      },
+    });
+  }
+  await db.domainEventOutbox.deleteMany({ where: { id: { in: rows.map((r) => r.id) } } });
 }
 
 interface OutboxEvent {
   id: string;
   subject: string;
-  payload: DomainEvent;
+  payload: DomainEvent | SendRequest;
 }
 
 function messageCreated(message: Message, input: QueueSendInput): DomainEvent & { type: "message.created" } {
@@ -150,9 +137,7 @@ async function replayIdempotent(db: Db, bus: Bus, input: QueueSendInput): Promis
   if (earlier.conversation.contact.psid !== input.psid) {
     throw new IdempotencyKeyReusedError(input.idempotencyKey!);
   }
-  // The first request may have died between the insert and the publish: queue again. The stream drops the
-  // repeat within its duplicate window, and the worker skips a row that is no longer `sending`.
-  if (earlier.status === "sending") await enqueue(bus, earlier, input);
+  // The request was committed with the row: the outbox relay (or the sweeper) sees it through.
   return { id: earlier.id, status: earlier.status, replayed: true };
 }
 
@@ -200,19 +185,22 @@ async function insertOutgoing(tx: Prisma.TransactionClient, bus: Bus, input: Que
       : []),
     messageCreated(message, input),
   ];
-  const events: OutboxEvent[] = facts.map((payload) => ({
-    id: domainEventId(payload),
-    subject: bus.topology.subjects.domainEvent(payload.type, payload.pageId),
-    payload,
-  }));
+  const rows: OutboxEvent[] = [
+    ...facts.map((payload) => ({
+      id: domainEventId(payload),
+      subject: bus.topology.subjects.domainEvent(payload.type, payload.pageId),
+      payload,
+    })),
+    sendRequestRow(bus, message, input),
+  ];
   await tx.domainEventOutbox.createMany({
-    data: events.map((e) => ({ ...e, payload: e.payload as unknown as Prisma.InputJsonValue })),
+    data: rows.map((e) => ({ ...e, payload: e.payload as unknown as Prisma.InputJsonValue })),
     skipDuplicates: true,
   });
-  return { message, events };
+  return { message, rows };
 }
 
-async function enqueue(bus: Bus, message: Message, input: QueueSendInput) {
+function sendRequestRow(bus: Bus, message: Message, input: QueueSendInput): OutboxEvent {
   const request: SendRequest = {
     messageId: message.id,
     pageId: message.pageId,
@@ -221,8 +209,9 @@ async function enqueue(bus: Bus, message: Message, input: QueueSendInput) {
     requestedAt: Date.now(),
     traceId: input.traceId ?? randomUUID(),
   };
-  await publishJson(bus.js, bus.topology.subjects.sendRequest(message.pageId), request, {
-    msgId: message.id,
-    headers: { [Headers.traceId]: request.traceId, [Headers.pageId]: message.pageId },
-  });
+  return {
+    id: sendRequestMsgId(message.id),
+    subject: bus.topology.subjects.sendRequest(message.pageId),
+    payload: request,
+  };
 }

@@ -92,13 +92,18 @@ describe.each(["local", "production"])("the %s overlay", (overlay) => {
     expect(new Set(refs)).toEqual(new Set(["switchboard-secrets"]));
   });
 
-  it("migrates the database with the message-service image of the same release", () => {
+  it("migrates the database, then the JetStream streams, with the message-service image of the same release", () => {
     const job = find(objects, "Job", "db-migrate");
     const service = find(objects, "Deployment", "message-service");
-    expect(job.spec.template.spec.containers[0].image).toBe(service.spec.template.spec.containers[0].image);
-    expect(job.spec.template.spec.containers[0].command.at(-1)).toBe(
-      "node_modules/@switchboard/db/dist/migrate-cli.js",
-    );
+    const image = service.spec.template.spec.containers[0].image;
+    const [db] = job.spec.template.spec.initContainers;
+    const [bus] = job.spec.template.spec.containers;
+    expect(db.image).toBe(image);
+    expect(db.command.at(-1)).toBe("node_modules/@switchboard/db/dist/migrate-cli.js");
+    // The streams' one owner: services only check that they exist.
+    expect(bus.image).toBe(image);
+    expect(bus.command.at(-1)).toBe("node_modules/@switchboard/bus/dist/migrate-cli.js");
+    expect(bus.envFrom).toEqual([{ configMapRef: { name: "switchboard-shared" } }]);
   });
 });
 

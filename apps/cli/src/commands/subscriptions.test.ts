@@ -29,6 +29,7 @@ describe("pnpm sb subscriptions", () => {
     db = createDb(database.url);
     const namespace = uniqueId("cli");
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "cli-test",
       namespace,

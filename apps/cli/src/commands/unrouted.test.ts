@@ -14,6 +14,7 @@ describe("pnpm sb unrouted / dlq", () => {
   beforeAll(async () => {
     const namespace = uniqueId("cli");
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "cli-unrouted-test",
       namespace,

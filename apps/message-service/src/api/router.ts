@@ -7,7 +7,6 @@ import {
   IdempotencyKeyReusedError,
   PageUnavailableError,
   queueSend,
-  SendQueueUnavailableError,
 } from "@switchboard/send-queue";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import type { Logger } from "pino";
@@ -120,11 +119,6 @@ export function createConversationsApi({ db, bus, log, metrics }: ConversationsA
         return sendError(res, 409, "page_unavailable", error.message);
       if (error instanceof IdempotencyKeyReusedError)
         return sendError(res, 422, "idempotency_key_reused", error.message);
-      if (error instanceof SendQueueUnavailableError) {
-        log.error({ pageId, err: error.cause }, "send queue unavailable");
-        res.set("Retry-After", "5");
-        return sendError(res, 503, "unavailable", error.message);
-      }
       throw error;
     }
   });
