@@ -199,6 +199,28 @@ describe("operator console", () => {
     expect(row.status).toBe("subscribed");
   });
 
+  it("asks for the CSRF field whenever a browser could have sent the credential; only a bearer token is exempt", async () => {
+    // Resubscribing a page nobody connected changes nothing: 303 means the action ran, 403 that it was refused.
+    const post = () => request(app).post("/pages/4040/resubscribe").type("form");
+    const basic = `Basic ${Buffer.from(`operator:${OPERATOR_TOKEN}`).toString("base64")}`;
+    // A browser sends the cookie (and cached basic credentials) with a cross-site form, whatever else it adds.
+    expect((await post().set("Cookie", cookie).set("Authorization", "Bearer bogus").send({})).status).toBe(
+      403,
+    );
+    expect((await post().set("Cookie", cookie).set("Authorization", basic).send({})).status).toBe(403);
+    expect(
+      (await post().set("Cookie", cookie).set("Authorization", `Bearer ${OPERATOR_TOKEN}`).send({})).status,
+    ).toBe(403);
+    expect((await post().set("Authorization", basic).send({})).status).toBe(403);
+    // The basic-auth operator's page carries the field its forms need.
+    const page = await request(app).get("/").set("Authorization", basic);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(page.text)?.[1];
+    expect(csrf).toBeDefined();
+    expect((await post().set("Authorization", basic).send({ csrf })).status).toBe(303);
+    // A script with the bearer token and no cookie is no browser.
+    expect((await post().set("Authorization", `Bearer ${OPERATOR_TOKEN}`).send({})).status).toBe(303);
+  });
+
   it("replays a page's unrouted entries back to the webhooks stream", async () => {
     const { streams, subjects } = bus.topology;
     const res = await request(app)

@@ -5,7 +5,7 @@ import type { SubscriptionContext } from "@switchboard/subscriptions";
 import express, { type Express, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { replayUnrouted, resubscribePage } from "./actions";
-import { createSignInThrottle, type OperatorAuth, SESSION_COOKIE } from "./auth";
+import { createSignInThrottle, needsCsrf, type OperatorAuth, SESSION_COOKIE } from "./auth";
 import { loadOverview, type OverviewDeps } from "./overview";
 import { loginPage, type Notice, overviewPage } from "./views";
 
@@ -88,9 +88,9 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
   });
 
   app.use(auth.require);
-  // State-changing requests carry the CSRF field (the forms) or come with a bearer/basic credential.
+  // State-changing requests carry the CSRF field (the forms), unless a script sent the bearer token alone.
   const checkCsrf = (req: Request, res: Response) => {
-    if (req.headers.authorization || auth.matchesCsrf(req.body?.csrf)) return true;
+    if (!needsCsrf(res.locals.operator) || auth.matchesCsrf(req.body?.csrf)) return true;
     res.status(403).json({ error: "missing or invalid csrf field" });
     return false;
   };

@@ -12,7 +12,10 @@ export interface OperatorAuth {
   sessionValue: string;
   csrfToken: string;
   matchesCsrf(candidate: unknown): boolean;
-  /** Lets a request through with a valid session cookie, bearer token or basic-auth password. */
+  /**
+   * Lets a request through with a valid session cookie, bearer token or basic-auth password, and records
+   * which one in `res.locals.operator`.
+   */
   require(req: Request, res: Response, next: NextFunction): void;
 }
 
@@ -31,12 +34,23 @@ function cookieValue(header: string | undefined, name: string): string | undefin
   return undefined;
 }
 
-function presentedCredential(req: Request): string | undefined {
+/**
+ * How a request was authenticated. A browser sends a cookie or cached basic credentials with any form a
+ * foreign site makes it post, so those need the CSRF field; only a bearer header comes from a script.
+ */
+export type OperatorVia = "session" | "basic" | "bearer";
+
+export function needsCsrf(via: OperatorVia): boolean {
+  return via !== "bearer";
+}
+
+function presentedCredential(req: Request): { via: "basic" | "bearer"; secret: string } | undefined {
   const authorization = req.headers.authorization ?? "";
-  if (authorization.startsWith("Bearer ")) return authorization.slice("Bearer ".length);
+  if (authorization.startsWith("Bearer "))
+    return { via: "bearer", secret: authorization.slice("Bearer ".length) };
   if (authorization.startsWith("Basic ")) {
     const decoded = Buffer.from(authorization.slice("Basic ".length), "base64").toString("utf8");
-    return decoded.slice(decoded.indexOf(":") + 1);
+    return { via: "basic", secret: decoded.slice(decoded.indexOf(":") + 1) };
   }
   return undefined;
 }
@@ -72,9 +86,16 @@ export function createOperatorAuth(operatorToken: string): OperatorAuth {
     matchesCsrf: (candidate) => typeof candidate === "string" && equalSecrets(candidate, csrfToken),
     require(req, res, next) {
       const session = cookieValue(req.headers.cookie, SESSION_COOKIE);
-      if (session !== undefined && equalSecrets(session, sessionValue)) return next();
+      // The cookie wins: a browser that has it sends it with every request, whatever else it adds.
+      if (session !== undefined && equalSecrets(session, sessionValue)) {
+        res.locals.operator = "session" satisfies OperatorVia;
+        return next();
+      }
       const credential = presentedCredential(req);
-      if (credential !== undefined && auth.matches(credential)) return next();
+      if (credential !== undefined && auth.matches(credential.secret)) {
+        res.locals.operator = credential.via satisfies OperatorVia;
+        return next();
+      }
       // Browsers go to the sign-in form; scripts get a 401.
       if (req.method === "GET" && req.accepts(["json", "html"]) === "html")
         return res.redirect(303, "/login");
