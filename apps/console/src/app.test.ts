@@ -11,14 +11,30 @@ import { DEFAULT_SUBSCRIBED_FIELDS } from "@switchboard/subscriptions";
 import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createConsoleApp } from "./app";
-import { createOperatorAuth, createSignInThrottle, SESSION_COOKIE } from "./auth";
+import { type ConsoleDeps, createConsoleApp } from "./app";
+import { createOperatorAuth, createSignInThrottle, type OperatorAuth, SESSION_COOKIE } from "./auth";
 import { registerJetStreamMetrics } from "./metrics";
+import { createSessionRevocations } from "./sessions";
 
 const OPERATOR_TOKEN = "operator-token-for-tests-0123456789";
 const APP_ID = "100000000000001";
 const APP_SECRET = "console-test-secret";
 const fields = [...DEFAULT_SUBSCRIBED_FIELDS];
+const TWELVE_HOURS = 12 * 3_600_000;
+
+/** Signs in through the form and returns the session cookie as a browser would send it back. */
+async function signIn(app: ReturnType<typeof createConsoleApp>): Promise<string> {
+  const login = await request(app).post("/login").type("form").send({ token: OPERATOR_TOKEN });
+  expect(login.status).toBe(303);
+  return String(login.headers["set-cookie"]?.[0]).split(";")[0]!;
+}
+
+/** The CSRF field the overview page gives its forms. */
+function csrfOf(html: string): string {
+  const csrf = /name="csrf" value="([^"]+)"/.exec(html)?.[1];
+  expect(csrf).toBeDefined();
+  return csrf!;
+}
 
 describe("operator console", () => {
   let database: TestDatabase;
@@ -29,7 +45,18 @@ describe("operator console", () => {
   let app: ReturnType<typeof createConsoleApp>;
   let server: Server;
   let cookie: string;
-  const auth = createOperatorAuth(OPERATOR_TOKEN);
+  let deps: ConsoleDeps;
+  /** Another console process on the same database: a second replica, or one with other settings. */
+  const replica = (options: Partial<Parameters<typeof createOperatorAuth>[0]> = {}) =>
+    createConsoleApp({
+      ...deps,
+      auth: createOperatorAuth({
+        operatorToken: OPERATOR_TOKEN,
+        sessionTtlMs: TWELVE_HOURS,
+        revocations: createSessionRevocations(db),
+        ...options,
+      }),
+    });
 
   beforeAll(async () => {
     const log = createLogger({ service: "console-test", level: "silent" });
@@ -105,7 +132,12 @@ describe("operator console", () => {
     const registry = createMetricsRegistry("console");
     registerJetStreamMetrics({ registry, bus, log });
     const graph = createGraphClient({ baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET });
-    app = createConsoleApp({
+    const auth: OperatorAuth = createOperatorAuth({
+      operatorToken: OPERATOR_TOKEN,
+      sessionTtlMs: TWELVE_HOURS,
+      revocations: createSessionRevocations(db),
+    });
+    deps = {
       auth,
       overview: { db, bus, cipher, desiredFields: fields },
       subscriptions: { db, bus, cipher, graph, appId: APP_ID, desiredFields: fields, log },
@@ -113,11 +145,10 @@ describe("operator console", () => {
       log,
       registry,
       checks: [],
-    });
+    };
+    app = createConsoleApp(deps);
     server = await listen(app, 0, "127.0.0.1");
-    const login = await request(app).post("/login").type("form").send({ token: OPERATOR_TOKEN });
-    expect(login.status).toBe(303);
-    cookie = String(login.headers["set-cookie"]?.[0]).split(";")[0]!;
+    cookie = await signIn(app);
   });
 
   afterAll(async () => {
@@ -177,9 +208,11 @@ describe("operator console", () => {
     const html = await request(app).get("/").set("Cookie", cookie);
     expect(html.text).toContain('data-page-id="1002"');
     expect(html.text).toContain("Broken Bikes");
+    expect(html.text).toContain('data-action="sign-out"');
   });
 
   it("re-subscribes a page through the subscription package, only with the form's CSRF field", async () => {
+    const csrf = csrfOf((await request(app).get("/").set("Cookie", cookie)).text);
     const forged = await request(app)
       .post("/pages/1002/resubscribe")
       .set("Cookie", cookie)
@@ -191,7 +224,7 @@ describe("operator console", () => {
       .post("/pages/1002/resubscribe")
       .set("Cookie", cookie)
       .type("form")
-      .send({ csrf: auth.csrfToken });
+      .send({ csrf });
     expect(res.status).toBe(303);
     expect(res.headers.location).toContain("status=subscribed");
     expect(meta.state.subscriptions("1002")?.sort()).toEqual([...fields].sort());
@@ -213,9 +246,7 @@ describe("operator console", () => {
     ).toBe(403);
     expect((await post().set("Authorization", basic).send({})).status).toBe(403);
     // The basic-auth operator's page carries the field its forms need.
-    const page = await request(app).get("/").set("Authorization", basic);
-    const csrf = /name="csrf" value="([^"]+)"/.exec(page.text)?.[1];
-    expect(csrf).toBeDefined();
+    const csrf = csrfOf((await request(app).get("/").set("Authorization", basic)).text);
     expect((await post().set("Authorization", basic).send({ csrf })).status).toBe(303);
     // A script with the bearer token and no cookie is no browser.
     expect((await post().set("Authorization", `Bearer ${OPERATOR_TOKEN}`).send({})).status).toBe(303);
@@ -223,11 +254,12 @@ describe("operator console", () => {
 
   it("replays a page's unrouted entries back to the webhooks stream", async () => {
     const { streams, subjects } = bus.topology;
+    const csrf = csrfOf((await request(app).get("/").set("Cookie", cookie)).text);
     const res = await request(app)
       .post("/pages/1002/replay-unrouted")
       .set("Cookie", cookie)
       .type("form")
-      .send({ csrf: auth.csrfToken });
+      .send({ csrf });
     expect(res.headers.location).toContain("replayed=2");
     expect(await listStored(bus.js, bus.jsm, streams.unrouted.name, subjects.unrouted("1002"))).toHaveLength(
       0,
@@ -238,6 +270,75 @@ describe("operator console", () => {
     expect(await listStored(bus.js, bus.jsm, streams.unrouted.name, subjects.unrouted("9009"))).toHaveLength(
       1,
     );
+  });
+
+  it("ends a session CONSOLE_SESSION_TTL after sign-in: the cookie says so, and the server refuses it after", async () => {
+    let clock = Date.now();
+    const shortLived = replica({ sessionTtlMs: 3_600_000, now: () => clock });
+    const login = await request(shortLived).post("/login").type("form").send({ token: OPERATOR_TOKEN });
+    const setCookie = String(login.headers["set-cookie"]?.[0]);
+    expect(setCookie).toMatch(/Max-Age=3600(;|$)/);
+    expect(setCookie).toMatch(/HttpOnly/);
+    const session = setCookie.split(";")[0]!;
+    expect((await request(shortLived).get("/api/pages").set("Cookie", session)).status).toBe(200);
+    clock += 3_600_000 - 1;
+    expect((await request(shortLived).get("/api/pages").set("Cookie", session)).status).toBe(200);
+    clock += 1;
+    expect((await request(shortLived).get("/api/pages").set("Cookie", session)).status).toBe(401);
+    expect((await request(shortLived).get("/").set("Cookie", session).accept("html")).headers.location).toBe(
+      "/login",
+    );
+    // Tampering with the expiry breaks the signature.
+    const [name, value] = session.split("=") as [string, string];
+    const [id, issued, , signature] = value.split(".");
+    const extended = `${name}=${[id, issued, String(clock + 3_600_000), signature].join(".")}`;
+    expect((await request(shortLived).get("/api/pages").set("Cookie", extended)).status).toBe(401);
+    // A shorter TTL set later applies to sessions issued before it.
+    clock = Date.now();
+    const issued12h = await signIn(replica({ now: () => clock }));
+    clock += 2 * 3_600_000;
+    expect(
+      (
+        await request(replica({ now: () => clock }))
+          .get("/api/pages")
+          .set("Cookie", issued12h)
+      ).status,
+    ).toBe(200);
+    expect(
+      (
+        await request(replica({ sessionTtlMs: 3_600_000, now: () => clock }))
+          .get("/api/pages")
+          .set("Cookie", issued12h)
+      ).status,
+    ).toBe(401);
+  });
+
+  it("signing out revokes the session on every replica, and the old cookie cannot be replayed", async () => {
+    const [one, two] = [replica(), replica()];
+    const session = await signIn(one);
+    expect((await request(two).get("/api/pages").set("Cookie", session)).status).toBe(200);
+    const signedOut = await request(one).post("/logout").set("Cookie", session);
+    expect(signedOut.status).toBe(303);
+    expect(signedOut.headers.location).toBe("/login");
+    expect(String(signedOut.headers["set-cookie"]?.[0])).toMatch(new RegExp(`^${SESSION_COOKIE}=;`));
+    for (const replicaApp of [one, two]) {
+      expect((await request(replicaApp).get("/api/pages").set("Cookie", session)).status).toBe(401);
+      expect(
+        (await request(replicaApp).get("/").set("Cookie", session).accept("html")).headers.location,
+      ).toBe("/login");
+    }
+    const revoked = await db.consoleSessionRevocation.findMany();
+    expect(revoked).toHaveLength(1);
+    expect(revoked[0]!.expiresAt.getTime()).toBeGreaterThan(Date.now() + TWELVE_HOURS - 60_000);
+    // Other sessions, and signing in again, are not affected.
+    expect((await request(two).get("/api/pages").set("Cookie", cookie)).status).toBe(200);
+    expect(
+      (
+        await request(two)
+          .get("/api/pages")
+          .set("Cookie", await signIn(one))
+      ).status,
+    ).toBe(200);
   });
 
   it("exports JetStream's state: dead letters per stage, unrouted per page, consumer lag", async () => {

@@ -5,7 +5,7 @@ import type { SubscriptionContext } from "@switchboard/subscriptions";
 import express, { type Express, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { replayUnrouted, resubscribePage } from "./actions";
-import { createSignInThrottle, needsCsrf, type OperatorAuth, SESSION_COOKIE } from "./auth";
+import { createSignInThrottle, needsCsrf, type Operator, type OperatorAuth, SESSION_COOKIE } from "./auth";
 import { loadOverview, type OverviewDeps } from "./overview";
 import { loginPage, type Notice, overviewPage } from "./views";
 
@@ -73,8 +73,10 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
       log.warn({ ip: client }, "console sign-in refused");
       return res.status(401).type("html").send(loginPage(true));
     }
-    res.cookie(SESSION_COOKIE, auth.sessionValue, {
+    const session = auth.startSession();
+    res.cookie(SESSION_COOKIE, session.value, {
       httpOnly: true,
+      maxAge: session.maxAgeMs,
       sameSite: "strict",
       // Behind the TLS-terminating load balancer the request itself is plain HTTP.
       secure: req.secure || req.get("x-forwarded-proto") === "https",
@@ -82,24 +84,45 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
     });
     res.redirect(303, "/");
   });
-  app.post("/logout", (_req, res) => {
+  app.post("/logout", async (req, res) => {
+    await auth.endSession(req.headers.cookie);
     res.clearCookie(SESSION_COOKIE, { path: "/" });
     res.redirect(303, "/login");
   });
 
-  app.use(auth.require);
+  app.use(async (req, res, next) => {
+    const operator = await auth.authenticate(req.headers);
+    if (operator) {
+      res.locals.operator = operator;
+      return next();
+    }
+    // Browsers go to the sign-in form; scripts get a 401.
+    if (req.method === "GET" && req.accepts(["json", "html"]) === "html") return res.redirect(303, "/login");
+    res
+      .status(401)
+      .set("WWW-Authenticate", 'Basic realm="switchboard console"')
+      .json({ error: "unauthorized" });
+  });
+  const operatorOf = (res: Response): Operator => res.locals.operator;
   // State-changing requests carry the CSRF field (the forms), unless a script sent the bearer token alone.
   const checkCsrf = (req: Request, res: Response) => {
-    if (!needsCsrf(res.locals.operator) || auth.matchesCsrf(req.body?.csrf)) return true;
+    const operator = operatorOf(res);
+    if (!needsCsrf(operator) || auth.matchesCsrf(operator, req.body?.csrf)) return true;
     res.status(403).json({ error: "missing or invalid csrf field" });
     return false;
   };
 
   app.get("/", async (req, res) => {
     const rows = await loadOverview(deps.overview);
-    res
-      .type("html")
-      .send(overviewPage(rows, { csrf: auth.csrfToken, now: new Date(), notice: noticeOf(req.query) }));
+    const operator = operatorOf(res);
+    res.type("html").send(
+      overviewPage(rows, {
+        csrf: auth.csrfToken(operator),
+        signOut: operator.via === "session",
+        now: new Date(),
+        notice: noticeOf(req.query),
+      }),
+    );
   });
   app.get("/api/pages", async (_req, res) => {
     res.json({ pages: await loadOverview(deps.overview) });

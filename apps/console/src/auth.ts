@@ -1,22 +1,45 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import type { NextFunction, Request, Response } from "express";
+import type { IncomingHttpHeaders } from "node:http";
+import { createSessionCodec, type SessionRevocations } from "./sessions";
 
 export const SESSION_COOKIE = "sb_operator";
 
 /**
- * The operator credential, compared in constant time. The session cookie and the CSRF field are HMACs
- * of the token (never the token itself), so they stop working when the token is rotated.
+ * Who a request was let in as. A browser sends a cookie or cached basic credentials with any form a
+ * foreign site makes it post, so those need the CSRF field; only a bearer header comes from a script.
+ */
+export type Operator =
+  | { via: "session"; sessionId: string; expiresAt: number }
+  | { via: "basic" }
+  | { via: "bearer" };
+
+export function needsCsrf(operator: Operator | undefined): boolean {
+  return operator?.via !== "bearer";
+}
+
+export interface OperatorAuthOptions {
+  operatorToken: string;
+  /** CONSOLE_SESSION_TTL: a session ends this long after sign-in, whatever happens in between. */
+  sessionTtlMs: number;
+  revocations: SessionRevocations;
+  now?: () => number;
+}
+
+/**
+ * The operator credential, compared in constant time. Session cookies and CSRF fields are signed with keys
+ * derived from the token (never the token itself), so they stop working when the token is rotated.
  */
 export interface OperatorAuth {
-  matches(candidate: string | undefined): boolean;
-  sessionValue: string;
-  csrfToken: string;
-  matchesCsrf(candidate: unknown): boolean;
-  /**
-   * Lets a request through with a valid session cookie, bearer token or basic-auth password, and records
-   * which one in `res.locals.operator`.
-   */
-  require(req: Request, res: Response, next: NextFunction): void;
+  matches(candidate: unknown): boolean;
+  /** A new session for a sign-in: the cookie's value and how long the browser should keep it. */
+  startSession(): { value: string; maxAgeMs: number };
+  /** Revokes the session in a Cookie header, on every replica, so its cookie cannot be replayed. */
+  endSession(cookieHeader: string | undefined): Promise<void>;
+  /** The operator behind a request's session cookie, bearer token or basic-auth password, if any. */
+  authenticate(headers: IncomingHttpHeaders): Promise<Operator | undefined>;
+  /** The CSRF field for this operator's forms: one per session, so a signed-out session's field is dead too. */
+  csrfToken(operator: Operator): string;
+  matchesCsrf(operator: Operator, candidate: unknown): boolean;
 }
 
 function equalSecrets(a: string, b: string): boolean {
@@ -29,23 +52,21 @@ function equalSecrets(a: string, b: string): boolean {
 function cookieValue(header: string | undefined, name: string): string | undefined {
   for (const part of (header ?? "").split(";")) {
     const [key, ...rest] = part.trim().split("=");
-    if (key === name) return decodeURIComponent(rest.join("="));
+    if (key === name) {
+      try {
+        return decodeURIComponent(rest.join("="));
+      } catch {
+        return rest.join("=");
+      }
+    }
   }
   return undefined;
 }
 
-/**
- * How a request was authenticated. A browser sends a cookie or cached basic credentials with any form a
- * foreign site makes it post, so those need the CSRF field; only a bearer header comes from a script.
- */
-export type OperatorVia = "session" | "basic" | "bearer";
-
-export function needsCsrf(via: OperatorVia): boolean {
-  return via !== "bearer";
-}
-
-function presentedCredential(req: Request): { via: "basic" | "bearer"; secret: string } | undefined {
-  const authorization = req.headers.authorization ?? "";
+function presentedCredential(
+  headers: IncomingHttpHeaders,
+): { via: "basic" | "bearer"; secret: string } | undefined {
+  const authorization = headers.authorization ?? "";
   if (authorization.startsWith("Bearer "))
     return { via: "bearer", secret: authorization.slice("Bearer ".length) };
   if (authorization.startsWith("Basic ")) {
@@ -75,35 +96,47 @@ export function createSignInThrottle({ limit = 10, windowMs = 10 * 60_000 } = {}
   };
 }
 
-export function createOperatorAuth(operatorToken: string): OperatorAuth {
-  const derive = (purpose: string) => createHmac("sha256", operatorToken).update(purpose).digest("base64url");
-  const sessionValue = derive("console-session");
-  const csrfToken = derive("console-csrf");
-  const auth: OperatorAuth = {
-    sessionValue,
-    csrfToken,
-    matches: (candidate) => typeof candidate === "string" && equalSecrets(candidate, operatorToken),
-    matchesCsrf: (candidate) => typeof candidate === "string" && equalSecrets(candidate, csrfToken),
-    require(req, res, next) {
-      const session = cookieValue(req.headers.cookie, SESSION_COOKIE);
-      // The cookie wins: a browser that has it sends it with every request, whatever else it adds.
-      if (session !== undefined && equalSecrets(session, sessionValue)) {
-        res.locals.operator = "session" satisfies OperatorVia;
-        return next();
-      }
-      const credential = presentedCredential(req);
-      if (credential !== undefined && auth.matches(credential.secret)) {
-        res.locals.operator = credential.via satisfies OperatorVia;
-        return next();
-      }
-      // Browsers go to the sign-in form; scripts get a 401.
-      if (req.method === "GET" && req.accepts(["json", "html"]) === "html")
-        return res.redirect(303, "/login");
-      res
-        .status(401)
-        .set("WWW-Authenticate", 'Basic realm="switchboard console"')
-        .json({ error: "unauthorized" });
-    },
+export function createOperatorAuth(options: OperatorAuthOptions): OperatorAuth {
+  const { operatorToken, sessionTtlMs, revocations, now = Date.now } = options;
+  // Purposes unlike the earlier static cookie's and CSRF field's, whose values must not become keys.
+  const derive = (purpose: string) => createHmac("sha256", operatorToken).update(purpose).digest();
+  const sessions = createSessionCodec(derive("console-session-signing-key"));
+  const csrfKey = derive("console-csrf-signing-key");
+  const csrfToken = (operator: Operator) =>
+    createHmac("sha256", csrfKey)
+      .update(operator.via === "session" ? `session:${operator.sessionId}` : "credential")
+      .digest("base64url");
+
+  const sessionIn = (cookieHeader: string | undefined) => {
+    const value = cookieValue(cookieHeader, SESSION_COOKIE);
+    return value === undefined ? undefined : sessions.read(value, equalSecrets);
   };
-  return auth;
+  const matches = (candidate: unknown) =>
+    typeof candidate === "string" && equalSecrets(candidate, operatorToken);
+
+  return {
+    matches,
+    startSession() {
+      return { value: sessions.issue(now(), sessionTtlMs).value, maxAgeMs: sessionTtlMs };
+    },
+    async endSession(cookieHeader) {
+      const session = sessionIn(cookieHeader);
+      if (session) await revocations.revoke(session.id, new Date(session.expiresAt));
+    },
+    async authenticate(headers) {
+      // The cookie wins: a browser that has it sends it with every request, whatever else it adds.
+      const session = sessionIn(headers.cookie);
+      // A TTL shortened since sign-in applies to sessions issued before it.
+      const endsAt = session && Math.min(session.expiresAt, session.issuedAt + sessionTtlMs);
+      if (session && endsAt !== undefined && now() < endsAt && !(await revocations.isRevoked(session.id))) {
+        return { via: "session", sessionId: session.id, expiresAt: session.expiresAt };
+      }
+      const credential = presentedCredential(headers);
+      if (credential !== undefined && matches(credential.secret)) return { via: credential.via };
+      return undefined;
+    },
+    csrfToken,
+    matchesCsrf: (operator, candidate) =>
+      typeof candidate === "string" && equalSecrets(candidate, csrfToken(operator)),
+  };
 }

@@ -11,6 +11,13 @@ export const consoleConfigSchema = z
     NATS_STREAM_REPLICAS: env.positiveInt(1),
     /** The operator credential: a bearer token, the password of basic auth, or typed into the sign-in form. */
     OPERATOR_TOKEN: env.secret(16),
+    /** How long a sign-in lasts: the session cookie is refused after it, however active the operator is. */
+    CONSOLE_SESSION_TTL: env.duration("12h").pipe(
+      z
+        .number()
+        .min(60_000, "at least 1m")
+        .max(7 * 24 * 3_600_000, "at most a week (168h)"),
+    ),
     TOKEN_ENCRYPTION_KEYS: env.secret(10),
     FB_APP_ID: z.string({ error: "required" }).regex(/^\d+$/, "the numeric Meta app id"),
     FB_APP_SECRET: env.secret(),
