@@ -47,9 +47,13 @@ describe("operator console", () => {
   let cookie: string;
   let deps: ConsoleDeps;
   /** Another console process on the same database: a second replica, or one with other settings. */
-  const replica = (options: Partial<Parameters<typeof createOperatorAuth>[0]> = {}) =>
+  const replica = (
+    options: Partial<Parameters<typeof createOperatorAuth>[0]> = {},
+    settings: Pick<ConsoleDeps, "trustProxy"> = {},
+  ) =>
     createConsoleApp({
       ...deps,
+      ...settings,
       auth: createOperatorAuth({
         operatorToken: OPERATOR_TOKEN,
         sessionTtlMs: TWELVE_HOURS,
@@ -354,19 +358,103 @@ describe("operator console", () => {
   });
 
   it("stops answering sign-ins from a client after ten failures, even with the right token", async () => {
-    // One failure was earlier in this file; ten in all block the client.
+    const fresh = replica();
     const statuses: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const res = await request(app)
+    for (let i = 0; i < 11; i++) {
+      const res = await request(fresh)
         .post("/login")
         .type("form")
         .send({ token: `guess-${i}` });
       statuses.push(res.status);
     }
-    expect(statuses).toEqual([...Array(9).fill(401), 429]);
-    const blocked = await request(app).post("/login").type("form").send({ token: OPERATOR_TOKEN });
+    expect(statuses).toEqual([...Array(10).fill(401), 429]);
+    const blocked = await request(fresh).post("/login").type("form").send({ token: OPERATOR_TOKEN });
     expect(blocked.status).toBe(429);
     expect(blocked.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("counts failed bearer tokens: ten of them, and the eleventh request is refused unchecked", async () => {
+    const fresh = replica();
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      statuses.push(
+        (await request(fresh).get("/api/pages").set("Authorization", `Bearer guess-${i}`)).status,
+      );
+    }
+    expect(statuses).toEqual(Array(10).fill(401));
+    expect((await request(fresh).get("/api/pages").set("Authorization", "Bearer guess-10")).status).toBe(429);
+    expect(
+      (await request(fresh).get("/api/pages").set("Authorization", `Bearer ${OPERATOR_TOKEN}`)).status,
+    ).toBe(429);
+  });
+
+  it("counts failures on every path together — form, basic, bearer, a forged cookie — but lets a live session in", async () => {
+    const fresh = replica();
+    const session = await signIn(fresh);
+    const basic = (password: string) => `Basic ${Buffer.from(`operator:${password}`).toString("base64")}`;
+    const attempts = [
+      ...[0, 1, 2].map((i) =>
+        request(fresh)
+          .post("/login")
+          .type("form")
+          .send({ token: `guess-${i}` }),
+      ),
+      ...[0, 1, 2].map((i) =>
+        request(fresh)
+          .get("/api/pages")
+          .set("Authorization", basic(`guess-${i}`)),
+      ),
+      ...[0, 1, 2].map((i) => request(fresh).get("/api/pages").set("Authorization", `Bearer guess-${i}`)),
+      request(fresh)
+        .get("/api/pages")
+        .set("Cookie", `${SESSION_COOKIE}=${"a".repeat(24)}.1.9999999999999.forged`),
+    ];
+    const statuses: number[] = [];
+    for (const attempt of attempts) statuses.push((await attempt).status);
+    expect(statuses).toEqual(Array(10).fill(401));
+    expect((await request(fresh).get("/api/pages").set("Authorization", basic(OPERATOR_TOKEN))).status).toBe(
+      429,
+    );
+    expect((await request(fresh).get("/api/pages").set("Cookie", `${SESSION_COOKIE}=forged`)).status).toBe(
+      429,
+    );
+    expect((await request(fresh).post("/login").type("form").send({ token: OPERATOR_TOKEN })).status).toBe(
+      429,
+    );
+    // Someone else's guesses from the same address do not lock out an operator already signed in.
+    expect((await request(fresh).get("/api/pages").set("Cookie", session)).status).toBe(200);
+    // Asking without any credential is no guess: a browser is still sent to the sign-in form.
+    expect((await request(fresh).get("/").accept("html")).headers.location).toBe("/login");
+  });
+
+  it("keys the throttle on the client address Express sees: behind CONSOLE_TRUST_PROXY, per forwarded client", async () => {
+    const guessFrom = async (target: ReturnType<typeof replica>, client: string) => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 11; i++) {
+        const res = await request(target)
+          .get("/api/pages")
+          .set("X-Forwarded-For", client)
+          .set("Authorization", `Bearer guess-${i}`);
+        statuses.push(res.status);
+      }
+      return statuses;
+    };
+    const behindProxy = replica({}, { trustProxy: 1 });
+    expect(await guessFrom(behindProxy, "203.0.113.7")).toEqual([...Array(10).fill(401), 429]);
+    const other = await request(behindProxy)
+      .get("/api/pages")
+      .set("X-Forwarded-For", "203.0.113.8")
+      .set("Authorization", `Bearer ${OPERATOR_TOKEN}`);
+    expect(other.status).toBe(200);
+    expect((await guessFrom(behindProxy, "203.0.113.8")).at(-1)).toBe(429);
+    // Off (the default), X-Forwarded-For is the client's own word: every client is the proxy's address.
+    const direct = replica();
+    expect(await guessFrom(direct, "203.0.113.7")).toEqual([...Array(10).fill(401), 429]);
+    const spoofed = await request(direct)
+      .get("/api/pages")
+      .set("X-Forwarded-For", "203.0.113.9")
+      .set("Authorization", `Bearer ${OPERATOR_TOKEN}`);
+    expect(spoofed.status).toBe(429);
   });
 });
 

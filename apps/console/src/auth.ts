@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
-import { createSessionCodec, type SessionRevocations } from "./sessions";
+import { createSessionCodec, type Session, type SessionRevocations } from "./sessions";
 
 export const SESSION_COOKIE = "sb_operator";
 
@@ -17,11 +17,22 @@ export function needsCsrf(operator: Operator | undefined): boolean {
   return operator?.via !== "bearer";
 }
 
+/** What a request's credentials came to. */
+export type Authentication =
+  | { outcome: "operator"; operator: Operator }
+  /** The client address failed too often: nothing it presented was checked. */
+  | { outcome: "throttled" }
+  /** A wrong token or a cookie not signed by us: counted against the address. */
+  | { outcome: "refused" }
+  /** Nothing presented, or a session that has ended: no guess, so not counted. */
+  | { outcome: "anonymous" };
+
 export interface OperatorAuthOptions {
   operatorToken: string;
   /** CONSOLE_SESSION_TTL: a session ends this long after sign-in, whatever happens in between. */
   sessionTtlMs: number;
   revocations: SessionRevocations;
+  throttle?: SignInThrottle;
   now?: () => number;
 }
 
@@ -30,13 +41,15 @@ export interface OperatorAuthOptions {
  * derived from the token (never the token itself), so they stop working when the token is rotated.
  */
 export interface OperatorAuth {
-  matches(candidate: unknown): boolean;
-  /** A new session for a sign-in: the cookie's value and how long the browser should keep it. */
-  startSession(): { value: string; maxAgeMs: number };
+  /** The sign-in form: a new session (the cookie's value and how long the browser keeps it) for the token. */
+  signIn(token: unknown, client: string): { value: string; maxAgeMs: number } | "throttled" | "refused";
   /** Revokes the session in a Cookie header, on every replica, so its cookie cannot be replayed. */
   endSession(cookieHeader: string | undefined): Promise<void>;
-  /** The operator behind a request's session cookie, bearer token or basic-auth password, if any. */
-  authenticate(headers: IncomingHttpHeaders): Promise<Operator | undefined>;
+  /**
+   * The operator behind a request's session cookie, bearer token or basic-auth password. Every guess, on
+   * every path, counts against the client address (as Express sees it, so behind CONSOLE_TRUST_PROXY).
+   */
+  authenticate(headers: IncomingHttpHeaders, client: string): Promise<Authentication>;
   /** The CSRF field for this operator's forms: one per session, so a signed-out session's field is dead too. */
   csrfToken(operator: Operator): string;
   matchesCsrf(operator: Operator, candidate: unknown): boolean;
@@ -76,12 +89,18 @@ function presentedCredential(
   return undefined;
 }
 
+export type SignInThrottle = ReturnType<typeof createSignInThrottle>;
+
 /**
- * Failed sign-ins per client address: after `limit` failures within the window the form answers 429
- * until the window ends, so the token cannot be guessed at network speed.
+ * Failed sign-ins per client address: after `limit` failures within the window every credential from that
+ * address is refused unchecked until the window ends, so the token cannot be guessed at network speed.
+ * Each replica counts its own.
  */
-export function createSignInThrottle({ limit = 10, windowMs = 10 * 60_000 } = {}) {
+export function createSignInThrottle({ limit = 10, windowMs = 10 * 60_000, maxClients = 10_000 } = {}) {
   const failures = new Map<string, { count: number; until: number }>();
+  const forgetEnded = (now: number) => {
+    for (const [client, entry] of failures) if (entry.until <= now) failures.delete(client);
+  };
   return {
     blocked(client: string, now = Date.now()): boolean {
       const entry = failures.get(client);
@@ -90,14 +109,24 @@ export function createSignInThrottle({ limit = 10, windowMs = 10 * 60_000 } = {}
     },
     failed(client: string, now = Date.now()) {
       const entry = failures.get(client);
-      if (!entry || entry.until <= now) failures.set(client, { count: 1, until: now + windowMs });
-      else entry.count++;
+      if (entry && entry.until > now) entry.count++;
+      else {
+        // Many addresses (IPv6 makes them cheap): drop the ended windows before holding another.
+        if (failures.size >= maxClients) forgetEnded(now);
+        failures.set(client, { count: 1, until: now + windowMs });
+      }
     },
   };
 }
 
 export function createOperatorAuth(options: OperatorAuthOptions): OperatorAuth {
-  const { operatorToken, sessionTtlMs, revocations, now = Date.now } = options;
+  const {
+    operatorToken,
+    sessionTtlMs,
+    revocations,
+    throttle = createSignInThrottle(),
+    now = Date.now,
+  } = options;
   // Purposes unlike the earlier static cookie's and CSRF field's, whose values must not become keys.
   const derive = (purpose: string) => createHmac("sha256", operatorToken).update(purpose).digest();
   const sessions = createSessionCodec(derive("console-session-signing-key"));
@@ -111,29 +140,47 @@ export function createOperatorAuth(options: OperatorAuthOptions): OperatorAuth {
     const value = cookieValue(cookieHeader, SESSION_COOKIE);
     return value === undefined ? undefined : sessions.read(value, equalSecrets);
   };
+  const live = async (session: Session) =>
+    // A TTL shortened since sign-in applies to sessions issued before it.
+    now() < Math.min(session.expiresAt, session.issuedAt + sessionTtlMs) &&
+    !(await revocations.isRevoked(session.id));
   const matches = (candidate: unknown) =>
     typeof candidate === "string" && equalSecrets(candidate, operatorToken);
 
   return {
-    matches,
-    startSession() {
+    signIn(token, client) {
+      if (throttle.blocked(client, now())) return "throttled";
+      if (!matches(token)) {
+        throttle.failed(client, now());
+        return "refused";
+      }
       return { value: sessions.issue(now(), sessionTtlMs).value, maxAgeMs: sessionTtlMs };
     },
     async endSession(cookieHeader) {
       const session = sessionIn(cookieHeader);
       if (session) await revocations.revoke(session.id, new Date(session.expiresAt));
     },
-    async authenticate(headers) {
+    async authenticate(headers, client) {
       // The cookie wins: a browser that has it sends it with every request, whatever else it adds.
-      const session = sessionIn(headers.cookie);
-      // A TTL shortened since sign-in applies to sessions issued before it.
-      const endsAt = session && Math.min(session.expiresAt, session.issuedAt + sessionTtlMs);
-      if (session && endsAt !== undefined && now() < endsAt && !(await revocations.isRevoked(session.id))) {
-        return { via: "session", sessionId: session.id, expiresAt: session.expiresAt };
+      // A live session passes even from a throttled address: its signature cannot be guessed, and other
+      // people's guesses from behind the same address should not lock its operator out.
+      const cookie = cookieValue(headers.cookie, SESSION_COOKIE);
+      const session = cookie === undefined ? undefined : sessions.read(cookie, equalSecrets);
+      if (session && (await live(session))) {
+        return {
+          outcome: "operator",
+          operator: { via: "session", sessionId: session.id, expiresAt: session.expiresAt },
+        };
       }
+      const forged = cookie !== undefined && session === undefined;
       const credential = presentedCredential(headers);
-      if (credential !== undefined && matches(credential.secret)) return { via: credential.via };
-      return undefined;
+      if (!forged && credential === undefined) return { outcome: "anonymous" };
+      if (throttle.blocked(client, now())) return { outcome: "throttled" };
+      if (credential !== undefined && matches(credential.secret)) {
+        return { outcome: "operator", operator: { via: credential.via } };
+      }
+      throttle.failed(client, now());
+      return { outcome: "refused" };
     },
     csrfToken,
     matchesCsrf: (operator, candidate) =>

@@ -57,6 +57,7 @@ runMain(async () => {
     bus,
     log,
     registry,
+    trustProxy: config.CONSOLE_TRUST_PROXY,
     checks: [
       { name: "nats", check: () => bus.isConnected() },
       {
