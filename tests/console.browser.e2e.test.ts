@@ -106,7 +106,7 @@ describe("operator console in a real browser (Debian's chromium, headless)", () 
     await system?.stop();
   });
 
-  it("asks for the operator token, lists the pages problems first, and re-subscribes a page", async () => {
+  it("asks for the operator token, lists the pages problems first, re-subscribes a page, and signs out", async () => {
     const page = await browser.newPage();
     await page.goto(operatorConsole.url);
     expect(new URL(page.url()).pathname).toBe("/login");
@@ -145,5 +145,10 @@ describe("operator console in a real browser (Debian's chromium, headless)", () 
     expect(await after.locator("[data-field=subscription]").textContent()).toBe("subscribed");
     const atMeta = (await (await fake(`/pages/${PAGES[1]!.pageId}/subscription`)).json()) as unknown;
     expect(JSON.stringify(atMeta)).toContain("messages");
+
+    await page.click("button[data-action=sign-out]");
+    await page.waitForURL((url) => url.pathname === "/login");
+    await page.goto(operatorConsole.url);
+    expect(new URL(page.url()).pathname).toBe("/login");
   });
 });
