@@ -9,7 +9,11 @@ import { OPERATOR_TOKEN, type RunningConsole, startConsole } from "./console-pro
 import { type System, startSystem } from "./harness";
 
 const CHROMIUM = "/usr/bin/chromium";
-const SCREENSHOT = fileURLToPath(new URL("../docs/console.png", import.meta.url));
+// Tests never change tracked files: the README's picture is refreshed only with UPDATE_SCREENSHOTS=1.
+const SCREENSHOT =
+  process.env.UPDATE_SCREENSHOTS === "1"
+    ? fileURLToPath(new URL("../docs/console.png", import.meta.url))
+    : join(mkdtempSync(join(tmpdir(), "sb-console-screenshot-")), "console.png");
 const PAGES = [
   { pageId: "601000000000001", name: "Acme Shoes", company: "acme", token: "EAAB-shoes" },
   { pageId: "601000000000002", name: "Bolt Bikes", company: "bolt", token: "EAAB-bikes" },
@@ -102,7 +106,7 @@ describe("operator console in a real browser (Debian's chromium, headless)", () 
     await system?.stop();
   });
 
-  it("asks for the operator token, lists the pages problems first, and re-subscribes a page", async () => {
+  it("asks for the operator token, lists the pages problems first, re-subscribes a page, and signs out", async () => {
     const page = await browser.newPage();
     await page.goto(operatorConsole.url);
     expect(new URL(page.url()).pathname).toBe("/login");
@@ -133,7 +137,7 @@ describe("operator console in a real browser (Debian's chromium, headless)", () 
     expect(await unknown.textContent()).toContain("(not connected)");
     expect(await unknown.locator("[data-field=unrouted]").textContent()).toBe("1");
 
-    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    expect((await page.screenshot({ path: SCREENSHOT, fullPage: true })).length).toBeGreaterThan(0);
 
     await bikes.locator("button[data-action=resubscribe]").click();
     await expect.poll(() => page.getByRole("status").textContent()).toContain("re-subscribed and verified");
@@ -141,5 +145,10 @@ describe("operator console in a real browser (Debian's chromium, headless)", () 
     expect(await after.locator("[data-field=subscription]").textContent()).toBe("subscribed");
     const atMeta = (await (await fake(`/pages/${PAGES[1]!.pageId}/subscription`)).json()) as unknown;
     expect(JSON.stringify(atMeta)).toContain("messages");
+
+    await page.click("button[data-action=sign-out]");
+    await page.waitForURL((url) => url.pathname === "/login");
+    await page.goto(operatorConsole.url);
+    expect(new URL(page.url()).pathname).toBe("/login");
   });
 });

@@ -11,14 +11,30 @@ import { DEFAULT_SUBSCRIBED_FIELDS } from "@switchboard/subscriptions";
 import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createConsoleApp } from "./app";
-import { createOperatorAuth, createSignInThrottle, SESSION_COOKIE } from "./auth";
+import { type ConsoleDeps, createConsoleApp } from "./app";
+import { createOperatorAuth, createSignInThrottle, type OperatorAuth, SESSION_COOKIE } from "./auth";
 import { registerJetStreamMetrics } from "./metrics";
+import { createSessionRevocations } from "./sessions";
 
 const OPERATOR_TOKEN = "operator-token-for-tests-0123456789";
 const APP_ID = "100000000000001";
 const APP_SECRET = "console-test-secret";
 const fields = [...DEFAULT_SUBSCRIBED_FIELDS];
+const TWELVE_HOURS = 12 * 3_600_000;
+
+/** Signs in through the form and returns the session cookie as a browser would send it back. */
+async function signIn(app: ReturnType<typeof createConsoleApp>): Promise<string> {
+  const login = await request(app).post("/login").type("form").send({ token: OPERATOR_TOKEN });
+  expect(login.status).toBe(303);
+  return String(login.headers["set-cookie"]?.[0]).split(";")[0]!;
+}
+
+/** The CSRF field the overview page gives its forms. */
+function csrfOf(html: string): string {
+  const csrf = /name="csrf" value="([^"]+)"/.exec(html)?.[1];
+  expect(csrf).toBeDefined();
+  return csrf!;
+}
 
 describe("operator console", () => {
   let database: TestDatabase;
@@ -29,7 +45,22 @@ describe("operator console", () => {
   let app: ReturnType<typeof createConsoleApp>;
   let server: Server;
   let cookie: string;
-  const auth = createOperatorAuth(OPERATOR_TOKEN);
+  let deps: ConsoleDeps;
+  /** Another console process on the same database: a second replica, or one with other settings. */
+  const replica = (
+    options: Partial<Parameters<typeof createOperatorAuth>[0]> = {},
+    settings: Pick<ConsoleDeps, "trustProxy"> = {},
+  ) =>
+    createConsoleApp({
+      ...deps,
+      ...settings,
+      auth: createOperatorAuth({
+        operatorToken: OPERATOR_TOKEN,
+        sessionTtlMs: TWELVE_HOURS,
+        revocations: createSessionRevocations(db),
+        ...options,
+      }),
+    });
 
   beforeAll(async () => {
     const log = createLogger({ service: "console-test", level: "silent" });
@@ -106,7 +137,12 @@ describe("operator console", () => {
     const registry = createMetricsRegistry("console");
     registerJetStreamMetrics({ registry, bus, log });
     const graph = createGraphClient({ baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET });
-    app = createConsoleApp({
+    const auth: OperatorAuth = createOperatorAuth({
+      operatorToken: OPERATOR_TOKEN,
+      sessionTtlMs: TWELVE_HOURS,
+      revocations: createSessionRevocations(db),
+    });
+    deps = {
       auth,
       overview: { db, bus, cipher, desiredFields: fields },
       subscriptions: { db, bus, cipher, graph, appId: APP_ID, desiredFields: fields, log },
@@ -114,11 +150,10 @@ describe("operator console", () => {
       log,
       registry,
       checks: [],
-    });
+    };
+    app = createConsoleApp(deps);
     server = await listen(app, 0, "127.0.0.1");
-    const login = await request(app).post("/login").type("form").send({ token: OPERATOR_TOKEN });
-    expect(login.status).toBe(303);
-    cookie = String(login.headers["set-cookie"]?.[0]).split(";")[0]!;
+    cookie = await signIn(app);
   });
 
   afterAll(async () => {
@@ -178,9 +213,11 @@ describe("operator console", () => {
     const html = await request(app).get("/").set("Cookie", cookie);
     expect(html.text).toContain('data-page-id="1002"');
     expect(html.text).toContain("Broken Bikes");
+    expect(html.text).toContain('data-action="sign-out"');
   });
 
   it("re-subscribes a page through the subscription package, only with the form's CSRF field", async () => {
+    const csrf = csrfOf((await request(app).get("/").set("Cookie", cookie)).text);
     const forged = await request(app)
       .post("/pages/1002/resubscribe")
       .set("Cookie", cookie)
@@ -192,7 +229,7 @@ describe("operator console", () => {
       .post("/pages/1002/resubscribe")
       .set("Cookie", cookie)
       .type("form")
-      .send({ csrf: auth.csrfToken });
+      .send({ csrf });
     expect(res.status).toBe(303);
     expect(res.headers.location).toContain("status=subscribed");
     expect(meta.state.subscriptions("1002")?.sort()).toEqual([...fields].sort());
@@ -200,13 +237,34 @@ describe("operator console", () => {
     expect(row.status).toBe("subscribed");
   });
 
+  it("asks for the CSRF field whenever a browser could have sent the credential; only a bearer token is exempt", async () => {
+    // Resubscribing a page nobody connected changes nothing: 303 means the action ran, 403 that it was refused.
+    const post = () => request(app).post("/pages/4040/resubscribe").type("form");
+    const basic = `Basic ${Buffer.from(`operator:${OPERATOR_TOKEN}`).toString("base64")}`;
+    // A browser sends the cookie (and cached basic credentials) with a cross-site form, whatever else it adds.
+    expect((await post().set("Cookie", cookie).set("Authorization", "Bearer bogus").send({})).status).toBe(
+      403,
+    );
+    expect((await post().set("Cookie", cookie).set("Authorization", basic).send({})).status).toBe(403);
+    expect(
+      (await post().set("Cookie", cookie).set("Authorization", `Bearer ${OPERATOR_TOKEN}`).send({})).status,
+    ).toBe(403);
+    expect((await post().set("Authorization", basic).send({})).status).toBe(403);
+    // The basic-auth operator's page carries the field its forms need.
+    const csrf = csrfOf((await request(app).get("/").set("Authorization", basic)).text);
+    expect((await post().set("Authorization", basic).send({ csrf })).status).toBe(303);
+    // A script with the bearer token and no cookie is no browser.
+    expect((await post().set("Authorization", `Bearer ${OPERATOR_TOKEN}`).send({})).status).toBe(303);
+  });
+
   it("replays a page's unrouted entries back to the webhooks stream", async () => {
     const { streams, subjects } = bus.topology;
+    const csrf = csrfOf((await request(app).get("/").set("Cookie", cookie)).text);
     const res = await request(app)
       .post("/pages/1002/replay-unrouted")
       .set("Cookie", cookie)
       .type("form")
-      .send({ csrf: auth.csrfToken });
+      .send({ csrf });
     expect(res.headers.location).toContain("replayed=2");
     expect(await listStored(bus.js, bus.jsm, streams.unrouted.name, subjects.unrouted("1002"))).toHaveLength(
       0,
@@ -217,6 +275,75 @@ describe("operator console", () => {
     expect(await listStored(bus.js, bus.jsm, streams.unrouted.name, subjects.unrouted("9009"))).toHaveLength(
       1,
     );
+  });
+
+  it("ends a session CONSOLE_SESSION_TTL after sign-in: the cookie says so, and the server refuses it after", async () => {
+    let clock = Date.now();
+    const shortLived = replica({ sessionTtlMs: 3_600_000, now: () => clock });
+    const login = await request(shortLived).post("/login").type("form").send({ token: OPERATOR_TOKEN });
+    const setCookie = String(login.headers["set-cookie"]?.[0]);
+    expect(setCookie).toMatch(/Max-Age=3600(;|$)/);
+    expect(setCookie).toMatch(/HttpOnly/);
+    const session = setCookie.split(";")[0]!;
+    expect((await request(shortLived).get("/api/pages").set("Cookie", session)).status).toBe(200);
+    clock += 3_600_000 - 1;
+    expect((await request(shortLived).get("/api/pages").set("Cookie", session)).status).toBe(200);
+    clock += 1;
+    expect((await request(shortLived).get("/api/pages").set("Cookie", session)).status).toBe(401);
+    expect((await request(shortLived).get("/").set("Cookie", session).accept("html")).headers.location).toBe(
+      "/login",
+    );
+    // Tampering with the expiry breaks the signature.
+    const [name, value] = session.split("=") as [string, string];
+    const [id, issued, , signature] = value.split(".");
+    const extended = `${name}=${[id, issued, String(clock + 3_600_000), signature].join(".")}`;
+    expect((await request(shortLived).get("/api/pages").set("Cookie", extended)).status).toBe(401);
+    // A shorter TTL set later applies to sessions issued before it.
+    clock = Date.now();
+    const issued12h = await signIn(replica({ now: () => clock }));
+    clock += 2 * 3_600_000;
+    expect(
+      (
+        await request(replica({ now: () => clock }))
+          .get("/api/pages")
+          .set("Cookie", issued12h)
+      ).status,
+    ).toBe(200);
+    expect(
+      (
+        await request(replica({ sessionTtlMs: 3_600_000, now: () => clock }))
+          .get("/api/pages")
+          .set("Cookie", issued12h)
+      ).status,
+    ).toBe(401);
+  });
+
+  it("signing out revokes the session on every replica, and the old cookie cannot be replayed", async () => {
+    const [one, two] = [replica(), replica()];
+    const session = await signIn(one);
+    expect((await request(two).get("/api/pages").set("Cookie", session)).status).toBe(200);
+    const signedOut = await request(one).post("/logout").set("Cookie", session);
+    expect(signedOut.status).toBe(303);
+    expect(signedOut.headers.location).toBe("/login");
+    expect(String(signedOut.headers["set-cookie"]?.[0])).toMatch(new RegExp(`^${SESSION_COOKIE}=;`));
+    for (const replicaApp of [one, two]) {
+      expect((await request(replicaApp).get("/api/pages").set("Cookie", session)).status).toBe(401);
+      expect(
+        (await request(replicaApp).get("/").set("Cookie", session).accept("html")).headers.location,
+      ).toBe("/login");
+    }
+    const revoked = await db.consoleSessionRevocation.findMany();
+    expect(revoked).toHaveLength(1);
+    expect(revoked[0]!.expiresAt.getTime()).toBeGreaterThan(Date.now() + TWELVE_HOURS - 60_000);
+    // Other sessions, and signing in again, are not affected.
+    expect((await request(two).get("/api/pages").set("Cookie", cookie)).status).toBe(200);
+    expect(
+      (
+        await request(two)
+          .get("/api/pages")
+          .set("Cookie", await signIn(one))
+      ).status,
+    ).toBe(200);
   });
 
   it("exports JetStream's state: dead letters per stage, unrouted per page, consumer lag", async () => {
@@ -232,19 +359,103 @@ describe("operator console", () => {
   });
 
   it("stops answering sign-ins from a client after ten failures, even with the right token", async () => {
-    // One failure was earlier in this file; ten in all block the client.
+    const fresh = replica();
     const statuses: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const res = await request(app)
+    for (let i = 0; i < 11; i++) {
+      const res = await request(fresh)
         .post("/login")
         .type("form")
         .send({ token: `guess-${i}` });
       statuses.push(res.status);
     }
-    expect(statuses).toEqual([...Array(9).fill(401), 429]);
-    const blocked = await request(app).post("/login").type("form").send({ token: OPERATOR_TOKEN });
+    expect(statuses).toEqual([...Array(10).fill(401), 429]);
+    const blocked = await request(fresh).post("/login").type("form").send({ token: OPERATOR_TOKEN });
     expect(blocked.status).toBe(429);
     expect(blocked.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("counts failed bearer tokens: ten of them, and the eleventh request is refused unchecked", async () => {
+    const fresh = replica();
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      statuses.push(
+        (await request(fresh).get("/api/pages").set("Authorization", `Bearer guess-${i}`)).status,
+      );
+    }
+    expect(statuses).toEqual(Array(10).fill(401));
+    expect((await request(fresh).get("/api/pages").set("Authorization", "Bearer guess-10")).status).toBe(429);
+    expect(
+      (await request(fresh).get("/api/pages").set("Authorization", `Bearer ${OPERATOR_TOKEN}`)).status,
+    ).toBe(429);
+  });
+
+  it("counts failures on every path together — form, basic, bearer, a forged cookie — but lets a live session in", async () => {
+    const fresh = replica();
+    const session = await signIn(fresh);
+    const basic = (password: string) => `Basic ${Buffer.from(`operator:${password}`).toString("base64")}`;
+    const attempts = [
+      ...[0, 1, 2].map((i) =>
+        request(fresh)
+          .post("/login")
+          .type("form")
+          .send({ token: `guess-${i}` }),
+      ),
+      ...[0, 1, 2].map((i) =>
+        request(fresh)
+          .get("/api/pages")
+          .set("Authorization", basic(`guess-${i}`)),
+      ),
+      ...[0, 1, 2].map((i) => request(fresh).get("/api/pages").set("Authorization", `Bearer guess-${i}`)),
+      request(fresh)
+        .get("/api/pages")
+        .set("Cookie", `${SESSION_COOKIE}=${"a".repeat(24)}.1.9999999999999.forged`),
+    ];
+    const statuses: number[] = [];
+    for (const attempt of attempts) statuses.push((await attempt).status);
+    expect(statuses).toEqual(Array(10).fill(401));
+    expect((await request(fresh).get("/api/pages").set("Authorization", basic(OPERATOR_TOKEN))).status).toBe(
+      429,
+    );
+    expect((await request(fresh).get("/api/pages").set("Cookie", `${SESSION_COOKIE}=forged`)).status).toBe(
+      429,
+    );
+    expect((await request(fresh).post("/login").type("form").send({ token: OPERATOR_TOKEN })).status).toBe(
+      429,
+    );
+    // Someone else's guesses from the same address do not lock out an operator already signed in.
+    expect((await request(fresh).get("/api/pages").set("Cookie", session)).status).toBe(200);
+    // Asking without any credential is no guess: a browser is still sent to the sign-in form.
+    expect((await request(fresh).get("/").accept("html")).headers.location).toBe("/login");
+  });
+
+  it("keys the throttle on the client address Express sees: behind CONSOLE_TRUST_PROXY, per forwarded client", async () => {
+    const guessFrom = async (target: ReturnType<typeof replica>, client: string) => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 11; i++) {
+        const res = await request(target)
+          .get("/api/pages")
+          .set("X-Forwarded-For", client)
+          .set("Authorization", `Bearer guess-${i}`);
+        statuses.push(res.status);
+      }
+      return statuses;
+    };
+    const behindProxy = replica({}, { trustProxy: 1 });
+    expect(await guessFrom(behindProxy, "203.0.113.7")).toEqual([...Array(10).fill(401), 429]);
+    const other = await request(behindProxy)
+      .get("/api/pages")
+      .set("X-Forwarded-For", "203.0.113.8")
+      .set("Authorization", `Bearer ${OPERATOR_TOKEN}`);
+    expect(other.status).toBe(200);
+    expect((await guessFrom(behindProxy, "203.0.113.8")).at(-1)).toBe(429);
+    // Off (the default), X-Forwarded-For is the client's own word: every client is the proxy's address.
+    const direct = replica();
+    expect(await guessFrom(direct, "203.0.113.7")).toEqual([...Array(10).fill(401), 429]);
+    const spoofed = await request(direct)
+      .get("/api/pages")
+      .set("X-Forwarded-For", "203.0.113.9")
+      .set("Authorization", `Bearer ${OPERATOR_TOKEN}`);
+    expect(spoofed.status).toBe(429);
   });
 });
 

@@ -5,7 +5,8 @@ import type { SubscriptionContext } from "@switchboard/subscriptions";
 import express, { type Express, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { replayUnrouted, resubscribePage } from "./actions";
-import { createSignInThrottle, type OperatorAuth, SESSION_COOKIE } from "./auth";
+import { needsCsrf, type Operator, type OperatorAuth, SESSION_COOKIE } from "./auth";
+import type { TrustProxy } from "./config";
 import { loadOverview, type OverviewDeps } from "./overview";
 import { loginPage, type Notice, overviewPage } from "./views";
 
@@ -17,6 +18,8 @@ export interface ConsoleDeps {
   log: Logger;
   registry: Registry;
   checks: ReadinessCheck[];
+  /** CONSOLE_TRUST_PROXY: which X-Forwarded-For hops name the client the sign-in throttle counts. */
+  trustProxy?: TrustProxy;
 }
 
 /** The result of an action, carried in the redirect's query as fields and rendered as text here. */
@@ -42,10 +45,14 @@ function noticeOf(query: Request["query"]): Notice | undefined {
   }
 }
 
+/** The client as Express sees it: the socket's peer, or the hop CONSOLE_TRUST_PROXY points at. */
+const clientOf = (req: Request) => req.ip ?? req.socket.remoteAddress ?? "unknown";
+
 export function createConsoleApp(deps: ConsoleDeps): Express {
   const { auth, log } = deps;
   const app = express();
   app.disable("x-powered-by");
+  app.set("trust proxy", deps.trustProxy ?? false);
   app.use(createOpsRouter({ registry: deps.registry, checks: deps.checks }));
   app.use((_req, res, next) => {
     res.set({
@@ -62,19 +69,19 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
   app.get("/login", (_req, res) => {
     res.type("html").send(loginPage(false));
   });
-  const throttle = createSignInThrottle();
+  const tooManyFailures = (res: Response) =>
+    res.status(429).type("text/plain").send("too many failed sign-ins from this address, try again later");
   app.post("/login", (req, res) => {
-    const client = req.ip ?? "unknown";
-    if (throttle.blocked(client)) {
-      return res.status(429).type("text/plain").send("too many failed sign-ins, try again later");
-    }
-    if (!auth.matches(req.body?.token)) {
-      throttle.failed(client);
-      log.warn({ ip: client }, "console sign-in refused");
+    const client = clientOf(req);
+    const session = auth.signIn(req.body?.token, client);
+    if (session === "throttled") return tooManyFailures(res);
+    if (session === "refused") {
+      log.warn({ ip: client, via: "form" }, "console sign-in refused");
       return res.status(401).type("html").send(loginPage(true));
     }
-    res.cookie(SESSION_COOKIE, auth.sessionValue, {
+    res.cookie(SESSION_COOKIE, session.value, {
       httpOnly: true,
+      maxAge: session.maxAgeMs,
       sameSite: "strict",
       // Behind the TLS-terminating load balancer the request itself is plain HTTP.
       secure: req.secure || req.get("x-forwarded-proto") === "https",
@@ -82,24 +89,49 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
     });
     res.redirect(303, "/");
   });
-  app.post("/logout", (_req, res) => {
+  app.post("/logout", async (req, res) => {
+    await auth.endSession(req.headers.cookie);
     res.clearCookie(SESSION_COOKIE, { path: "/" });
     res.redirect(303, "/login");
   });
 
-  app.use(auth.require);
-  // State-changing requests carry the CSRF field (the forms) or come with a bearer/basic credential.
+  app.use(async (req, res, next) => {
+    const client = clientOf(req);
+    const authentication = await auth.authenticate(req.headers, client);
+    if (authentication.outcome === "operator") {
+      res.locals.operator = authentication.operator;
+      return next();
+    }
+    if (authentication.outcome === "throttled") return tooManyFailures(res);
+    if (authentication.outcome === "refused")
+      log.warn({ ip: client, path: req.path }, "console credential refused");
+    // Browsers go to the sign-in form; scripts get a 401.
+    if (req.method === "GET" && req.accepts(["json", "html"]) === "html") return res.redirect(303, "/login");
+    res
+      .status(401)
+      .set("WWW-Authenticate", 'Basic realm="switchboard console"')
+      .json({ error: "unauthorized" });
+  });
+  const operatorOf = (res: Response): Operator => res.locals.operator;
+  // State-changing requests carry the CSRF field (the forms), unless a script sent the bearer token alone.
   const checkCsrf = (req: Request, res: Response) => {
-    if (req.headers.authorization || auth.matchesCsrf(req.body?.csrf)) return true;
+    const operator = operatorOf(res);
+    if (!needsCsrf(operator) || auth.matchesCsrf(operator, req.body?.csrf)) return true;
     res.status(403).json({ error: "missing or invalid csrf field" });
     return false;
   };
 
   app.get("/", async (req, res) => {
     const rows = await loadOverview(deps.overview);
-    res
-      .type("html")
-      .send(overviewPage(rows, { csrf: auth.csrfToken, now: new Date(), notice: noticeOf(req.query) }));
+    const operator = operatorOf(res);
+    res.type("html").send(
+      overviewPage(rows, {
+        csrf: auth.csrfToken(operator),
+        signOut: operator.via === "session",
+        now: new Date(),
+        notice: noticeOf(req.query),
+      }),
+    );
   });
   app.get("/api/pages", async (_req, res) => {
     res.json({ pages: await loadOverview(deps.overview) });

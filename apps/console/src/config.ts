@@ -1,6 +1,56 @@
+import { isIP } from "node:net";
 import { env } from "@switchboard/config";
 import { subscribedFieldsEnv } from "@switchboard/subscriptions";
 import { z } from "zod";
+
+/** Express's `trust proxy`: off, the number of proxies in front of the console, or their addresses. */
+export type TrustProxy = false | number | string[];
+
+const PROXY_PRESETS = new Set(["loopback", "linklocal", "uniquelocal"]);
+const isProxyAddress = (entry: string) => {
+  if (PROXY_PRESETS.has(entry)) return true;
+  const [address = "", prefix, ...rest] = entry.split("/");
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+};
+
+/**
+ * CONSOLE_TRUST_PROXY: `false` (the default: the peer is the client), a hop count such as `1`, or the
+ * proxies' addresses and subnets (`10.0.0.0/8,loopback`). `true` is refused: Express would then take the
+ * left-most X-Forwarded-For entry, which the client writes itself, and every guess could name a new address.
+ */
+const trustProxyEnv = () =>
+  z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z
+      .string()
+      .default("false")
+      .transform((v, ctx): TrustProxy => {
+        const text = v.trim();
+        if (text === "false" || text === "0") return false;
+        if (/^\d+$/.test(text)) return Number(text);
+        if (text === "true") {
+          ctx.addIssue({
+            code: "custom",
+            message:
+              "true trusts any X-Forwarded-For a client sends; give the number of proxies in front (e.g. 1) or their addresses",
+          });
+          return z.NEVER;
+        }
+        const entries = text.split(",").map((entry) => entry.trim());
+        if (!entries.every(isProxyAddress)) {
+          ctx.addIssue({
+            code: "custom",
+            message:
+              "false, a number of proxies, or comma-separated addresses/subnets (loopback, 10.0.0.0/8, …)",
+          });
+          return z.NEVER;
+        }
+        return entries;
+      }),
+  );
 
 export const consoleConfigSchema = z
   .object({
@@ -11,6 +61,14 @@ export const consoleConfigSchema = z
     NATS_STREAM_REPLICAS: env.positiveInt(1),
     /** The operator credential: a bearer token, the password of basic auth, or typed into the sign-in form. */
     OPERATOR_TOKEN: env.secret(16),
+    CONSOLE_TRUST_PROXY: trustProxyEnv(),
+    /** How long a sign-in lasts: the session cookie is refused after it, however active the operator is. */
+    CONSOLE_SESSION_TTL: env.duration("12h").pipe(
+      z
+        .number()
+        .min(60_000, "at least 1m")
+        .max(7 * 24 * 3_600_000, "at most a week (168h)"),
+    ),
     TOKEN_ENCRYPTION_KEYS: env.secret(10),
     FB_APP_ID: z.string({ error: "required" }).regex(/^\d+$/, "the numeric Meta app id"),
     FB_APP_SECRET: env.secret(),

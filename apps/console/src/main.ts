@@ -16,6 +16,7 @@ import { createOperatorAuth } from "./auth";
 import { createCanaryMetrics, startCanary } from "./canary";
 import { consoleConfigSchema } from "./config";
 import { registerJetStreamMetrics } from "./metrics";
+import { createSessionRevocations } from "./sessions";
 
 runMain(async () => {
   const config = loadConfig(consoleConfigSchema);
@@ -37,7 +38,11 @@ runMain(async () => {
   });
   registerJetStreamMetrics({ registry, bus, log });
   const app = createConsoleApp({
-    auth: createOperatorAuth(config.OPERATOR_TOKEN),
+    auth: createOperatorAuth({
+      operatorToken: config.OPERATOR_TOKEN,
+      sessionTtlMs: config.CONSOLE_SESSION_TTL,
+      revocations: createSessionRevocations(db),
+    }),
     overview: { db, bus, cipher, desiredFields: config.SUBSCRIBED_FIELDS },
     subscriptions: {
       db,
@@ -51,6 +56,7 @@ runMain(async () => {
     bus,
     log,
     registry,
+    trustProxy: config.CONSOLE_TRUST_PROXY,
     checks: [
       { name: "nats", check: () => bus.isConnected() },
       {

@@ -106,11 +106,14 @@ export interface Notice {
   error: boolean;
 }
 
-export function overviewPage(rows: PageRow[], options: { csrf: string; now: Date; notice?: Notice }): string {
+export function overviewPage(
+  rows: PageRow[],
+  options: { csrf: string; signOut: boolean; now: Date; notice?: Notice },
+): string {
   const problems = rows.filter((r) => r.problems.length > 0).length;
   const body = html`
 <h1>Switchboard — pages</h1>
-<div class="meta">${rows.length} pages, <span data-summary="problems">${problems}</span> with problems · ${options.now.toISOString()}</div>
+<div class="meta">${rows.length} pages, <span data-summary="problems">${problems}</span> with problems · ${options.now.toISOString()}${options.signOut ? html` · <form method="post" action="/logout"><button type="submit" data-action="sign-out">Sign out</button></form>` : ""}</div>
 ${options.notice ? html`<div class="notice ${options.notice.error ? "error" : ""}" role="status">${options.notice.text}</div>` : ""}
 <table>
 <thead><tr><th>Page</th><th>Company</th><th>Subscription</th><th>Token</th><th>Last webhook</th>
