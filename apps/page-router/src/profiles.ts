@@ -10,7 +10,7 @@ import {
   RateLimitError,
 } from "@switchboard/graph-api";
 import type { Logger } from "@switchboard/observability";
-import { setPageStatus } from "@switchboard/pages";
+import { decryptPageToken, setPageStatus } from "@switchboard/pages";
 import type { Redis } from "ioredis";
 import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { PageRouterMetrics } from "./metrics";
@@ -129,7 +129,7 @@ export function createProfileLookup(deps: ProfileDeps): ProfileLookup {
     }
 
     try {
-      const token = cipher.decrypt(page.pageAccessTokenEnc);
+      const token = decryptPageToken(cipher, pageId, page.pageAccessTokenEnc);
       const answer = await graph.getUserProfile(psid, token, { pageId });
       const profile: ContactProfile = {
         firstName: answer.first_name ?? null,

@@ -11,7 +11,7 @@ import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { createFakeMeta, type FakeMeta, type RunningFakeMeta } from "@switchboard/fake-meta";
 import { createLogger, createMetricsRegistry, type Registry } from "@switchboard/observability";
-import { connectPage, disconnectPage } from "@switchboard/pages";
+import { connectPage, disconnectPage, encryptPageToken } from "@switchboard/pages";
 import {
   createTestDatabase,
   eventually,
@@ -480,7 +480,7 @@ describe("page-router", () => {
         pageId: "7501",
         companyId: "acme",
         name: "Quiet",
-        pageAccessTokenEnc: cipher.encrypt("EAAB-quiet"),
+        pageAccessTokenEnc: encryptPageToken(cipher, "7501", "EAAB-quiet"),
       },
     });
     tokens.add("EAAB-quiet");

@@ -1,6 +1,6 @@
 import { type Bus, connectBus, deleteStreams, listStored } from "@switchboard/bus";
 import { PageLifecycleEvent } from "@switchboard/contracts";
-import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
+import { createTokenCipher, generateTokenKey, TokenDecryptionError } from "@switchboard/crypto";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { createLogger } from "@switchboard/observability";
 import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
@@ -9,6 +9,7 @@ import {
   connectPage,
   disconnectPage,
   listPages,
+  PageOwnedByAnotherCompanyError,
   readPageToken,
   rotatePageTokens,
   setPageStatus,
@@ -17,6 +18,10 @@ import {
 const keyK1 = generateTokenKey("k1");
 const cipher = createTokenCipher(keyK1);
 const log = createLogger({ service: "pages-test", level: "silent" });
+
+/** A row written before tokens were bound to their page (`v1`, AAD = key id only), as it was stored. */
+const legacyKey = "legacy:S3mGTDB0yc3d44VxHsqSZT52tujIkuYZ9oV7nWNcCEo=";
+const legacyToken = "v1.legacy.E0PHZIm8UjUtMbYF.QzCQzGwdxdNKd78VXFqqsA.tCs4qdqeTLX1SePOYwlcJXhlBC8";
 
 describe("page lifecycle", () => {
   let database: TestDatabase;
@@ -70,7 +75,7 @@ describe("page lifecycle", () => {
 
     await expect(
       connectPage(deps, { pageId: "1001", name: "Shop", companyId: "other", token: "x" }),
-    ).rejects.toThrow(/another company/);
+    ).rejects.toThrow(/page 1001 belongs to another company/);
 
     expect(await setPageStatus(deps, "1001", "reauthorization_required", "token revoked")).toBe(true);
     expect(await setPageStatus(deps, "1001", "reauthorization_required", "token revoked")).toBe(false);
@@ -109,5 +114,106 @@ describe("page lifecycle", () => {
     expect(await readPageToken(db, newOnly, "1002")).toBe("EAAB-old");
     expect(await readPageToken(db, newOnly, "1001")).toBe("EAAB-second");
     expect((await listPages(db, rotatedCipher)).map((p) => p.tokenKeyId)).toEqual(["new", "new"]);
+  });
+
+  it("binds each stored token to its page: a ciphertext copied into another page's row does not decrypt", async () => {
+    const deps = { db, bus, cipher };
+    const a = await connectPage(deps, { pageId: "1101", name: "A", companyId: "acme", token: "EAAB-a" });
+    await connectPage(deps, { pageId: "1102", name: "B", companyId: "acme", token: "EAAB-b" });
+    await db.pageConnection.update({
+      where: { pageId: "1102" },
+      data: { pageAccessTokenEnc: a.page.pageAccessTokenEnc },
+    });
+    await expect(readPageToken(db, cipher, "1102")).rejects.toThrow(TokenDecryptionError);
+    expect(await readPageToken(db, cipher, "1101")).toBe("EAAB-a");
+  });
+
+  it("reads a v1 token stored before page binding, and rotation rewrites every row page-bound on the current key", async () => {
+    // Only this test's rows, so every key the rotation meets is known here.
+    await db.pageConnection.deleteMany();
+    await db.pageConnection.create({
+      data: { pageId: "1201", companyId: "acme", name: "Legacy", pageAccessTokenEnc: legacyToken },
+    });
+    await connectPage(
+      { db, bus, cipher },
+      { pageId: "1202", name: "K1", companyId: "acme", token: "EAAB-k1" },
+    );
+    // 1201 is already on the current key but not bound to its page: rotation must still rewrite it.
+    const current = createTokenCipher(`${legacyKey},${keyK1}`);
+    expect(await readPageToken(db, current, "1201")).toBe("EAAB-v1-legacy-token");
+    expect(await rotatePageTokens(db, current)).toEqual({ rotated: 2, current: 0 });
+    expect(await rotatePageTokens(db, current)).toEqual({ rotated: 0, current: 2 });
+    const rows = await db.pageConnection.findMany({ orderBy: { pageId: "asc" } });
+    expect(rows.map((r) => r.pageAccessTokenEnc.split(".").slice(0, 2).join("."))).toEqual([
+      "v2.legacy",
+      "v2.legacy",
+    ]);
+    const legacyOnly = createTokenCipher(legacyKey);
+    expect(await readPageToken(db, legacyOnly, "1201")).toBe("EAAB-v1-legacy-token");
+    expect(await readPageToken(db, legacyOnly, "1202")).toBe("EAAB-k1");
+  });
+
+  it("never lets another company take over a connected page; the owner can still reconnect", async () => {
+    const deps = { db, bus, cipher };
+    await connectPage(deps, { pageId: "1301", name: "Owned", companyId: "acme", token: "EAAB-owner" });
+    const attempt = connectPage(deps, {
+      pageId: "1301",
+      name: "Taken",
+      companyId: "rival",
+      token: "EAAB-rival",
+    });
+    await expect(attempt).rejects.toThrow(PageOwnedByAnotherCompanyError);
+    await expect(attempt).rejects.toThrow(/page 1301 belongs to another company/);
+    await attempt.catch((error: Error) => {
+      expect(error.message).not.toMatch(/EAAB|acme/);
+    });
+    expect(await readPageToken(db, cipher, "1301")).toBe("EAAB-owner");
+    expect(await db.pageConnection.findUniqueOrThrow({ where: { pageId: "1301" } })).toMatchObject({
+      companyId: "acme",
+      name: "Owned",
+    });
+
+    await disconnectPage(deps, "1301");
+    const again = await connectPage(deps, {
+      pageId: "1301",
+      name: "Owned again",
+      companyId: "acme",
+      token: "EAAB-owner-2",
+    });
+    expect(again).toMatchObject({
+      event: "page.connected",
+      page: { pageId: "1301", companyId: "acme", name: "Owned again", status: "active", statusReason: null },
+    });
+    expect(again.page.updatedAt).toBeInstanceOf(Date);
+    expect(await readPageToken(db, cipher, "1301")).toBe("EAAB-owner-2");
+    const updated = await connectPage(deps, {
+      pageId: "1301",
+      name: "Owned again",
+      companyId: "acme",
+      token: "EAAB-owner-3",
+    });
+    expect(updated.event).toBe("page.token_updated");
+    expect(await readPageToken(db, cipher, "1301")).toBe("EAAB-owner-3");
+  });
+
+  it("two companies connecting the same new page at once: exactly one wins and keeps its token", async () => {
+    const deps = { db, bus, cipher };
+    for (let i = 0; i < 10; i++) {
+      const pageId = `14${String(i).padStart(2, "0")}`;
+      const results = await Promise.allSettled(
+        ["acme", "rival"].map((companyId) =>
+          connectPage(deps, { pageId, name: companyId, companyId, token: `EAAB-${companyId}-${pageId}` }),
+        ),
+      );
+      const won = results.filter((r) => r.status === "fulfilled");
+      const lost = results.filter((r) => r.status === "rejected");
+      expect(won).toHaveLength(1);
+      expect(lost).toHaveLength(1);
+      expect(lost[0]!.reason).toBeInstanceOf(PageOwnedByAnotherCompanyError);
+      const winner = won[0]!.value.page.companyId;
+      const stored = await db.pageConnection.findUniqueOrThrow({ where: { pageId } });
+      expect(stored).toMatchObject({ companyId: winner, name: winner });
+      expect(await readPageToken(db, cipher, pageId)).toBe(`EAAB-${winner}-${pageId}`);
+    }
   });
 });

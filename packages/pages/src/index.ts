@@ -1,6 +1,6 @@
 import { type Bus, publishJson } from "@switchboard/bus";
 import type { PageLifecycleEvent, PageStatus } from "@switchboard/contracts";
-import type { TokenCipher } from "@switchboard/crypto";
+import type { TokenBinding, TokenCipher } from "@switchboard/crypto";
 import type { Db, PageConnection } from "@switchboard/db";
 
 /**
@@ -18,6 +18,27 @@ export class PageNotFoundError extends Error {
     super(`page ${pageId} is not connected`);
     this.name = "PageNotFoundError";
   }
+}
+
+/** Connecting a page another company already owns; names the page, never the owner or its token. */
+export class PageOwnedByAnotherCompanyError extends Error {
+  constructor(readonly pageId: string) {
+    super(`page ${pageId} belongs to another company`);
+    this.name = "PageOwnedByAnotherCompanyError";
+  }
+}
+
+/** A page token is bound to its page, so a ciphertext copied into another page's row does not decrypt. */
+function pageTokenBinding(pageId: string): TokenBinding {
+  return { context: `page:${pageId}` };
+}
+
+export function encryptPageToken(cipher: TokenCipher, pageId: string, token: string): string {
+  return cipher.encrypt(token, pageTokenBinding(pageId));
+}
+
+export function decryptPageToken(cipher: TokenCipher, pageId: string, pageAccessTokenEnc: string): string {
+  return cipher.decrypt(pageAccessTokenEnc, pageTokenBinding(pageId));
 }
 
 export async function publishPageEvent(
@@ -39,24 +60,39 @@ export interface ConnectPageInput {
   token: string;
 }
 
-/** Encrypts the token and upserts the page; `page.connected` for a new or re-enabled page, else `page.token_updated`. */
+/**
+ * Encrypts the token and upserts the page; `page.connected` for a new or re-enabled page, else
+ * `page.token_updated`. A page owned by another company is refused with PageOwnedByAnotherCompanyError.
+ */
 export async function connectPage(
   { db, bus, cipher }: PageDeps & { cipher: TokenCipher },
   input: ConnectPageInput,
 ): Promise<{ page: PageConnection; event: PageLifecycleEvent["type"] }> {
   if (!/^\d+$/.test(input.pageId)) throw new Error(`page id must be digits, got "${input.pageId}"`);
   if (!input.token.trim()) throw new Error("the page token is empty");
-  const previous = await db.pageConnection.findUnique({ where: { pageId: input.pageId } });
-  if (previous && previous.companyId !== input.companyId) {
-    throw new Error(`page ${input.pageId} belongs to another company (${previous.companyId})`);
-  }
-  const pageAccessTokenEnc = cipher.encrypt(input.token.trim());
-  const page = await db.pageConnection.upsert({
-    where: { pageId: input.pageId },
-    create: { pageId: input.pageId, companyId: input.companyId, name: input.name, pageAccessTokenEnc },
-    update: { name: input.name, pageAccessTokenEnc, status: "active", statusReason: null },
-  });
-  const type = previous?.status === "active" ? "page.token_updated" : "page.connected";
+  const pageAccessTokenEnc = encryptPageToken(cipher, input.pageId, input.token.trim());
+  // One statement, so two companies connecting the same page at once cannot both pass an ownership
+  // check: the update only applies to the owner's row, and no row back means someone else owns it.
+  // `previous` reads the statement's snapshot; a row inserted concurrently by the same company shows
+  // as absent, which only turns that `page.token_updated` into a (harmless) second `page.connected`.
+  const [row] = await db.$queryRaw<Array<PageConnection & { previousStatus: PageStatus | null }>>`
+    WITH previous AS (SELECT status FROM page_connections WHERE page_id = ${input.pageId})
+    INSERT INTO page_connections (id, company_id, page_id, name, page_access_token_enc, updated_at)
+    VALUES (gen_random_uuid(), ${input.companyId}, ${input.pageId}, ${input.name}, ${pageAccessTokenEnc}, now())
+    ON CONFLICT (page_id) DO UPDATE
+      SET name = EXCLUDED.name,
+          page_access_token_enc = EXCLUDED.page_access_token_enc,
+          status = 'active',
+          status_reason = NULL,
+          updated_at = now()
+      WHERE page_connections.company_id = EXCLUDED.company_id
+    RETURNING id, company_id AS "companyId", page_id AS "pageId", name,
+      page_access_token_enc AS "pageAccessTokenEnc", status::text AS status,
+      status_reason AS "statusReason", created_at AS "createdAt", updated_at AS "updatedAt",
+      (SELECT status::text FROM previous) AS "previousStatus"`;
+  if (!row) throw new PageOwnedByAnotherCompanyError(input.pageId);
+  const { previousStatus, ...page } = row;
+  const type = previousStatus === "active" ? "page.token_updated" : "page.connected";
   await publishPageEvent(bus, {
     type,
     pageId: page.pageId,
@@ -114,12 +150,13 @@ export async function readPageToken(db: Db, cipher: TokenCipher, pageId: string)
     select: { pageAccessTokenEnc: true },
   });
   if (!page) throw new PageNotFoundError(pageId);
-  return cipher.decrypt(page.pageAccessTokenEnc);
+  return decryptPageToken(cipher, pageId, page.pageAccessTokenEnc);
 }
 
 /**
- * Re-encrypts every page token still on an older key with the current (first) key of
- * TOKEN_ENCRYPTION_KEYS, so an old key can then be removed. Tokens never leave this process.
+ * Re-encrypts every page token still on an older key, or not yet bound to its page (v1), with the
+ * current (first) key of TOKEN_ENCRYPTION_KEYS, so an old key can then be removed. Tokens never leave
+ * this process.
  */
 export async function rotatePageTokens(
   db: Db,
@@ -128,8 +165,9 @@ export async function rotatePageTokens(
   const pages = await db.pageConnection.findMany({ select: { pageId: true, pageAccessTokenEnc: true } });
   let rotated = 0;
   for (const page of pages) {
-    if (cipher.keyIdOf(page.pageAccessTokenEnc) === cipher.currentKeyId) continue;
-    const pageAccessTokenEnc = cipher.encrypt(cipher.decrypt(page.pageAccessTokenEnc));
+    if (cipher.isCurrent(page.pageAccessTokenEnc)) continue;
+    const token = decryptPageToken(cipher, page.pageId, page.pageAccessTokenEnc);
+    const pageAccessTokenEnc = encryptPageToken(cipher, page.pageId, token);
     // Only if nobody reconnected the page meanwhile.
     const updated = await db.pageConnection.updateMany({
       where: { pageId: page.pageId, pageAccessTokenEnc: page.pageAccessTokenEnc },
