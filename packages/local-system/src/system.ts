@@ -9,7 +9,7 @@ import { createIsolatedDatabase, type IsolatedDatabase } from "./database";
 import { freePort, uniqueId } from "./ids";
 import { repoRoot, type ServiceProcess, startServiceProcess } from "./service-process";
 
-/** Switchboard's services; the fake Meta (`apps/fake-meta`) always runs beside them as the Graph API. */
+/** Switchboard's services; the fake Meta (`packages/fake-meta`) always runs beside them as the Graph API. */
 export const SERVICES = ["ingress", "page-router", "message-service", "subscription-service"] as const;
 export type ServiceName = (typeof SERVICES)[number];
 export type SystemApp = ServiceName | "fake-meta";
@@ -155,7 +155,7 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
       processes[app] = await startServiceProcess(app, {
         env,
         port: ports[app],
-        nodeFlags: app === "fake-meta" ? [] : nodeFlags,
+        ...(app === "fake-meta" ? { script: ["--enable-source-maps", "packages/fake-meta/dist/main.js"] } : { nodeFlags }),
         logFile: logDir ? join(logDir, `${app}.log`) : undefined,
         readyPath: app === "fake-meta" ? "/healthz" : "/readyz",
       });
