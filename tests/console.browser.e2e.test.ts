@@ -25,12 +25,7 @@ describe("operator console in a real browser (Debian's chromium, headless)", () 
   let operatorConsole: RunningConsole;
   let browser: BrowserContext;
 
-  const fake = (path: string, body?: unknown) =>
-    fetch(`${system.fakeMetaUrl}/_fake${path}`, {
-      method: body === undefined ? "GET" : "POST",
-      headers: { "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+  const fake = (path: string, body?: unknown) => system.fakeMeta(path, body);
 
   beforeAll(async () => {
     system = await startSystem();

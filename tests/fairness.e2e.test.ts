@@ -66,11 +66,7 @@ describe("fair per-page processing: one flooding page does not starve the others
       LOG_LEVEL: "warn",
     });
     for (const page of [FLOOD, QUIET]) {
-      await fetch(`${system.fakeMetaUrl}/_fake/pages`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(page),
-      });
+      await system.fakeMeta("/pages", page);
       const out = await system.cli(
         ["pages", "connect", "--page-id", page.pageId, "--name", page.name, "--company", "fair"],
         page.token,

@@ -21,10 +21,10 @@ describe("a message travels the whole way: signed POST → ingress → JetStream
   beforeAll(async () => {
     system = await startSystem();
     for (const page of PAGES) {
-      const added = await fetch(`${system.fakeMetaUrl}/_fake/pages`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ pageId: page.pageId, token: page.token, name: page.name }),
+      const added = await system.fakeMeta("/pages", {
+        pageId: page.pageId,
+        token: page.token,
+        name: page.name,
       });
       expect(added.ok).toBe(true);
       const connected = await system.cli(

@@ -1,4 +1,5 @@
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
+import { type FakeMetaControl, fakeMetaControl } from "@switchboard/fake-meta";
 import {
   type LocalSystem,
   SERVICES,
@@ -19,6 +20,8 @@ export { SERVICES };
 export interface System extends LocalSystem<Db> {
   services: Record<SystemApp, ServiceProcess>;
   fakeMetaUrl: string;
+  /** The fake Meta's control API (`/_fake<path>`), with its control token. */
+  fakeMeta: FakeMetaControl;
   ingressUrl: string;
   appSecret: string;
 }
@@ -36,6 +39,7 @@ export async function startSystem(extraEnv: Record<string, string> = {}): Promis
     ...system,
     services: system.processes as Record<SystemApp, ServiceProcess>,
     fakeMetaUrl: system.urls["fake-meta"],
+    fakeMeta: fakeMetaControl(system.urls["fake-meta"], system.fakeMetaControlToken),
     ingressUrl: system.urls.ingress,
     appSecret: system.env.FB_APP_SECRET!,
   };

@@ -1,6 +1,7 @@
 import { type Bus, connectBus } from "@switchboard/bus";
 import { createTokenCipher } from "@switchboard/crypto";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
+import { fakeMetaControl } from "@switchboard/fake-meta";
 import { type LocalSystem, type ServiceProcess, startLocalSystem, uniqueId } from "@switchboard/local-system";
 import { connectPage } from "@switchboard/pages";
 import pg from "pg";
@@ -25,15 +26,6 @@ export interface BenchSystem {
 
 async function inBatches<T>(items: T[], size: number, run: (item: T) => Promise<unknown>) {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(run));
-}
-
-async function postJson(url: string, body: unknown) {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
 }
 
 /**
@@ -82,6 +74,11 @@ export async function startBenchSystem(nodeFlags: string[] = []): Promise<BenchS
   const cipher = createTokenCipher(env.TOKEN_ENCRYPTION_KEYS!);
   const pagesBus = bus;
   const fakeMetaUrl = urls["fake-meta"];
+  const fakeMeta = fakeMetaControl(fakeMetaUrl, system.fakeMetaControlToken);
+  const register = async (path: string, body: unknown) => {
+    const res = await fakeMeta(path, body);
+    if (!res.ok) throw new Error(`fake Meta ${path}: ${res.status} ${await res.text()}`);
+  };
   return {
     env,
     appSecret: env.FB_APP_SECRET!,
@@ -93,7 +90,7 @@ export async function startBenchSystem(nodeFlags: string[] = []): Promise<BenchS
     async connectPages(pageIds) {
       await inBatches(pageIds, 20, async (pageId) => {
         const token = `EAAB-bench-${pageId}`;
-        await postJson(`${fakeMetaUrl}/_fake/pages`, { pageId, token, name: `Bench page ${pageId}` });
+        await register("/pages", { pageId, token, name: `Bench page ${pageId}` });
         await connectPage(
           { db, bus: pagesBus, cipher },
           { pageId, name: `Bench page ${pageId}`, companyId: "bench", token },
@@ -101,7 +98,7 @@ export async function startBenchSystem(nodeFlags: string[] = []): Promise<BenchS
       });
     },
     async addUsers(users) {
-      await inBatches(users, 50, (user) => postJson(`${fakeMetaUrl}/_fake/users`, user));
+      await inBatches(users, 50, (user) => register("/users", user));
     },
     stop,
   };

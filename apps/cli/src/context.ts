@@ -36,6 +36,8 @@ export interface CliContext {
   graphConfig(): z.infer<typeof graphConfigSchema>;
   graph(): GraphClient;
   log(): Logger;
+  /** A variable an operator names at run time (`pages connect --token-env VAR`), outside the schemas. */
+  variable(name: string): string | undefined;
   close(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export function createCliContext(environment: Record<string, string | undefined>
   let graphConfig: z.infer<typeof graphConfigSchema> | undefined;
   let graph: GraphClient | undefined;
   const context: CliContext = {
+    variable: (name) => environment[name],
     config: () => {
       config ??= loadConfig(cliConfigSchema, environment);
       return config;

@@ -9,7 +9,7 @@ import { createIsolatedDatabase, type IsolatedDatabase } from "./database";
 import { freePort, uniqueId } from "./ids";
 import { repoRoot, type ServiceProcess, startServiceProcess } from "./service-process";
 
-/** Switchboard's services; the fake Meta (`apps/fake-meta`) always runs beside them as the Graph API. */
+/** Switchboard's services; the fake Meta (`packages/fake-meta`) always runs beside them as the Graph API. */
 export const SERVICES = ["ingress", "page-router", "message-service", "subscription-service"] as const;
 export type ServiceName = (typeof SERVICES)[number];
 export type SystemApp = ServiceName | "fake-meta";
@@ -54,6 +54,8 @@ export interface LocalSystem<Db> {
   runId: string;
   /** The environment every process shares (what a service's config reads). */
   env: Record<string, string>;
+  /** The bearer token of the fake Meta's control API (`/_fake/*`), given to the fake Meta only. */
+  fakeMetaControlToken: string;
   databaseUrl: string;
   urls: Record<SystemApp, string>;
   processes: Partial<Record<SystemApp, ServiceProcess>>;
@@ -169,6 +171,13 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
     RECONCILE_INTERVAL: "1h",
     ...options.env,
   };
+  const fakeMetaControlToken = randomBytes(24).toString("base64url");
+  // The fake Meta refuses NODE_ENV=production; it keeps nothing on disk, and its control token is its own.
+  const fakeMetaEnv = {
+    NODE_ENV: "test",
+    FAKE_META_CONTROL_TOKEN: fakeMetaControlToken,
+    FAKE_META_STATE_FILE: "",
+  };
   const processes: Partial<Record<SystemApp, ServiceProcess>> = {};
   const db = options.connectDb(database.url);
   const stop = async () => {
@@ -185,12 +194,15 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
   }
   const started = await Promise.allSettled(
     all.map(async (app) => {
+      const fakeMeta = app === "fake-meta";
       processes[app] = await startServiceProcess(app, {
-        env,
+        env: fakeMeta ? { ...env, ...fakeMetaEnv } : env,
         port: ports[app],
-        nodeFlags: app === "fake-meta" ? [] : nodeFlags,
+        ...(fakeMeta
+          ? { script: ["--enable-source-maps", "packages/fake-meta/dist/main.js"] }
+          : { nodeFlags }),
         logFile: logDir ? join(logDir, `${app}.log`) : undefined,
-        readyPath: app === "fake-meta" ? "/healthz" : "/readyz",
+        readyPath: fakeMeta ? "/healthz" : "/readyz",
       });
     }),
   );
@@ -202,6 +214,7 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
   return {
     runId,
     env,
+    fakeMetaControlToken,
     databaseUrl: database.url,
     urls,
     processes,

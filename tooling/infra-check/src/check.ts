@@ -1,6 +1,13 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { bakeApps, checkApps, checkDockerfile } from "./dockerfile";
+import {
+  bakeApps,
+  bakeGroupTargets,
+  checkApps,
+  checkDockerfile,
+  checkReleaseImageSet,
+  TEST_DOUBLES,
+} from "./dockerfile";
 import { type Finding, type K8sObject, objectName, renderKustomization } from "./manifests";
 import { checkPolicy } from "./policy";
 import { validateSchema } from "./schema";
@@ -37,19 +44,46 @@ export function checkImagesAreBuilt(objects: K8sObject[], apps: string[]): Findi
   return findings;
 }
 
+/** The only overlay that may run a test double: a laptop cluster. */
+export const LOCAL_OVERLAY = "local";
+
+/** No object of a non-local overlay names a test double: not as a workload, image, label or URL. */
+export function checkNoTestDoubles(objects: K8sObject[]): Finding[] {
+  const findings: Finding[] = [];
+  for (const object of objects) {
+    const text = JSON.stringify(object);
+    for (const double of TEST_DOUBLES.filter((d) => text.includes(d))) {
+      findings.push({
+        rule: "test-double",
+        object: objectName(object),
+        message: `mentions ${double}, a test double: only overlays/${LOCAL_OVERLAY} may run it`,
+      });
+    }
+  }
+  return findings;
+}
+
 /** Everything `pnpm infra:check` checks, for the repository at `root`. */
 export async function checkRepository(root: string): Promise<Report> {
   const report: Report = { checked: [], findings: [] };
-  const apps = bakeApps(readFileSync(join(root, "infra/docker/docker-bake.hcl"), "utf8"));
+  const bake = readFileSync(join(root, "infra/docker/docker-bake.hcl"), "utf8");
+  const apps = bakeApps(bake);
+  const localImages = bakeGroupTargets(bake, "local");
   report.findings.push(...checkDockerfile(readFileSync(join(root, "infra/docker/Dockerfile"), "utf8")));
   report.findings.push(...checkApps(apps, root));
-  report.checked.push(`infra/docker/Dockerfile (apps: ${apps.join(", ")})`);
+  report.findings.push(...checkApps(localImages, root, "packages"));
+  report.findings.push(...checkReleaseImageSet(apps));
+  report.checked.push(
+    `infra/docker/Dockerfile (apps: ${apps.join(", ")}; laptop only: ${localImages.join(", ") || "none"})`,
+  );
 
   const overlays = join(root, "infra/k8s/overlays");
   for (const overlay of readdirSync(overlays, { withFileTypes: true }).filter((d) => d.isDirectory())) {
     const objects = renderKustomization(join(overlays, overlay.name));
+    const local = overlay.name === LOCAL_OVERLAY;
     report.findings.push(...(await checkObjects(objects)));
-    report.findings.push(...checkImagesAreBuilt(objects, apps));
+    report.findings.push(...checkImagesAreBuilt(objects, local ? [...apps, ...localImages] : apps));
+    if (!local) report.findings.push(...checkNoTestDoubles(objects));
     report.checked.push(`infra/k8s/overlays/${overlay.name} (${objects.length} objects)`);
   }
   // Third-party images for laptops only: valid objects, but not held to Switchboard's own policies.

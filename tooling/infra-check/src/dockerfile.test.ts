@@ -3,11 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { bakeApps, checkApps, checkDockerfile } from "./dockerfile";
+import { bakeApps, bakeGroupTargets, checkApps, checkDockerfile, checkReleaseImageSet } from "./dockerfile";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const dockerfile = readFileSync(join(root, "infra/docker/Dockerfile"), "utf8");
-const apps = bakeApps(readFileSync(join(root, "infra/docker/docker-bake.hcl"), "utf8"));
+const bake = readFileSync(join(root, "infra/docker/docker-bake.hcl"), "utf8");
+const apps = bakeApps(bake);
 const rules = (text: string) => checkDockerfile(text).map((f) => f.rule);
 
 describe("the image recipe", () => {
@@ -15,18 +16,24 @@ describe("the image recipe", () => {
     expect(checkDockerfile(dockerfile)).toEqual([]);
   });
 
-  it("builds the four services, the console and the fake Meta, each an app with a build script", () => {
-    expect(apps).toEqual(
-      expect.arrayContaining([
-        "ingress",
-        "page-router",
-        "message-service",
-        "subscription-service",
-        "console",
-        "fake-meta",
-      ]),
-    );
+  it("builds the four services and the console for a release, each an app with a build script", () => {
+    expect(apps).toEqual(["ingress", "page-router", "message-service", "subscription-service", "console"]);
     expect(checkApps(apps, root)).toEqual([]);
+    expect(checkReleaseImageSet(apps)).toEqual([]);
+  });
+
+  it("builds the fake Meta only in the laptop group, from its package", () => {
+    expect(bakeGroupTargets(bake, "local")).toEqual(["fake-meta"]);
+    expect(bakeGroupTargets(bake, "default")).toEqual(["app"]);
+    expect(checkApps(["fake-meta"], root, "packages")).toEqual([]);
+  });
+
+  it("fails a release image set that builds the fake Meta", () => {
+    const bad = bake.replace('"console"]', '"console", "fake-meta"]');
+    expect(bad).not.toEqual(bake);
+    expect(checkReleaseImageSet(bakeApps(bad))).toEqual([
+      expect.objectContaining({ rule: "test-double", message: expect.stringContaining("fake-meta") }),
+    ]);
   });
 
   it.each([

@@ -21,11 +21,34 @@ export function parseDockerfile(text: string): Instruction[] {
     });
 }
 
-/** The app names the bake file builds (its `matrix = { app = [...] }`). */
+/** The app names the bake file builds for a release (its `matrix = { app = [...] }`). */
 export function bakeApps(bakeText: string): string[] {
   const list = /app\s*=\s*\[([^\]]*)\]/.exec(bakeText)?.[1];
   if (!list) return [];
   return [...list.matchAll(/"([^"]+)"/g)].map((m) => m[1]!);
+}
+
+/** The targets of one bake group, e.g. `group "local" { targets = ["fake-meta"] }`. */
+export function bakeGroupTargets(bakeText: string, group: string): string[] {
+  const list = new RegExp(`group\\s+"${group}"\\s*\\{[^}]*targets\\s*=\\s*\\[([^\\]]*)\\]`).exec(
+    bakeText,
+  )?.[1];
+  if (!list) return [];
+  return [...list.matchAll(/"([^"]+)"/g)].map((m) => m[1]!);
+}
+
+/** Test doubles: built for laptops and tests, never part of a release or a non-local overlay. */
+export const TEST_DOUBLES = ["fake-meta"];
+
+/** The release's image set holds no test double (the fake Meta signs any payload with the app secret). */
+export function checkReleaseImageSet(apps: string[]): Finding[] {
+  return apps
+    .filter((app) => TEST_DOUBLES.includes(app))
+    .map((app) => ({
+      rule: "test-double",
+      object: "infra/docker/docker-bake.hcl",
+      message: `the release image set builds ${app}, a test double (build it in the "local" group only)`,
+    }));
 }
 
 const FILE = "infra/docker/Dockerfile";
@@ -93,17 +116,20 @@ export function checkDockerfile(text: string): Finding[] {
   return findings;
 }
 
-/** Every app the bake file builds exists under apps/ with a build script producing dist/main.js. */
-export function checkApps(apps: string[], repoRoot: string): Finding[] {
+/**
+ * Every app the bake file builds exists under `apps/` (or, for the local-only targets, `packages/`) with a
+ * build script producing dist/main.js.
+ */
+export function checkApps(apps: string[], repoRoot: string, dir: "apps" | "packages" = "apps"): Finding[] {
   const findings: Finding[] = [];
-  if (apps.length === 0) {
+  if (apps.length === 0 && dir === "apps") {
     findings.push({ rule: "apps", object: "infra/docker/docker-bake.hcl", message: "names no app" });
   }
   for (const app of apps) {
-    const manifest = join(repoRoot, "apps", app, "package.json");
-    const fail = (message: string) => findings.push({ rule: "apps", object: `apps/${app}`, message });
+    const manifest = join(repoRoot, dir, app, "package.json");
+    const fail = (message: string) => findings.push({ rule: "apps", object: `${dir}/${app}`, message });
     if (!existsSync(manifest)) {
-      fail("has no package.json (the image's APP must be a directory under apps/)");
+      fail(`has no package.json (the image's APP must be a directory under ${dir}/)`);
       continue;
     }
     const pkg = JSON.parse(readFileSync(manifest, "utf8")) as {

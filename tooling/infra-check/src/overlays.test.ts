@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { checkRepository } from "./check";
+import { checkNoTestDoubles, checkRepository } from "./check";
 import { type K8sObject, renderKustomization } from "./manifests";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -104,6 +104,40 @@ describe.each(["local", "production"])("the %s overlay", (overlay) => {
     expect(bus.image).toBe(image);
     expect(bus.command.at(-1)).toBe("node_modules/@switchboard/bus/dist/migrate-cli.js");
     expect(bus.envFrom).toEqual([{ configMapRef: { name: "switchboard-shared" } }]);
+  });
+});
+
+describe("the fake Meta (a test double)", () => {
+  const local = render("local");
+
+  it("runs in the local overlay only, with NODE_ENV overriding the image's production value", () => {
+    const container = find(local, "Deployment", "fake-meta").spec.template.spec.containers[0];
+    expect(container.image).toBe("switchboard/fake-meta:dev");
+    expect(container.env.find((e: any) => e.name === "NODE_ENV").value).toBe("development");
+    expect(find(local, "ConfigMap", "switchboard-shared").data.GRAPH_API_BASE_URL).toBe(
+      "http://fake-meta:4000",
+    );
+  });
+
+  it("is found by the test-double check wherever it appears: workloads, images, URLs", () => {
+    const named = new Set(checkNoTestDoubles(local).map((f) => f.object));
+    for (const object of [
+      "Deployment/fake-meta",
+      "Service/fake-meta",
+      "ConfigMap/switchboard-shared",
+      "NetworkPolicy/graph-clients-to-fake-meta",
+    ]) {
+      expect(named).toContain(object);
+    }
+    expect(checkNoTestDoubles(render("production"))).toEqual([]);
+  });
+
+  it("fails a production overlay that runs it", () => {
+    const production = render("production");
+    const leaked = [...production, find(local, "Deployment", "fake-meta")];
+    expect(checkNoTestDoubles(leaked)).toEqual([
+      expect.objectContaining({ rule: "test-double", object: "Deployment/fake-meta" }),
+    ]);
   });
 });
 

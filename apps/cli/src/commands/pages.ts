@@ -16,7 +16,7 @@ export function registerPageCommands(program: Command, context: CliContext) {
     .requiredOption("--company <id>", "the company that owns the page")
     .option("--token-env <VAR>", "read the page token from this environment variable instead of stdin")
     .action(async (options: { pageId: string; name: string; company: string; tokenEnv?: string }) => {
-      const token = options.tokenEnv ? process.env[options.tokenEnv] : await readStdin();
+      const token = options.tokenEnv ? context.variable(options.tokenEnv) : await readStdin();
       if (!token)
         throw new Error(
           `no token: ${options.tokenEnv ? `$${options.tokenEnv} is empty` : "stdin was empty"}`,

@@ -193,4 +193,30 @@ describe("pnpm sb subscriptions", () => {
     expect(check.code).toBe(0);
     expect(check.out).not.toMatch(/│\s*no\s*│/);
   });
+
+  it("pages connect --token-env reads the page token from the CLI's environment, not the process's", async () => {
+    environment.SB_TEST_PAGE_TOKEN = `EAAB-3005-${uniqueId()}`;
+    const connect = (variable: string) =>
+      sb(
+        "pages",
+        "connect",
+        "--page-id",
+        "3005",
+        "--name",
+        "Library",
+        "--company",
+        "acme",
+        "--token-env",
+        variable,
+      );
+    const printed = vi.spyOn(console, "log").mockImplementation(() => undefined);
+    try {
+      await expect(connect("SB_TEST_UNSET_TOKEN")).rejects.toThrow("$SB_TEST_UNSET_TOKEN is empty");
+      await connect("SB_TEST_PAGE_TOKEN");
+      expect(printed).toHaveBeenCalledWith("connected page 3005 (Library) for acme");
+    } finally {
+      printed.mockRestore();
+      delete environment.SB_TEST_PAGE_TOKEN;
+    }
+  });
 });

@@ -66,7 +66,7 @@ export const masked = (token: string | undefined) =>
 export async function fake<T = unknown>(system: DemoSystem, path: string, body?: unknown): Promise<T> {
   const res = await fetch(`${system.urls["fake-meta"]}/_fake${path}`, {
     method: body === undefined ? "GET" : "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${system.fakeMetaControlToken}` },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   if (!res.ok) throw new CheckFailed(`fake Meta ${path} answered ${res.status}: ${await res.text()}`);

@@ -1,6 +1,6 @@
 /** The in-memory world of the fake Meta: pages and their tokens, users, subscriptions, injected failures. */
 
-export type GraphEndpointName = "subscribed_apps" | "profile" | "messages";
+export type GraphEndpointName = "subscribed_apps" | "profile" | "messages" | "conversations";
 export type EchoMode = "before" | "after" | "random" | "off";
 
 export interface FakePageInput {
@@ -36,7 +36,7 @@ export interface InjectedError {
   type?: string;
   /** How many calls fail; unlimited until `clearErrors`/`reset` when omitted. */
   times?: number;
-  /** Limit to one endpoint: "subscribed_apps", "messages", "profile", or with a method, "subscribed_apps:POST". */
+  /** Limit to one endpoint: "subscribed_apps", "messages", "profile", "conversations", or with a method, "subscribed_apps:POST". */
   endpoint?: string;
   /** Wait this long before answering (or before failing, with a code/status): simulates a slow Meta. */
   delayMs?: number;
@@ -65,6 +65,26 @@ export interface SentMessage {
   at: number;
 }
 
+/** A message a person sent to a page, as the fake delivered it in a webhook (the thread's other side). */
+export interface PersonMessage {
+  pageId: string;
+  psid: string;
+  mid: string;
+  text?: string;
+  at: number;
+}
+
+/** One message of a page's thread with a person, oldest first; `from` says who wrote it. */
+export interface ThreadMessage {
+  pageId: string;
+  psid: string;
+  mid: string;
+  /** Meta answers "" for a message without text (an attachment). */
+  text: string;
+  from: "page" | "person";
+  at: number;
+}
+
 export interface WebhookDelivery {
   url: string;
   body: string;
@@ -73,7 +93,19 @@ export interface WebhookDelivery {
   at: number;
 }
 
-type TokenStatus = "valid" | "revoked" | "replaced";
+export type TokenStatus = "valid" | "revoked" | "replaced";
+
+export type FakeUser = Required<FakeUserInput>;
+
+/**
+ * What survives a restart when a state file is used: the registrations (pages, their tokens, people,
+ * subscriptions). Logs, injected errors and the echo mode are a session's and start afresh.
+ */
+export interface Registrations {
+  pages: FakePage[];
+  tokens: Array<{ token: string; pageId: string; status: TokenStatus }>;
+  users: FakeUser[];
+}
 
 // Logs keep the newest entries only, so a long `pnpm dev` session does not grow without bound.
 const LOG_LIMIT = 10_000;
@@ -87,14 +119,40 @@ export class FakeMetaState {
   readonly calls: RecordedCall[] = [];
   readonly sentMessages: SentMessage[] = [];
   readonly webhookDeliveries: WebhookDelivery[] = [];
+  readonly personMessages: PersonMessage[] = [];
   echoMode: EchoMode;
   private readonly pages = new Map<string, FakePage>();
   private readonly tokens = new Map<string, { pageId: string; status: TokenStatus }>();
-  private readonly users = new Map<string, Required<FakeUserInput>>();
+  private readonly users = new Map<string, FakeUser>();
   private readonly errors = new Map<string, InjectedError[]>();
+  private readonly registrationListeners: Array<() => void> = [];
 
   constructor(private readonly defaultEchoMode: EchoMode = "random") {
     this.echoMode = defaultEchoMode;
+  }
+
+  /** Called after every change to a page, token, person or subscription (the state file's writer listens). */
+  onRegistrationChange(listener: () => void): void {
+    this.registrationListeners.push(listener);
+  }
+
+  registrations(): Registrations {
+    return structuredClone({
+      pages: [...this.pages.values()],
+      tokens: [...this.tokens].map(([token, info]) => ({ token, ...info })),
+      users: [...this.users.values()],
+    });
+  }
+
+  /** Replaces the registrations (a state file loaded at start); logs and injected errors are untouched. */
+  restoreRegistrations(registrations: Registrations): void {
+    const copy = structuredClone(registrations);
+    this.pages.clear();
+    this.tokens.clear();
+    this.users.clear();
+    for (const page of copy.pages) this.pages.set(page.pageId, page);
+    for (const { token, pageId, status } of copy.tokens) this.tokens.set(token, { pageId, status });
+    for (const user of copy.users) this.users.set(user.psid, user);
   }
 
   addPage({ pageId, token, name }: FakePageInput): FakePage {
@@ -109,6 +167,7 @@ export class FakeMetaState {
     };
     this.pages.set(pageId, page);
     this.tokens.set(token, { pageId, status: "valid" });
+    this.registrationChanged();
     return page;
   }
 
@@ -124,6 +183,7 @@ export class FakeMetaState {
   revokeToken(pageId: string): void {
     const page = this.requirePage(pageId);
     this.retireToken(page.token, "revoked");
+    this.registrationChanged();
   }
 
   /** A new token for the page (re-authorisation); the old one then fails with 190 / 463. */
@@ -132,6 +192,7 @@ export class FakeMetaState {
     this.retireToken(page.token, "replaced");
     page.token = token;
     this.tokens.set(token, { pageId, status: "valid" });
+    this.registrationChanged();
   }
 
   tokenInfo(token: string): { pageId: string; status: TokenStatus } | undefined {
@@ -146,9 +207,10 @@ export class FakeMetaState {
       lastName: input.lastName ?? `User ${input.psid}`,
       profilePic: input.profilePic ?? `https://fake-meta.invalid/pics/${input.psid}.jpg`,
     });
+    this.registrationChanged();
   }
 
-  user(psid: string): Required<FakeUserInput> | undefined {
+  user(psid: string): FakeUser | undefined {
     return this.users.get(psid);
   }
 
@@ -158,15 +220,18 @@ export class FakeMetaState {
 
   subscribe(pageId: string, fields: string[]): void {
     this.requirePage(pageId).subscribedFields = [...new Set(fields)];
+    this.registrationChanged();
   }
 
   /** Drift: Meta unsubscribed the app (e.g. after 8 hours of failing webhooks). */
   dropSubscription(pageId: string): void {
     delete this.requirePage(pageId).subscribedFields;
+    this.registrationChanged();
   }
 
   setUsage(pageId: string, percent: number): void {
     this.requirePage(pageId).usagePercent = percent;
+    this.registrationChanged();
   }
 
   usage(pageId: string | undefined): number {
@@ -211,6 +276,33 @@ export class FakeMetaState {
     append(this.webhookDeliveries, delivery);
   }
 
+  recordPersonMessage(message: PersonMessage): void {
+    append(this.personMessages, message);
+  }
+
+  /** The page's thread with the person: what the page sent through the Send API and what the person wrote. */
+  conversation(pageId: string, psid: string): ThreadMessage[] {
+    const fromPage = this.sentMessages
+      .filter((m) => m.pageId === pageId && m.psid === psid)
+      .map((m): ThreadMessage => {
+        const text = (m.body.message as { text?: unknown } | undefined)?.text;
+        return {
+          pageId,
+          psid,
+          mid: m.mid,
+          text: typeof text === "string" ? text : "",
+          from: "page",
+          at: m.at,
+        };
+      });
+    const fromPerson = this.personMessages
+      .filter((m) => m.pageId === pageId && m.psid === psid)
+      .map(
+        (m): ThreadMessage => ({ pageId, psid, mid: m.mid, text: m.text ?? "", from: "person", at: m.at }),
+      );
+    return [...fromPage, ...fromPerson].sort((a, b) => a.at - b.at);
+  }
+
   callsTo(pageId: string, endpoint?: GraphEndpointName): RecordedCall[] {
     return this.calls.filter(
       (c) => c.pageId === pageId && (endpoint === undefined || c.endpoint === endpoint),
@@ -221,11 +313,17 @@ export class FakeMetaState {
     this.calls.length = 0;
     this.sentMessages.length = 0;
     this.webhookDeliveries.length = 0;
+    this.personMessages.length = 0;
     this.pages.clear();
     this.tokens.clear();
     this.users.clear();
     this.errors.clear();
     this.echoMode = this.defaultEchoMode;
+    this.registrationChanged();
+  }
+
+  private registrationChanged(): void {
+    for (const listener of this.registrationListeners) listener();
   }
 
   private retireToken(token: string, status: TokenStatus): void {

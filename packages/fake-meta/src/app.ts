@@ -1,9 +1,11 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import express, { type Express, type Request, type Response } from "express";
+import express, { type Express, type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { createGraphRouter } from "./graph";
 import { type EchoMode, FakeMetaState, type GraphEndpointName } from "./state";
+import { persistState } from "./state-file";
 import {
   type DeliveryResult,
   deliverSignedWebhook,
@@ -20,6 +22,13 @@ export interface FakeMetaOptions {
   /** Refuse other Graph API versions in the path; any `vX.Y` when omitted. */
   graphApiVersion?: string;
   echoMode?: EchoMode;
+  /**
+   * The bearer token the control API (`/_fake/*`) requires: it signs any payload with the app secret and
+   * hands out page tokens. A random one when omitted (read it back from `controlToken`).
+   */
+  controlToken?: string;
+  /** Keep the registrations (pages, tokens, people, subscriptions) in this JSON file across restarts. */
+  stateFile?: string;
   log?: Logger;
 }
 
@@ -39,6 +48,10 @@ export interface RunningFakeMeta {
 export interface FakeMeta {
   app: Express;
   state: FakeMetaState;
+  /** What `/_fake/*` requests must send as `Authorization: Bearer <controlToken>`. */
+  controlToken: string;
+  /** Writes pending registration changes to the state file now (no-op without one). */
+  flushState(): void;
   listen(port?: number, host?: string): Promise<RunningFakeMeta>;
   /** Signs and POSTs a webhook: a whole body (object or exact string) or a list of entries. */
   sendWebhook(body: unknown, options?: SendWebhookOptions): Promise<DeliveryResult>;
@@ -47,11 +60,14 @@ export interface FakeMeta {
 export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
   const { appSecret, appId, ingressUrl, log } = options;
   const state = new FakeMetaState(options.echoMode);
+  const controlToken = options.controlToken ?? randomBytes(24).toString("base64url");
+  const persistence = options.stateFile ? persistState(state, options.stateFile) : undefined;
 
   async function sendWebhook(body: unknown, sendOptions: SendWebhookOptions = {}): Promise<DeliveryResult> {
     const url = sendOptions.ingressUrl ?? ingressUrl;
     const payload = Array.isArray(body) ? webhookBodyFor(body as WebhookEntryInput[]) : body;
     const at = Date.now();
+    recordPersonMessages(state, payload, at);
     try {
       const result = await deliverSignedWebhook({
         url,
@@ -111,7 +127,7 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });
-  app.use("/_fake", createControlRouter(state, sendWebhook));
+  app.use("/_fake", requireControlToken(controlToken), createControlRouter(state, sendWebhook));
   app.use(
     createGraphRouter({
       state,
@@ -135,6 +151,8 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
   return {
     app,
     state,
+    controlToken,
+    flushState: () => persistence?.flush(),
     sendWebhook,
     listen(port = 0, host = "127.0.0.1") {
       return new Promise((resolve, reject) => {
@@ -145,6 +163,7 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
             url: `http://${host}:${address.port}`,
             close: () =>
               new Promise<void>((done) => {
+                persistence?.flush();
                 server.close(() => done());
                 server.closeAllConnections();
               }),
@@ -152,6 +171,51 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
         });
       });
     },
+  };
+}
+
+/**
+ * The messages people wrote in a webhook the fake sends (not echoes): the person's side of the page's thread,
+ * which the Conversations API shows. Bodies that are not Meta-shaped (a test's raw string) add nothing.
+ */
+function recordPersonMessages(state: FakeMetaState, payload: unknown, at: number): void {
+  let body = payload;
+  if (typeof body === "string") {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      return;
+    }
+  }
+  const entries = (body as { entry?: unknown } | null)?.entry;
+  if (!Array.isArray(entries)) return;
+  for (const entry of entries as Array<{ id?: unknown; messaging?: unknown }>) {
+    if (!Array.isArray(entry?.messaging)) continue;
+    for (const item of entry.messaging as Array<Record<string, unknown>>) {
+      const psid = (item.sender as { id?: unknown } | undefined)?.id;
+      const message = item.message as { mid?: unknown; text?: unknown; is_echo?: unknown } | undefined;
+      if (typeof psid !== "string" || typeof message?.mid !== "string" || message.is_echo) continue;
+      state.recordPersonMessage({
+        pageId: String(entry.id),
+        psid,
+        mid: message.mid,
+        ...(typeof message.text === "string" ? { text: message.text } : {}),
+        at,
+      });
+    }
+  }
+}
+
+/** The control API signs anything with the app secret and hands out page tokens: never open to anyone. */
+function requireControlToken(controlToken: string) {
+  const expected = Buffer.from(controlToken);
+  return (req: Request, res: Response, next: NextFunction) => {
+    const presented = Buffer.from(/^Bearer\s+(.+)$/i.exec(req.get("authorization") ?? "")?.[1] ?? "");
+    if (presented.length === expected.length && timingSafeEqual(presented, expected)) return next();
+    res
+      .status(401)
+      .set("WWW-Authenticate", 'Bearer realm="fake-meta control API"')
+      .json({ error: "the control API needs Authorization: Bearer <FAKE_META_CONTROL_TOKEN>" });
   };
 }
 

@@ -5,8 +5,16 @@ export {
   type RunningFakeMeta,
   type SendWebhookOptions,
 } from "./app";
-export { defaultErrorFor, proofIsValid, SUBSCRIBABLE_FIELDS } from "./graph";
+export { type FakeMetaControl, fakeMetaControl } from "./control-client";
+export { defaultErrorFor, parseFields, proofIsValid, SUBSCRIBABLE_FIELDS } from "./graph";
 export * from "./state";
+export {
+  loadStateFile,
+  persistState,
+  StateFileError,
+  type StatePersistence,
+  saveStateFile,
+} from "./state-file";
 export {
   type DeliveryResult,
   deliverSignedWebhook,

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { quoteLongIds, WebhookBody, webhookSignature } from "@switchboard/contracts";
 import { eventually } from "@switchboard/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createFakeMeta, type RunningFakeMeta } from "./index";
+import { createFakeMeta, fakeMetaControl, type RunningFakeMeta } from "./index";
 import { metaJson, RawNumber } from "./webhooks";
 
 const APP_SECRET = "fake-meta-test-secret";
@@ -14,6 +14,7 @@ const OTHER_PAGE = "200000000000002";
 const TOKEN = "page-token-one";
 const OTHER_TOKEN = "page-token-two";
 const PSID = "8000000000001";
+const CONTROL_TOKEN = "fake-meta-test-control-token";
 
 /** What the tests read from Graph answers and the control API (an error body, or the fields of a success). */
 interface Answer {
@@ -94,11 +95,7 @@ async function graph(method: string, path: string, token: string | undefined, bo
 }
 
 async function control(method: string, path: string, body?: unknown) {
-  const response = await fetch(`${server.url}/_fake${path}`, {
-    method,
-    headers: body ? { "content-type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
+  const response = await fakeMetaControl(server.url, CONTROL_TOKEN)(path, body, method);
   return { status: response.status, json: (await response.json()) as Answer };
 }
 
@@ -111,7 +108,13 @@ const send = (text: string, metadata?: string) =>
 
 beforeAll(async () => {
   const ingressUrl = await receiver.start();
-  fake = createFakeMeta({ appSecret: APP_SECRET, appId: APP_ID, ingressUrl, graphApiVersion: "v21.0" });
+  fake = createFakeMeta({
+    appSecret: APP_SECRET,
+    appId: APP_ID,
+    ingressUrl,
+    graphApiVersion: "v21.0",
+    controlToken: CONTROL_TOKEN,
+  });
   server = await fake.listen();
 });
 afterAll(async () => {
@@ -399,8 +402,123 @@ describe("control API", () => {
     expect(fake.state.page("300")).toBeUndefined();
   });
 
+  it("answers 401 without the control token, so nobody else can sign webhooks or read page tokens", async () => {
+    const attempts = [
+      fetch(`${server.url}/_fake/calls`),
+      fetch(`${server.url}/_fake/calls`, { headers: { authorization: "Bearer not-the-token" } }),
+      fetch(`${server.url}/_fake/calls`, { headers: { authorization: CONTROL_TOKEN } }),
+      fakeMetaControl(server.url, "wrong")("/webhooks", { object: "page", entry: [] }),
+      fakeMetaControl(server.url, "wrong")("/pages", { pageId: "1", token: "stolen" }),
+    ];
+    for (const response of await Promise.all(attempts)) {
+      expect(response.status).toBe(401);
+      expect(response.headers.get("www-authenticate")).toMatch(/^Bearer /);
+    }
+    expect(receiver.received).toHaveLength(0);
+    expect(fake.state.page("1")).toBeUndefined();
+    expect((await control("GET", "/calls")).status).toBe(200);
+  });
+
+  it("generates a control token when none is given", () => {
+    const a = createFakeMeta({ appSecret: APP_SECRET, appId: APP_ID, ingressUrl: "http://127.0.0.1:9" });
+    const b = createFakeMeta({ appSecret: APP_SECRET, appId: APP_ID, ingressUrl: "http://127.0.0.1:9" });
+    expect(a.controlToken.length).toBeGreaterThanOrEqual(32);
+    expect(a.controlToken).not.toBe(b.controlToken);
+  });
+
   it("serves /healthz", async () => {
     const response = await fetch(`${server.url}/healthz`);
     expect(await response.json()).toEqual({ status: "ok" });
+  });
+});
+
+describe("Conversations API (GET /{page-id}/conversations?user_id=)", () => {
+  const FIELDS = "messages{id,message,created_time,from,to}";
+  const thread = (token: string, query: string, page = PAGE) =>
+    graph("GET", `/v21.0/${page}/conversations?${query}`, token);
+
+  it("shows the page's thread with the person, newest first, with what the page sent", async () => {
+    fake.state.echoMode = "off";
+    expect((await thread(TOKEN, `user_id=${PSID}&fields=${FIELDS}`)).json).toEqual({ data: [] });
+    await fake.sendWebhook([
+      {
+        id: PAGE,
+        messaging: [
+          {
+            sender: { id: PSID },
+            recipient: { id: PAGE },
+            timestamp: 1,
+            message: { mid: "m_in", text: "hi" },
+          },
+        ],
+      },
+    ]);
+    const first = await send("hello Grace", "sb:msg-1");
+    const second = await send("anything else?");
+
+    const { status, json } = await thread(TOKEN, `platform=messenger&user_id=${PSID}&fields=${FIELDS}`);
+    expect(status).toBe(200);
+    const [conversation] = json.data as Array<{
+      id: string;
+      messages: { data: Array<Record<string, unknown>> };
+    }>;
+    expect(conversation!.id).toMatch(/^t_\d+$/);
+    const page = { name: `Page ${PAGE}`, email: `${PAGE}@facebook.com`, id: PAGE };
+    const person = { name: "Grace Hopper", email: `${PSID}@facebook.com`, id: PSID };
+    expect(conversation!.messages.data).toEqual([
+      {
+        id: second.json.message_id,
+        message: "anything else?",
+        created_time: expect.any(String),
+        from: page,
+        to: { data: [person] },
+      },
+      {
+        id: first.json.message_id,
+        message: "hello Grace",
+        created_time: expect.any(String),
+        from: page,
+        to: { data: [person] },
+      },
+      { id: "m_in", message: "hi", created_time: expect.any(String), from: person, to: { data: [page] } },
+    ]);
+    // Meta's format, and no `metadata`: the Conversations API does not return it.
+    expect(conversation!.messages.data[0]!.created_time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000$/);
+    expect(JSON.stringify(json)).not.toContain("sb:msg-1");
+    expect(fake.state.callsTo(PAGE, "conversations").map((c) => [c.psid, c.token])).toEqual([
+      [PSID, TOKEN],
+      [PSID, TOKEN],
+    ]);
+  });
+
+  it("needs the page's own token and answers only for that page's people", async () => {
+    fake.state.echoMode = "off";
+    await send("hello");
+    const wrongPage = await thread(OTHER_TOKEN, `user_id=${PSID}&fields=${FIELDS}`);
+    expect(wrongPage.status).toBe(403);
+    expect(wrongPage.json.error.code).toBe(200);
+    expect((await thread(OTHER_TOKEN, `user_id=${PSID}&fields=${FIELDS}`, OTHER_PAGE)).json).toEqual({
+      data: [],
+    });
+    expect((await thread("", `user_id=${PSID}`)).json.error.code).toBe(104);
+    fake.state.revokeToken(PAGE);
+    expect((await thread(TOKEN, `user_id=${PSID}&fields=${FIELDS}`)).json.error).toMatchObject({
+      code: 190,
+      error_subcode: 460,
+    });
+  });
+
+  it("answers the requested fields only, ids and updated_time by default, and refuses unknown ones", async () => {
+    fake.state.echoMode = "off";
+    const sent = await send("hello");
+    const plain = await thread(TOKEN, `user_id=${PSID}`);
+    expect(plain.json.data).toEqual([{ id: expect.stringMatching(/^t_/), updated_time: expect.any(String) }]);
+    const narrow = await thread(TOKEN, `user_id=${PSID}&fields=messages{message}`);
+    expect(narrow.json.data).toEqual([
+      { id: expect.any(String), messages: { data: [{ message: "hello", id: sent.json.message_id }] } },
+    ]);
+    expect((await thread(TOKEN, `user_id=${PSID}&fields=messages{metadata}`)).json.error.code).toBe(100);
+    expect((await thread(TOKEN, `user_id=${PSID}&fields=participants`)).json.error.code).toBe(100);
+    expect((await thread(TOKEN, `user_id=${PSID}&platform=instagram`)).json.error.code).toBe(100);
   });
 });

@@ -1,6 +1,6 @@
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import express, { type Request, type Response, type Router } from "express";
-import type { FakeMetaState, GraphEndpointName, InjectedError } from "./state";
+import type { FakeMetaState, GraphEndpointName, InjectedError, ThreadMessage } from "./state";
 
 /** Fields a Messenger app can subscribe a page to (the ones Switchboard uses, and a few more). */
 export const SUBSCRIBABLE_FIELDS = new Set([
@@ -21,6 +21,43 @@ export const SUBSCRIBABLE_FIELDS = new Set([
 
 const PROFILE_FIELDS = new Set(["id", "name", "first_name", "last_name", "profile_pic"]);
 const MESSAGING_TYPES = new Set(["RESPONSE", "UPDATE", "MESSAGE_TAG"]);
+const CONVERSATION_FIELDS = new Set(["id", "updated_time", "messages"]);
+const MESSAGE_FIELDS = new Set(["id", "message", "created_time", "from", "to"]);
+
+/**
+ * A Graph `fields` list with nested selections, e.g. `id,messages{id,message,from}` →
+ * `[["id"], ["messages", ["id", "message", "from"]]]`. Modifiers such as `.limit(5)` are dropped.
+ */
+export function parseFields(text: string): Array<[string, string[] | undefined]> {
+  const fields: Array<[string, string[] | undefined]> = [];
+  let depth = 0;
+  let start = 0;
+  const take = (part: string) => {
+    const trimmed = part.trim();
+    if (!trimmed) return;
+    const brace = trimmed.indexOf("{");
+    const name = (brace < 0 ? trimmed : trimmed.slice(0, brace)).split(".")[0]!.trim();
+    const nested = brace < 0 ? undefined : parseFields(trimmed.slice(brace + 1, trimmed.lastIndexOf("}")));
+    fields.push([name, nested?.map(([n]) => n)]);
+  };
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === "{") depth++;
+    else if (text[i] === "}") depth--;
+    else if (text[i] === "," && depth === 0) {
+      take(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  take(text.slice(start));
+  return fields;
+}
+
+/** Meta's timestamps in Graph answers: ISO 8601 with a `+0000` offset and no milliseconds. */
+const graphTime = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "+0000");
+
+/** A stable thread id per page and person, shaped like Meta's (`t_` and digits). */
+const threadId = (pageId: string, psid: string) =>
+  `t_${BigInt(`0x${createHash("sha256").update(`${pageId}:${psid}`).digest("hex").slice(0, 15)}`)}`;
 
 export interface MetaError {
   status: number;
@@ -429,6 +466,77 @@ export function createGraphRouter(options: GraphRouterOptions): Router {
     if (mode === "after") {
       res.once("finish", () => void options.onMessageSent(sent, { beforeAnswer: false }));
     }
+  });
+
+  // The Conversations API, narrowed to one person: `GET /{page-id}/conversations?user_id=<psid>&fields=…`.
+  // https://developers.facebook.com/docs/messenger-platform/conversations
+  router.get("/:version/:pageId/conversations", async (req, res) => {
+    const psid = typeof req.query.user_id === "string" ? req.query.user_id : undefined;
+    const auth = await authorise(req, res, "conversations", {
+      pageId: String(req.params.pageId),
+      ...(psid ? { psid } : {}),
+      pageScoped: true,
+    });
+    if (!auth) return;
+    const bad = (message: string) =>
+      sendError(res, { status: 400, code: 100, type: "OAuthException", message });
+    const platform = req.query.platform;
+    if (platform !== undefined && platform !== "messenger") {
+      return bad("(#100) Param platform must be one of {instagram, messenger}");
+    }
+    if (!psid) return bad("(#100) The fake Meta answers only for one person: pass user_id=<PSID>");
+    const fields = typeof req.query.fields === "string" ? parseFields(req.query.fields) : [];
+    const requested: typeof fields =
+      fields.length > 0
+        ? fields
+        : [
+            ["id", undefined],
+            ["updated_time", undefined],
+          ];
+    const unknown =
+      requested.find(([name]) => !CONVERSATION_FIELDS.has(name))?.[0] ??
+      requested.flatMap(([, nested]) => nested ?? []).find((name) => !MESSAGE_FIELDS.has(name));
+    if (unknown) return bad(`(#100) Tried accessing nonexisting field (${unknown})`);
+
+    const page = state.page(auth.tokenPageId)!;
+    const user = state.user(psid);
+    // Another page's person, or nobody: Meta has no thread to show (PSIDs are page-scoped).
+    const thread = user && user.pageId === page.pageId ? state.conversation(page.pageId, psid) : [];
+    if (thread.length === 0) {
+      res.json({ data: [] });
+      return;
+    }
+    const pageParty = { name: page.name, email: `${page.pageId}@facebook.com`, id: page.pageId };
+    const personParty = {
+      name: `${user!.firstName} ${user!.lastName}`,
+      email: `${psid}@facebook.com`,
+      id: psid,
+    };
+    const messageValues = (m: ThreadMessage): Record<string, unknown> => ({
+      id: m.mid,
+      message: m.text,
+      created_time: graphTime(m.at),
+      from: m.from === "page" ? pageParty : personParty,
+      to: { data: [m.from === "page" ? personParty : pageParty] },
+    });
+    const conversation: Record<string, unknown> = {};
+    for (const [name, nested] of requested) {
+      if (name === "id") conversation.id = threadId(page.pageId, psid);
+      if (name === "updated_time") conversation.updated_time = graphTime(thread.at(-1)!.at);
+      if (name === "messages") {
+        const selected = nested && nested.length > 0 ? nested : ["id", "created_time"];
+        conversation.messages = {
+          // Newest first, as Meta lists them; Meta pages them (25 at a time), the fake answers the whole thread.
+          data: [...thread].reverse().map((m) => {
+            const values = messageValues(m);
+            return Object.fromEntries([...new Set([...selected, "id"])].map((f) => [f, values[f]]));
+          }),
+        };
+      }
+    }
+    // Meta always names the conversation's id.
+    conversation.id ??= threadId(page.pageId, psid);
+    res.json({ data: [conversation] });
   });
 
   router.get("/:version/:id", async (req, res) => {
