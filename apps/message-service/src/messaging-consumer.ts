@@ -68,7 +68,9 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
     try {
       await publishOutbox(result.outbox);
       for (const row of result.outbox) {
-        metrics.domainEventsPublished.inc({ type: "type" in row.payload ? row.payload.type : "send.request" });
+        metrics.domainEventsPublished.inc({
+          type: "type" in row.payload ? row.payload.type : "send.request",
+        });
       }
     } catch (error) {
       // Committed: the outbox relay publishes these later. Failing here would only redeliver a no-op.

@@ -6,11 +6,7 @@ import { createLogger } from "@switchboard/observability";
 import { connectPage, disconnectPage } from "@switchboard/pages";
 import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  IdempotencyKeyReusedError,
-  PageUnavailableError,
-  queueSend,
-} from "./queue-send";
+import { IdempotencyKeyReusedError, PageUnavailableError, queueSend } from "./queue-send";
 
 const log = createLogger({ service: "send-queue-test", level: "silent" });
 const cipher = createTokenCipher(generateTokenKey("k1"));

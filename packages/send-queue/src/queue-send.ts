@@ -71,7 +71,7 @@ export async function queueSend({ db, bus }: QueueSendDeps, input: QueueSendInpu
   if (page?.status !== "active") throw new PageUnavailableError(input.pageId, page?.status ?? null);
 
   if (input.idempotencyKey) {
-    const earlier = await replayIdempotent(db, bus, input);
+    const earlier = await replayIdempotent(db, input);
     if (earlier) return earlier;
   }
 
@@ -81,7 +81,7 @@ export async function queueSend({ db, bus }: QueueSendDeps, input: QueueSendInpu
   } catch (error) {
     // A concurrent request with the same Idempotency-Key won the unique index: answer with its row.
     if (input.idempotencyKey && isUniqueViolation(error)) {
-      const earlier = await replayIdempotent(db, bus, input);
+      const earlier = await replayIdempotent(db, input);
       if (earlier) return earlier;
     }
     throw error;
@@ -128,7 +128,7 @@ function messageCreated(message: Message, input: QueueSendInput): DomainEvent & 
   };
 }
 
-async function replayIdempotent(db: Db, bus: Bus, input: QueueSendInput): Promise<QueuedSend | undefined> {
+async function replayIdempotent(db: Db, input: QueueSendInput): Promise<QueuedSend | undefined> {
   const earlier = await db.message.findUnique({
     where: { pageId_idempotencyKey: { pageId: input.pageId, idempotencyKey: input.idempotencyKey! } },
     include: { conversation: { include: { contact: { select: { psid: true } } } } },

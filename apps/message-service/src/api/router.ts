@@ -3,11 +3,7 @@ import type { Bus } from "@switchboard/bus";
 import { MessagesQuery, PaginationQuery, SendMessageRequest } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import { Counter, type Registry } from "@switchboard/observability";
-import {
-  IdempotencyKeyReusedError,
-  PageUnavailableError,
-  queueSend,
-} from "@switchboard/send-queue";
+import { IdempotencyKeyReusedError, PageUnavailableError, queueSend } from "@switchboard/send-queue";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import type { Logger } from "pino";
 import { callerOf, requireApiKey } from "./auth";
