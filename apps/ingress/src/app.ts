@@ -12,6 +12,8 @@ export interface IngressDeps {
   verifyToken: string;
   bodyLimit?: string;
   publishTimeoutMs?: number;
+  /** JetStream replicas (NATS_STREAM_REPLICAS), for the large-entries bucket. */
+  replicas?: number;
 }
 
 /** Readiness: connected to NATS and the webhooks stream exists (checked at most every 5 s). */
@@ -44,6 +46,7 @@ export function createIngressApp(deps: IngressDeps): Express {
       metrics: createIngressMetrics(deps.registry),
       bodyLimit: deps.bodyLimit ?? "5mb",
       publishTimeoutMs: deps.publishTimeoutMs ?? 3000,
+      replicas: deps.replicas ?? 1,
     }),
   );
   app.use(

@@ -29,6 +29,7 @@ runMain(async () => {
     verifyToken: config.FB_VERIFY_TOKEN,
     bodyLimit: config.WEBHOOK_BODY_LIMIT,
     publishTimeoutMs: config.PUBLISH_TIMEOUT,
+    replicas: config.NATS_STREAM_REPLICAS,
   });
   const server = await listen(app, config.PORT);
   log.info({ port: config.PORT, namespace: config.BUS_NAMESPACE }, "ingress listening");

@@ -26,6 +26,22 @@ export function createIngressMetrics(registry: Registry) {
       labelNames: ["page_id"],
       registers: [registry],
     }),
+    invalidEntries: new Counter({
+      name: "switchboard_webhook_entries_invalid_total",
+      help: "Entries of a signed body that name no page, kept alone on the unrouted stream (the body's other entries are stored)",
+      registers: [registry],
+    }),
+    largeEntries: new Counter({
+      name: "switchboard_ingress_large_entries_total",
+      help: "Entries larger than the broker's max payload, stored in the large-entries Object Store bucket",
+      registers: [registry],
+    }),
+    signatureRejections: new Counter({
+      name: "switchboard_webhook_signature_rejections_total",
+      help: "POSTs refused for their X-Hub-Signature-256, by reason (missing, wrong_prefix, wrong_length, digest_mismatch)",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
     publishSeconds: new Histogram({
       name: "switchboard_webhook_publish_seconds",
       help: "Time from receiving a webhook to JetStream acknowledging all its entries",

@@ -1,15 +1,24 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Bus, connectBus, deleteStreams, listStored } from "@switchboard/bus";
-import { buildTextMessageItem, buildWebhookBody, Headers, webhookSignature } from "@switchboard/contracts";
+import { Writable } from "node:stream";
+import { Objm } from "@nats-io/obj";
+import { type Bus, connectBus, deleteStreams, listStored, replayStored } from "@switchboard/bus";
+import {
+  buildTextMessageItem,
+  buildWebhookBody,
+  ENTRY_WITHOUT_PAGE,
+  Headers,
+  webhookSignature,
+} from "@switchboard/contracts";
 import { createLogger, createMetricsRegistry } from "@switchboard/observability";
 import { eventually, testServices, uniqueId } from "@switchboard/testing";
 import request from "supertest";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createIngressApp } from "./app";
+import { signatureProblem } from "./webhook";
 
 const appSecret = "test-app-secret";
 const verifyToken = "test-verify-token";
@@ -134,8 +143,8 @@ describe("ingress webhook", () => {
     expect(await stored(bus.topology.subjects.webhookEntry("2006"))).toHaveLength(0);
   });
 
-  it("keeps a signed body that does not match the schema, with the reason, and answers 200", async () => {
-    const raw = JSON.stringify({ object: "page", entry: [{ time: 1 }] });
+  it("keeps a signed body with no entry list whole, with the reason, and answers 200", async () => {
+    const raw = JSON.stringify({ object: "page", entry: { id: "2007" } });
     await signedPost(app, raw).expect(200);
     const [kept] = await listStored(
       bus.js,
@@ -144,7 +153,48 @@ describe("ingress webhook", () => {
       bus.topology.subjects.unrouted("_invalid"),
     );
     expect(decode(kept!.data)).toBe(raw);
-    expect(kept!.reason).toMatch(/invalid webhook body: entry\.0\.id/);
+    expect(kept!.reason).toMatch(/^invalid webhook body: entry /);
+  });
+
+  it("stores the valid entries of a body and keeps a malformed one alone, with its reason, as a replayable unrouted entry", async () => {
+    const body = buildWebhookBody([
+      { pageId: "2201", messaging: [buildTextMessageItem({ pageId: "2201", psid: "u1" })] },
+      { pageId: "2202", messaging: [buildTextMessageItem({ pageId: "2202", psid: "u2" })] },
+    ]);
+    const malformed = { time: 1_700_000_000_000, messaging: [{ recipient: { id: "2203" } }] };
+    const raw = JSON.stringify({ ...body, entry: [body.entry[0], malformed, body.entry[1]] });
+    const res = await signedPost(app, raw).expect(200);
+    expect(res.body).toMatchObject({ status: "stored", entries: 2, kept: 1 });
+    expect(await stored(bus.topology.subjects.webhookEntry("2201"))).toHaveLength(1);
+    expect(await stored(bus.topology.subjects.webhookEntry("2202"))).toHaveLength(1);
+
+    const unrouted = bus.topology.streams.unrouted.name;
+    const [kept, ...more] = await listStored(
+      bus.js,
+      bus.jsm,
+      unrouted,
+      bus.topology.subjects.unrouted(ENTRY_WITHOUT_PAGE),
+    );
+    expect(more).toHaveLength(0);
+    // The entry alone, not the body: the other pages' entries are not kept twice.
+    expect(JSON.parse(decode(kept!.data))).toEqual(malformed);
+    expect(kept!.reason).toMatch(/^undecodable: entry\.1\.id /);
+    expect(kept!.headers[Headers.traceId]).toBe(res.body.traceId);
+    expect(kept!.headers[Headers.originalSubject]).toBe(
+      bus.topology.subjects.webhookEntry(ENTRY_WITHOUT_PAGE),
+    );
+    expect(
+      await listStored(bus.js, bus.jsm, unrouted, bus.topology.subjects.unrouted("_invalid")),
+    ).toHaveLength(
+      1, // only the whole-body case of the schema test above
+    );
+
+    // `pnpm sb unrouted replay` sends it back to the webhook entry subject it is parked for.
+    expect(await replayStored(bus.js, bus.jsm, unrouted, [kept!])).toEqual({ replayed: 1, failed: 0 });
+    const [replayed] = await stored(bus.topology.subjects.webhookEntry(ENTRY_WITHOUT_PAGE));
+    expect(JSON.parse(decode(replayed!.data))).toEqual(malformed);
+    expect(replayed!.headers[Headers.traceId]).toBe(res.body.traceId);
+    expect(replayed!.headers[Headers.reason]).toBeUndefined();
   });
 
   it("exposes readiness and metrics", async () => {
@@ -169,10 +219,14 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startNats(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], {
-    stdio: "ignore",
-  });
+async function startNats(port: number, dir: string, extraConfig = ""): Promise<ChildProcess> {
+  // nats-server has no flag for max_payload: every setting goes in a config file.
+  const config = join(dir, "nats.conf");
+  writeFileSync(
+    config,
+    `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(dir)} }\n${extraConfig}\n`,
+  );
+  const child = spawn("nats-server", ["-c", config], { stdio: "ignore" });
   await eventually(
     () =>
       new Promise<boolean>((resolve) => {
@@ -227,6 +281,131 @@ describe("ingress without a broker", () => {
     } finally {
       await bus.drain().catch(() => undefined);
       nats.kill("SIGKILL");
+    }
+  });
+});
+
+describe("ingress with a broker whose max payload is smaller than a webhook entry", () => {
+  it("stores the large entry in the object store, referenced from its stream message, and answers 200", async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), "sb-nats-"));
+    const nats = await startNats(port, dir, "max_payload: 65536");
+    const bus = await connectBus({
+      servers: [`nats://127.0.0.1:${port}`],
+      name: "ingress-test",
+      namespace: uniqueId(),
+      log,
+    });
+    const registry = createMetricsRegistry("ingress");
+    const app = createIngressApp({ bus, log, registry, appSecret, verifyToken, bodyLimit: "5mb" });
+    // 100 messages of Messenger's longest text: ~230 kB, well under the body limit, 4× the max payload.
+    const messaging = Array.from({ length: 100 }, (_, n) =>
+      buildTextMessageItem({ pageId: "2301", psid: "u", mid: `m_big_${n}`, text: "é".repeat(1000) }),
+    );
+    const body = buildWebhookBody([
+      { pageId: "2301", messaging },
+      { pageId: "2302", messaging: [buildTextMessageItem({ pageId: "2302", psid: "u" })] },
+    ]);
+    const raw = JSON.stringify(body);
+    try {
+      expect(bus.nc.info?.max_payload).toBe(65536);
+      const res = await signedPost(app, raw).expect(200);
+      expect(res.body).toMatchObject({ status: "stored", entries: 2 });
+      await signedPost(app, raw).expect(200); // Meta's retry: the same object, the message dropped as a repeat
+
+      const [large, ...repeats] = await listStored(
+        bus.js,
+        bus.jsm,
+        bus.topology.streams.webhooks.name,
+        bus.topology.subjects.webhookEntry("2301"),
+      );
+      expect(repeats).toHaveLength(0);
+      expect(large!.data.length).toBe(0);
+      expect(large!.headers[Headers.traceId]).toBe(res.body.traceId);
+      const ref = large!.headers[Headers.entryRef]!;
+      const bucket = await new Objm(bus.js).open(bus.topology.buckets.largeEntries);
+      expect(JSON.parse(decode((await bucket.getBlob(ref))!))).toEqual(body.entry[0]);
+
+      const [small] = await listStored(
+        bus.js,
+        bus.jsm,
+        bus.topology.streams.webhooks.name,
+        bus.topology.subjects.webhookEntry("2302"),
+      );
+      expect(JSON.parse(decode(small!.data))).toEqual(body.entry[1]);
+      expect(small!.headers[Headers.entryRef]).toBeUndefined();
+
+      const metrics = await request(app).get("/metrics").expect(200);
+      expect(metrics.text).toMatch(/switchboard_ingress_large_entries_total\{service="ingress"\} 2/);
+      expect(metrics.text).not.toMatch(/outcome="broker_unavailable"/);
+    } finally {
+      await bus.drain().catch(() => undefined);
+      nats.kill("SIGKILL");
+    }
+  });
+});
+
+describe("rejected signatures", () => {
+  const raw = Buffer.from('{"object":"page","entry":[]}');
+  const good = webhookSignature(raw, appSecret);
+
+  it("names the reason: no header, wrong prefix, wrong length, digest mismatch", () => {
+    expect(signatureProblem(raw, good, appSecret)).toBeUndefined();
+    expect(signatureProblem(raw, undefined, appSecret)).toBe("missing");
+    expect(signatureProblem(raw, "", appSecret)).toBe("missing");
+    expect(signatureProblem(raw, `sha1=${good.slice(7)}`, appSecret)).toBe("wrong_prefix");
+    expect(signatureProblem(raw, good.slice(0, -2), appSecret)).toBe("wrong_length");
+    expect(signatureProblem(raw, `${good.slice(0, -1)}z`, appSecret)).toBe("wrong_length");
+    expect(signatureProblem(raw, webhookSignature(raw, "another-secret"), appSecret)).toBe("digest_mismatch");
+  });
+
+  it("logs each reason at most once per 10 s with the count suppressed, never the body or the secret", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        for (const line of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const captured = createLogger({ service: "ingress-test", level: "info", destination });
+    const bus = await connectBus({
+      servers: [testServices().natsUrl],
+      name: "ingress-test",
+      namespace: uniqueId(),
+      log,
+      ensureStreams: false,
+    });
+    const app = createIngressApp({
+      bus,
+      log: captured,
+      registry: createMetricsRegistry("ingress"),
+      appSecret,
+      verifyToken,
+    });
+    const body = '{"object":"page","entry":[{"id":"2401","secret_marker":"body-must-not-be-logged"}]}';
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      for (let n = 0; n < 3; n++)
+        await signedPost(app, body, webhookSignature(body, "wrong-secret")).expect(401);
+      await signedPost(app, body, "sha1=abc").expect(401);
+      const rejected = () => lines.filter((l) => l.msg === "webhook signature rejected");
+      expect(rejected().map((l) => [l.reason, l.suppressed])).toEqual([
+        ["digest_mismatch", 0],
+        ["wrong_prefix", 0],
+      ]);
+      expect(rejected()[0]!.hint).toMatch(/is FB_APP_SECRET the app's secret\?/);
+
+      vi.setSystemTime(Date.now() + 10_001);
+      await signedPost(app, body, webhookSignature(body, "wrong-secret")).expect(401);
+      expect(rejected().at(-1)).toMatchObject({ reason: "digest_mismatch", suppressed: 2 });
+
+      const text = JSON.stringify(lines);
+      expect(text).not.toContain("body-must-not-be-logged");
+      expect(text).not.toContain(appSecret);
+      expect(text).not.toContain(webhookSignature(body, "wrong-secret").slice(7));
+    } finally {
+      vi.useRealTimers();
+      await bus.drain();
     }
   });
 });

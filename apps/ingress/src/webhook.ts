@@ -1,8 +1,17 @@
 import { createHmac, hash, randomUUID, timingSafeEqual } from "node:crypto";
-import { type Bus, publishRaw } from "@switchboard/bus";
-import { Headers, quoteLongIds, WebhookBody } from "@switchboard/contracts";
+import type { Bus } from "@switchboard/bus";
+import {
+  describeIssues,
+  ENTRY_WITHOUT_PAGE,
+  Headers,
+  quoteLongIds,
+  unroutedHeaders,
+  WebhookEntryAddress,
+  WebhookEnvelope,
+} from "@switchboard/contracts";
 import type { Logger } from "@switchboard/observability";
 import express, { type ErrorRequestHandler, type Request, type Response, Router } from "express";
+import { createEntryPublisher } from "./large-entries";
 import type { IngressMetrics } from "./metrics";
 
 export interface WebhookOptions {
@@ -13,7 +22,12 @@ export interface WebhookOptions {
   log: Logger;
   bodyLimit: string;
   publishTimeoutMs: number;
+  /** Replicas of the large-entries bucket (NATS_STREAM_REPLICAS). */
+  replicas: number;
 }
+
+/** Bodies the ingress could not split into entries are kept whole under this pseudo page. */
+const INVALID_BODIES = "_invalid";
 
 const SIGNATURE_PREFIX = "sha256=";
 
@@ -24,12 +38,54 @@ function safeEqual(a: string, b: string): boolean {
   return left.length === right.length && timingSafeEqual(left, right);
 }
 
-/** Meta signs the raw bytes (with its own escaping), so the check runs before any parsing. */
-export function hasValidSignature(body: Buffer, header: string | undefined, appSecret: string): boolean {
-  if (!header?.startsWith(SIGNATURE_PREFIX) || header.length !== SIGNATURE_PREFIX.length + 64) return false;
-  const expected = createHmac("sha256", appSecret).update(body).digest();
+export type SignatureProblem = "missing" | "wrong_prefix" | "wrong_length" | "digest_mismatch";
+
+/** What an operator should look at for each rejection; never the body or the secret. */
+const SIGNATURE_HINTS: Record<SignatureProblem, string> = {
+  missing: "no X-Hub-Signature-256 header: Meta signs every delivery, so this did not come from Meta",
+  wrong_prefix: "X-Hub-Signature-256 does not start with sha256=",
+  wrong_length: "the digest after sha256= is not 64 hex digits",
+  digest_mismatch: "the body's HMAC-SHA256 does not match: is FB_APP_SECRET the app's secret?",
+};
+
+/**
+ * Why a body's `X-Hub-Signature-256` is refused, or undefined when it is Meta's. Meta signs the raw
+ * bytes (with its own escaping), so the check runs before any parsing.
+ */
+export function signatureProblem(
+  body: Buffer,
+  header: string | undefined,
+  appSecret: string,
+): SignatureProblem | undefined {
+  if (!header) return "missing";
+  if (!header.startsWith(SIGNATURE_PREFIX)) return "wrong_prefix";
   const given = Buffer.from(header.slice(SIGNATURE_PREFIX.length), "hex");
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  // Buffer.from stops at the first non-hex digit, so this also catches a digest that is not hex.
+  if (header.length !== SIGNATURE_PREFIX.length + 64 || given.length !== 32) return "wrong_length";
+  const expected = createHmac("sha256", appSecret).update(body).digest();
+  return timingSafeEqual(given, expected) ? undefined : "digest_mismatch";
+}
+
+export function hasValidSignature(body: Buffer, header: string | undefined, appSecret: string): boolean {
+  return signatureProblem(body, header, appSecret) === undefined;
+}
+
+/**
+ * One warning per reason per interval, with how many were suppressed since the last one: a sender
+ * retrying with a wrong secret must not flood the log, and the first line must still say why.
+ */
+export function throttledWarning(log: Logger, message: string, intervalMs = 10_000) {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (key: string, fields: Record<string, unknown>) => {
+    const now = Date.now();
+    const seen = last.get(key);
+    if (seen && now - seen.at < intervalMs) {
+      seen.suppressed++;
+      return;
+    }
+    log.warn({ ...fields, suppressed: seen?.suppressed ?? 0 }, message);
+    last.set(key, { at: now, suppressed: 0 });
+  };
 }
 
 /**
@@ -98,6 +154,14 @@ export function createWebhookRouter(options: WebhookOptions): Router {
   const together = publishTogether();
   const forPage = pageMetrics(metrics);
   const accepted = metrics.webhooks.labels("accepted");
+  const warnSignature = throttledWarning(log, "webhook signature rejected");
+  const publishEntry = createEntryPublisher({
+    bus,
+    log,
+    metrics,
+    publishTimeoutMs: options.publishTimeoutMs,
+    replicas: options.replicas,
+  });
 
   router.get("/webhooks/facebook", (req: Request, res: Response) => {
     const query = req.query as Record<string, string | undefined>;
@@ -123,8 +187,11 @@ export function createWebhookRouter(options: WebhookOptions): Router {
     async (req: Request, res: Response) => {
       const started = performance.now();
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      if (!hasValidSignature(raw, req.get("x-hub-signature-256"), appSecret)) {
+      const problem = signatureProblem(raw, req.get("x-hub-signature-256"), appSecret);
+      if (problem) {
         metrics.webhooks.inc({ outcome: "bad_signature" });
+        metrics.signatureRejections.inc({ reason: problem });
+        warnSignature(problem, { reason: problem, hint: SIGNATURE_HINTS[problem], bytes: raw.length });
         res.status(401).json({ error: "invalid X-Hub-Signature-256" });
         return;
       }
@@ -138,49 +205,81 @@ export function createWebhookRouter(options: WebhookOptions): Router {
         res.status(400).json({ error: "body is not JSON" });
         return;
       }
-      const body = WebhookBody.safeParse(parsed);
+      const envelope = WebhookEnvelope.safeParse(parsed);
       try {
-        if (!body.success) {
-          // Meta signed it, so it is Meta's: keep it whole for inspection and replay, and say 200.
-          const reason = `invalid webhook body: ${body.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
-          await publishRaw(bus.js, subjects.unrouted("_invalid"), raw, {
+        if (!envelope.success) {
+          // Meta signed it, so it is Meta's: keep it whole for inspection, and say 200.
+          const reason = `invalid webhook body: ${describeIssues(envelope.error.issues)}`;
+          await publishEntry({
+            subject: subjects.unrouted(INVALID_BODIES),
+            data: raw,
             msgId: contentId(raw),
             headers: {
               [Headers.traceId]: traceId,
               [Headers.receivedAt]: receivedAt,
               [Headers.reason]: reason,
             },
-            timeoutMs: options.publishTimeoutMs,
+            pageId: INVALID_BODIES,
           });
           metrics.webhooks.inc({ outcome: "invalid_schema" });
           log.warn({ traceId, reason }, "signed webhook body kept as unrouted");
           res.status(200).json({ status: "kept", traceId });
           return;
         }
-        const entries = (parsed as { entry: Array<Record<string, unknown>> }).entry;
+        // Each entry is checked on its own: one that names no page is kept alone, the others are routed.
+        const entries = (parsed as { entry: unknown[] }).entry.map((entry, index) => {
+          const data = Buffer.from(JSON.stringify(entry));
+          const address = WebhookEntryAddress.safeParse(entry);
+          if (address.success) return { pageId: address.data.id, data, reason: undefined };
+          return { pageId: undefined, data, reason: describeIssues(address.error.issues, ["entry", index]) };
+        });
+        const headers = { [Headers.traceId]: traceId, [Headers.receivedAt]: receivedAt };
         const acks = await together(() =>
           Promise.all(
-            entries.map((entry, index) => {
-              const pageId = body.data.entry[index]!.id;
-              const data = Buffer.from(JSON.stringify(entry));
-              return publishRaw(bus.js, subjects.webhookEntry(pageId), data, {
-                msgId: contentId(data),
-                headers: { [Headers.traceId]: traceId, [Headers.receivedAt]: receivedAt },
-                timeoutMs: options.publishTimeoutMs,
-              });
-            }),
+            entries.map(({ pageId, data, reason }) =>
+              pageId !== undefined
+                ? publishEntry({
+                    subject: subjects.webhookEntry(pageId),
+                    data,
+                    msgId: contentId(data),
+                    headers,
+                    pageId,
+                  })
+                : publishEntry({
+                    subject: subjects.unrouted(ENTRY_WITHOUT_PAGE),
+                    data,
+                    msgId: contentId(data),
+                    headers: {
+                      ...headers,
+                      ...unroutedHeaders({
+                        pageId: ENTRY_WITHOUT_PAGE,
+                        reason: `undecodable: ${reason}`,
+                        originalSubject: subjects.webhookEntry(ENTRY_WITHOUT_PAGE),
+                      }),
+                    },
+                    pageId: ENTRY_WITHOUT_PAGE,
+                  }),
+            ),
           ),
         );
         const now = receivedAt / 1000;
+        let stored = 0;
         acks.forEach((ack, index) => {
-          const page = forPage(body.data.entry[index]!.id);
+          const { pageId, reason } = entries[index]!;
+          if (pageId === undefined) {
+            metrics.invalidEntries.inc();
+            log.warn({ traceId, reason, seq: ack.seq }, "webhook entry without a page kept as unrouted");
+            return;
+          }
+          stored++;
+          const page = forPage(pageId);
           page.entries.inc();
           page.lastReceived.set(now);
           if (ack.duplicate) page.duplicates.inc();
         });
         accepted.inc();
         metrics.publishSeconds.observe((performance.now() - started) / 1000);
-        res.status(200).json({ status: "stored", entries: acks.length, traceId });
+        res.status(200).json({ status: "stored", entries: stored, kept: acks.length - stored, traceId });
       } catch (error) {
         metrics.webhooks.inc({ outcome: "broker_unavailable" });
         log.error({ traceId, err: error }, "could not store webhook; answering 503 so Meta retries");

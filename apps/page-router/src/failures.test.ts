@@ -4,7 +4,7 @@ import { buildTextMessageItem, Headers, type MessagingEvent } from "@switchboard
 import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { createFakeMeta, type FakeMeta, type RunningFakeMeta } from "@switchboard/fake-meta";
-import { createLogger, createMetricsRegistry } from "@switchboard/observability";
+import { createLogger, createMetricsRegistry, createOpsApp } from "@switchboard/observability";
 import { connectPage } from "@switchboard/pages";
 import {
   createTestDatabase,
@@ -14,8 +14,10 @@ import {
   uniqueId,
 } from "@switchboard/testing";
 import { Redis } from "ioredis";
+import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPageRouterMetrics } from "./metrics";
+import { pageRouterReadiness } from "./readiness";
 import { type RunningPageRouter, startPageRouter } from "./router";
 
 const APP_SECRET = "router-failure-test-secret";
@@ -161,6 +163,24 @@ describe("page-router failure policy", () => {
       return events.length === 1 && events;
     });
     expect(event).toMatchObject({ kind: "message", profile: null, profileStatus: "unavailable" });
+  });
+
+  it("says not ready on /readyz while Redis is unreachable, ready with it", async () => {
+    const readyz = (redisClient: Redis) =>
+      request(
+        createOpsApp({
+          registry: createMetricsRegistry("page-router"),
+          checks: pageRouterReadiness({ bus, db, redis: redisClient }),
+        }),
+      ).get("/readyz");
+    const down = await readyz(deadRedis);
+    expect(down.status).toBe(503);
+    expect(down.body.checks).toEqual([
+      { name: "nats", ok: true },
+      { name: "postgres", ok: true },
+      { name: "redis", ok: false },
+    ]);
+    expect((await readyz(redis)).status).toBe(200);
   });
 
   it("dead-letters an entry that keeps failing, with the reason, after a bounded number of tries", async () => {

@@ -13,6 +13,7 @@ import {
 import { Redis } from "ioredis";
 import { loadPageRouterConfig } from "./config";
 import { createPageRouterMetrics } from "./metrics";
+import { pageRouterReadiness } from "./readiness";
 import { startPageRouter } from "./router";
 
 runMain(async () => {
@@ -72,16 +73,7 @@ runMain(async () => {
   const server = await listen(
     createOpsApp({
       registry,
-      checks: [
-        { name: "nats", check: () => bus.isConnected() },
-        {
-          name: "postgres",
-          check: async () => {
-            await db.$queryRaw`SELECT 1`;
-            return true;
-          },
-        },
-      ],
+      checks: pageRouterReadiness({ bus, db, redis }),
     }),
     config.PORT,
   );

@@ -1,8 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
+import { Objm } from "@nats-io/obj";
 import { type Bus, connectBus, deleteStreams, listStored, publishRaw } from "@switchboard/bus";
 import {
   buildEchoItem,
   buildTextMessageItem,
+  ENTRY_WITHOUT_PAGE,
   Headers,
   type MessagingEvent,
   PageLifecycleEvent,
@@ -295,6 +297,74 @@ describe("page-router", () => {
       "3102": "undecodable: not JSON",
       "3103": expect.stringMatching(/^undecodable: id /),
     });
+  });
+
+  it("takes back an entry without a page id that the ingress kept: parked again while undecodable, routed by its id once decodable", async () => {
+    const noPage = bus.topology.subjects.webhookEntry(ENTRY_WITHOUT_PAGE);
+    // As `pnpm sb unrouted replay` sends it: the original headers, on the subject it was parked for.
+    const broken = JSON.stringify({ time: 1, messaging: [] });
+    await publishRaw(bus.js, noPage, broken, { headers: { [Headers.traceId]: "trace-no-page" } });
+    const [again] = await eventually(async () => {
+      const stored = await listStored(
+        bus.js,
+        bus.jsm,
+        bus.topology.streams.unrouted.name,
+        bus.topology.subjects.unrouted(ENTRY_WITHOUT_PAGE),
+      );
+      return stored.length === 1 && stored;
+    });
+    expect(decoder.decode(again!.data)).toBe(broken);
+    expect(again!.reason).toMatch(/^undecodable: id /);
+    expect(again!.headers[Headers.traceId]).toBe("trace-no-page");
+    expect(again!.headers[Headers.originalSubject]).toBe(noPage);
+
+    await connect("3201");
+    const item = buildTextMessageItem({ pageId: "3201", psid: "7201", mid: "m_no_page_fixed" });
+    await publishRaw(bus.js, noPage, JSON.stringify({ id: "3201", time: Date.now(), messaging: [item] }), {
+      headers: { [Headers.traceId]: "trace-fixed" },
+    });
+    const [event] = await waitForEvents("3201", 1);
+    expect(event).toMatchObject({ pageId: "3201", mid: "m_no_page_fixed", traceId: "trace-fixed" });
+  });
+
+  it("reads an entry the ingress stored in the large-entries bucket (Sb-Entry-Ref) and routes it whole", async () => {
+    await connect("3301");
+    // Larger than the local broker's 1 MiB max payload (a batch of 800 messages of Messenger's longest
+    // text), stored as the ingress stores such an entry.
+    const messaging = Array.from({ length: 800 }, (_, n) =>
+      buildTextMessageItem({ pageId: "3301", psid: "7301", mid: `m_large_${n}`, text: "x".repeat(2000) }),
+    );
+    const data = new TextEncoder().encode(JSON.stringify({ id: "3301", time: Date.now(), messaging }));
+    expect(data.length).toBeGreaterThan(1_500_000);
+    const bucket = await new Objm(bus.js).create(bus.topology.buckets.largeEntries);
+    await bucket.putBlob({ name: "large-entry-1" }, data);
+    await publishRaw(bus.js, bus.topology.subjects.webhookEntry("3301"), new Uint8Array(0), {
+      msgId: "large-entry-1",
+      headers: { [Headers.traceId]: "trace-large", [Headers.entryRef]: "large-entry-1" },
+    });
+    const events = await waitForEvents("3301", 800);
+    expect(events.map((e) => (e as { mid?: string }).mid).sort()).toEqual(
+      messaging.map((i) => i.message.mid).sort(),
+    );
+    expect(events[0]).toMatchObject({ traceId: "trace-large", text: "x".repeat(2000) });
+
+    // One whose object is gone is dead-lettered with the reason, not retried for ever.
+    await publishRaw(bus.js, bus.topology.subjects.webhookEntry("3301"), new Uint8Array(0), {
+      msgId: "large-entry-gone",
+      headers: { [Headers.entryRef]: "large-entry-gone" },
+    });
+    const [dead] = await eventually(async () => {
+      const stored = await listStored(
+        bus.js,
+        bus.jsm,
+        bus.topology.streams.deadLetter.name,
+        bus.topology.subjects.deadLetter("page-router"),
+      );
+      const mine = stored.filter((m) => m.headers[Headers.entryRef] === "large-entry-gone");
+      return mine.length === 1 && mine;
+    });
+    expect(dead!.reason).toMatch(/large entry large-entry-gone is no longer stored/);
+    await bucket.destroy();
   });
 
   it("uses a rotated token on the very next profile call, on every replica", async () => {

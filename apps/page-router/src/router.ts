@@ -5,6 +5,7 @@ import type { Db } from "@switchboard/db";
 import type { Logger } from "@switchboard/observability";
 import type { Redis } from "ioredis";
 import { createFairShare, type FairShareSettings, PageOverRateError } from "./fair-share";
+import { createEntryReader } from "./large-entries";
 import type { PageRouterMetrics } from "./metrics";
 import { normaliseEntry } from "./normalise";
 import { createPageDirectory, followPageLifecycle, type RoutablePage } from "./page-directory";
@@ -54,6 +55,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
   const fairShare = settings.fairShare
     ? createFairShare({ ...deps, keyPrefix: settings.keyPrefix, settings: settings.fairShare })
     : undefined;
+  const entryData = createEntryReader(bus);
   const entryPrefix = subjects.webhookEntry("");
   const pageOfSubject = (subject: string) => subject.slice(entryPrefix.length) || "unknown";
 
@@ -93,7 +95,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     // Over its rate, the page's entry comes back at its slot (checked before decoding: a flood's excess
     // must cost little); other pages' entries pass meanwhile.
     if (subjectPageId !== settings.canaryPageId) await fairShare?.admit(msg, subjectPageId);
-    const decoded = decodeEntry(msg.data);
+    const decoded = decodeEntry(await entryData(msg));
     if (!decoded.ok) return park(msg, subjectPageId, "undecodable", decoded.detail);
     const entry = decoded.entry;
     if (settings.canaryPageId !== undefined && entry.id === settings.canaryPageId) {

@@ -6,7 +6,7 @@ import {
   publishRaw,
   replayStored,
 } from "@switchboard/bus";
-import { Headers } from "@switchboard/contracts";
+import { unroutedHeaders } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "@switchboard/observability";
 import type { Redis } from "ioredis";
@@ -37,10 +37,11 @@ export async function parkEntry(
     headers: {
       ...headersToObject(msg.headers),
       "Nats-Msg-Id": undefined,
-      [Headers.reason]: detail ? `${reason}: ${detail}`.slice(0, 1000) : reason,
-      [Headers.pageId]: pageId,
-      [Headers.originalSubject]: msg.subject,
-      [Headers.failedAt]: new Date().toISOString(),
+      ...unroutedHeaders({
+        pageId,
+        reason: detail ? `${reason}: ${detail}` : reason,
+        originalSubject: msg.subject,
+      }),
     },
   });
 }

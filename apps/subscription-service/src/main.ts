@@ -10,6 +10,7 @@ import {
   createOpsApp,
   listen,
   onShutdown,
+  redisReadiness,
   runMain,
 } from "@switchboard/observability";
 import { Redis } from "ioredis";
@@ -70,7 +71,7 @@ runMain(async () => {
           return true;
         },
       },
-      { name: "redis", check: async () => (await redis.ping()) === "PONG" },
+      redisReadiness(redis),
     ],
   });
   const server = await listen(app, config.PORT);

@@ -1,5 +1,14 @@
 import { z } from "zod";
 
+export {
+  DEPENDENCIES,
+  type DependencyName,
+  dependencyUrlsOf,
+  describeStartupFailure,
+  howToStart,
+  unreachableDependency,
+} from "./startup";
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);

@@ -48,6 +48,12 @@ export function busTopology(namespace = "sb") {
     deadLetters: `${ns}.dlq.>`,
   } as const;
 
+  /** JetStream Object Store buckets. */
+  const buckets = {
+    /** Entries larger than the broker's max payload; the stream message carries `Sb-Entry-Ref`. */
+    largeEntries: `${NS}_LARGE_ENTRIES`,
+  } as const;
+
   const consumers = {
     pageRouter: `${ns}-page-router`,
     messageService: `${ns}-message-service`,
@@ -57,7 +63,7 @@ export function busTopology(namespace = "sb") {
     canarySink: `${ns}-canary-sink`,
   } as const;
 
-  return { namespace: ns, streams, subjects, consumers };
+  return { namespace: ns, streams, subjects, buckets, consumers };
 }
 export type BusTopology = ReturnType<typeof busTopology>;
 export type StreamName = keyof BusTopology["streams"];
@@ -103,4 +109,19 @@ export const Headers = {
   failedAt: "Sb-Failed-At",
   deliveries: "Sb-Deliveries",
   eventType: "Sb-Event-Type",
+  /** Name of the object (in the large-entries bucket) that holds an entry too large for one message. */
+  entryRef: "Sb-Entry-Ref",
 } as const;
+
+/**
+ * Headers of an entry kept on the unrouted stream: why, for which page, and the subject a replay
+ * (`pnpm sb unrouted replay`, the page-router's sweep) sends it back to.
+ */
+export function unroutedHeaders(parked: { pageId: string; reason: string; originalSubject: string }) {
+  return {
+    [Headers.reason]: parked.reason.slice(0, 1000),
+    [Headers.pageId]: parked.pageId,
+    [Headers.originalSubject]: parked.originalSubject,
+    [Headers.failedAt]: new Date().toISOString(),
+  };
+}

@@ -99,12 +99,39 @@ export const WebhookEntry = z.looseObject({
 });
 export type WebhookEntry = z.infer<typeof WebhookEntry>;
 
-/** The envelope the ingress checks before it splits a body into entries. Items stay `unknown` there. */
-export const WebhookBody = z.looseObject({
+/** What the ingress needs of an entry to give it its page's subject: the page id. */
+export const WebhookEntryAddress = z.looseObject({ id: MetaId });
+
+/**
+ * The envelope the ingress checks before it splits a body into entries; each entry is then checked on
+ * its own (`WebhookEntryAddress`), so one malformed entry does not hold back the other pages' entries.
+ */
+export const WebhookEnvelope = z.looseObject({
   object: z.string(),
-  entry: z.array(z.looseObject({ id: MetaId })).min(1),
+  entry: z.array(z.unknown()).min(1),
+});
+
+/** A body whose every entry names its page. Items stay `unknown` here. */
+export const WebhookBody = WebhookEnvelope.extend({
+  entry: z.array(WebhookEntryAddress).min(1),
 });
 export type WebhookBody = z.infer<typeof WebhookBody>;
+
+/**
+ * The pseudo page an entry without a usable page id is parked under (`<ns>.unrouted._no_page_id`), and
+ * replayed to (`<ns>.webhook.entry._no_page_id`): the page-router takes an entry's page from its `id`.
+ */
+export const ENTRY_WITHOUT_PAGE = "_no_page_id";
+
+/** zod issues as one line: `entry.1.id Invalid input; …` (the path says which entry and field). */
+export function describeIssues(
+  issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>,
+  path: PropertyKey[] = [],
+) {
+  return issues
+    .map((i) => `${[...path, ...i.path].map(String).join(".") || "entry"} ${i.message}`)
+    .join("; ");
+}
 
 /**
  * JSON.parse rounds integers above 2^53, and Meta sends such ids unquoted (for example `app_id`).

@@ -5,6 +5,43 @@ import type { Registry } from "prom-client";
 /** A readiness check names what it checks; it returns true when ready or throws/returns false. */
 export type ReadinessCheck = { name: string; check: () => boolean | Promise<boolean> };
 
+/** What a readiness check needs of a Redis client (ioredis's `status` and `ping`). */
+export interface PingableRedis {
+  status?: string;
+  ping(): Promise<string>;
+}
+
+/**
+ * Readiness of Redis: a PING answered within `timeoutMs`. While the client is not connected it fails at
+ * once (a PING would wait in the offline queue). The answer is kept for `cacheMs`, and one PING serves
+ * every probe that arrives meanwhile, so probes and scrapes do not each cost a round trip.
+ */
+export function redisReadiness(
+  redis: PingableRedis,
+  { timeoutMs = 500, cacheMs = 1000 }: { timeoutMs?: number; cacheMs?: number } = {},
+): ReadinessCheck {
+  let answer: { at: number; ready: Promise<boolean> } | undefined;
+  const ping = async () => {
+    if (redis.status !== undefined && redis.status !== "ready") return false;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const pong = redis.ping().then(
+      (reply) => reply === "PONG",
+      () => false,
+    );
+    return Promise.race([pong, late]).finally(() => clearTimeout(timer));
+  };
+  return {
+    name: "redis",
+    check: () => {
+      if (!answer || Date.now() - answer.at > cacheMs) answer = { at: Date.now(), ready: ping() };
+      return answer.ready;
+    },
+  };
+}
+
 /** `/healthz` (the process runs), `/readyz` (its dependencies answer) and `/metrics` (Prometheus). */
 export function createOpsRouter({
   registry,

@@ -1,3 +1,4 @@
+import { describeStartupFailure } from "@switchboard/config";
 import type { Logger } from "pino";
 
 export interface ShutdownStep {
@@ -47,12 +48,13 @@ export function onShutdown(
   return run;
 }
 
-/** Runs `main`, printing a start-up failure (such as a bad variable) plainly and exiting 1. */
+/**
+ * Runs `main`, printing a start-up failure plainly and exiting 1: a bad variable as the config says it,
+ * an unreachable NATS, Redis or PostgreSQL by name and URL with how to start it (no stack trace).
+ */
 export function runMain(main: () => Promise<unknown>): void {
   main().catch((error: unknown) => {
-    const message =
-      error instanceof Error ? (error.name === "ConfigError" ? error.message : error.stack) : error;
-    console.error(`start-up failed: ${message}`);
+    console.error(describeStartupFailure(error));
     process.exit(1);
   });
 }

@@ -47,6 +47,14 @@ describe.each(["local", "production"])("the %s overlay", (overlay) => {
     expect(autoscaled.sort()).toEqual(["ingress", "message-service", "page-router"]);
   });
 
+  it("lets the public Ingress pass exactly the webhook bodies the ingress accepts (WEBHOOK_BODY_LIMIT)", () => {
+    const proxy = (objects.find((o) => o.kind === "Ingress") as any).metadata.annotations[
+      "nginx.ingress.kubernetes.io/proxy-body-size"
+    ];
+    const limit = find(objects, "ConfigMap", "ingress").data.WEBHOOK_BODY_LIMIT;
+    expect(`${proxy}b`.toLowerCase()).toBe(limit.toLowerCase());
+  });
+
   it("denies all traffic by default", () => {
     const deny = find(objects, "NetworkPolicy", "default-deny");
     expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ["Ingress", "Egress"] });
