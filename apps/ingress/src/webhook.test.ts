@@ -373,7 +373,7 @@ describe("rejected signatures", () => {
       name: "ingress-test",
       namespace: uniqueId(),
       log,
-      ensureStreams: false,
+      streams: "none",
     });
     const app = createIngressApp({
       bus,
