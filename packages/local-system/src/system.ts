@@ -238,8 +238,8 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
       processes[app] = started;
       return;
     }
-    const list = (replicas[app as ServiceName] ??= []);
-    list[index] = started;
+    replicas[app as ServiceName] ??= [];
+    replicas[app as ServiceName]![index] = started;
     if (index === 0) processes[app] = started;
   };
   const started = await Promise.allSettled(
