@@ -1,9 +1,14 @@
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import {
+  deleteNamespaceStreams,
+  freePort,
   type LocalSystem,
+  migrateBus,
   type NatsCluster,
+  SERVICES,
   startLocalSystem,
   startNatsCluster,
+  startServiceProcess,
   uniqueId,
 } from "@switchboard/local-system";
 import { testServices } from "@switchboard/testing";
@@ -91,4 +96,29 @@ describe("stream configuration has one owner (3-node NATS cluster)", () => {
     }
     expect(new Set(Object.values(await replicasOfRun()))).toEqual(new Set([3]));
   }, 120_000);
+
+  it("eight service processes started with the migration on a new namespace wait for their streams instead of crash-looping", async () => {
+    const namespace = uniqueId("fresh");
+    const env = { ...system.env, BUS_NAMESPACE: namespace, REDIS_KEY_PREFIX: `${namespace}:` };
+    const starting = SERVICES.flatMap((app) =>
+      [0, 1].map(async () =>
+        startServiceProcess(app, { env, port: await freePort(), readyTimeoutMs: 90_000 }),
+      ),
+    );
+    // The migration job runs beside them, a little later, as a Kubernetes rollout does.
+    await new Promise((r) => setTimeout(r, 1500));
+    await migrateBus({ ...env, NATS_STREAM_REPLICAS: "3" });
+    const processes = await Promise.all(starting);
+    try {
+      for (const p of processes) expect(p.process.exitCode, p.name).toBeNull();
+      const replicas = Object.entries(await cluster.streamReplicas()).filter(([name]) =>
+        name.startsWith(namespace.toUpperCase()),
+      );
+      expect(replicas).toHaveLength(8);
+      expect(new Set(replicas.map(([, r]) => r))).toEqual(new Set([3]));
+    } finally {
+      await Promise.all(processes.map((p) => p.stop()));
+      await deleteNamespaceStreams(cluster.url, namespace);
+    }
+  }, 150_000);
 });

@@ -11,6 +11,7 @@ import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { createLogger, createMetricsRegistry, type Registry } from "@switchboard/observability";
 import {
   createTestDatabase,
+  deleteRedisKeys,
   eventually,
   type TestDatabase,
   testServices,
@@ -163,6 +164,7 @@ export async function createTestWorld() {
       await Promise.allSettled(instances.map((i) => i.stop()));
       await closeRedisNodes(extraRedis);
       await deleteStreams(bus.jsm, bus.topology);
+      await deleteRedisKeys(services.redisUrl, keyPrefix);
       await bus.drain();
       await db.$disconnect();
       await database.drop();

@@ -46,6 +46,8 @@ describe("runConsumer under failure", () => {
     const handled = new Set<number>();
     let handlerCalls = 0;
     const pauses: boolean[] = [];
+    const failedDuringOutage = new Set<number>();
+    const deliveries = new Map<number, number>();
     const consumer = await runConsumer({
       ...base("outage"),
       maxTransientAttempts: 2, // an outage of any length must not reach it
@@ -57,8 +59,13 @@ describe("runConsumer under failure", () => {
       onPauseChange: (paused) => pauses.push(paused),
       handle: async (msg) => {
         handlerCalls++;
-        if (!databaseUp) throw new Error("connect ECONNREFUSED");
-        handled.add(msg.json<{ n: number }>().n);
+        const { n } = msg.json<{ n: number }>();
+        if (!databaseUp) {
+          failedDuringOutage.add(n);
+          throw new Error("connect ECONNREFUSED");
+        }
+        handled.add(n);
+        deliveries.set(n, msg.info.deliveryCount);
       },
     });
     for (let n = 0; n < 20; n++)
@@ -74,6 +81,9 @@ describe("runConsumer under failure", () => {
     });
     await consumer.stop();
     expect(pauses).toEqual([true, false]);
+    // The messages that failed on the outage were kept and handled again in place: no redelivery spent.
+    expect(failedDuringOutage.size).toBeGreaterThan(0);
+    for (const n of failedDuringOutage) expect(deliveries.get(n)).toBe(1);
     expect(await listStored(bus.js, bus.jsm, bus.topology.streams.deadLetter.name)).toHaveLength(0);
   }, 60_000);
 

@@ -183,17 +183,19 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
     }
   };
 
-  /** Probes once; on failure enters (or joins) the outage and returns the promise of its end. */
-  const dependencyOutage = async (): Promise<Promise<void> | undefined> => {
+  /**
+   * Probes once; on failure enters (or joins) the outage. Returns the outage's end wrapped in an object
+   * (an async function would otherwise wait for the promise itself), or undefined when all is healthy.
+   */
+  const dependencyOutage = async (): Promise<{ until: Promise<void> } | undefined> => {
     if (!options.probeDependencies) return undefined;
-    if (outage) return outage;
+    if (outage) return { until: outage };
     try {
       await options.probeDependencies();
       return undefined;
     } catch (probeError) {
-      if (outage) return outage;
-      outage = pauseUntilHealthy(probeError);
-      return outage;
+      outage ??= pauseUntilHealthy(probeError);
+      return { until: outage };
     }
   };
 
@@ -245,7 +247,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
           }
           // Keep the message (the heartbeat holds it) and try it again once the dependency is back,
           // without spending a delivery attempt on the outage.
-          await paused;
+          await paused.until;
           if (stopping) {
             msg.nak();
             return;

@@ -11,6 +11,7 @@ export {
 export { createIsolatedDatabase, type IsolatedDatabase, type IsolatedDatabaseOptions } from "./database";
 export { eventually } from "./eventually";
 export { freePort, uniqueId } from "./ids";
+export { deleteRedisKeys } from "./redis-keys";
 export {
   repoRoot,
   type ServiceProcess,

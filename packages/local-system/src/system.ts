@@ -8,6 +8,7 @@ import { generateTokenKey } from "@switchboard/crypto";
 import { startBalancer } from "./balancer";
 import { createIsolatedDatabase, type IsolatedDatabase } from "./database";
 import { freePort, uniqueId } from "./ids";
+import { deleteRedisKeys } from "./redis-keys";
 import { repoRoot, type ServiceProcess, startServiceProcess } from "./service-process";
 
 /** Switchboard's services; the fake Meta (`packages/fake-meta`) always runs beside them as the Graph API. */
@@ -216,6 +217,7 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
     await db.$disconnect();
     await database.drop();
     await deleteNamespaceStreams(stores.natsUrl, runId);
+    await deleteRedisKeys(stores.redisUrl, env.REDIS_KEY_PREFIX ?? "");
   };
   try {
     await migrateBus(env);

@@ -12,7 +12,7 @@ export function testServices() {
   return inject("services");
 }
 
-export { eventually, freePort, uniqueId } from "@switchboard/local-system";
+export { deleteRedisKeys, eventually, freePort, uniqueId } from "@switchboard/local-system";
 
 export type TestDatabase = IsolatedDatabase;
 
