@@ -358,6 +358,27 @@ describe("operator console", () => {
     expect(text).toContain("# TYPE switchboard_jetstream_consumer_pending gauge");
   });
 
+  it("exports each stream's bytes and, for the bounded unrouted and dead-letter streams, their byte limit, by stream key", async () => {
+    const { streams } = bus.topology;
+    const [unrouted, deadLetter] = await Promise.all([
+      bus.jsm.streams.info(streams.unrouted.name),
+      bus.jsm.streams.info(streams.deadLetter.name),
+    ]);
+    expect(unrouted.state.bytes).toBeGreaterThan(0);
+    const text = (await request(app).get("/metrics")).text;
+    const value = (name: string, stream: string) =>
+      new RegExp(`^${name}\\{stream="${stream}",service="console"\\} (\\S+)$`, "m").exec(text)?.[1];
+    expect(value("switchboard_stream_bytes", "unrouted")).toBe(String(unrouted.state.bytes));
+    expect(value("switchboard_stream_bytes", "deadLetter")).toBe(String(deadLetter.state.bytes));
+    expect(value("switchboard_stream_max_bytes", "unrouted")).toBe(String(1024 ** 3));
+    expect(value("switchboard_stream_max_bytes", "deadLetter")).toBe(String(1024 ** 3));
+    // Streams bounded by age only have no byte limit to approach.
+    expect(value("switchboard_stream_bytes", "webhooks")).toBeDefined();
+    expect(value("switchboard_stream_max_bytes", "webhooks")).toBeUndefined();
+    // The stream key, never a namespaced name or a page: one series per stream.
+    expect(text).not.toMatch(/switchboard_stream_(max_)?bytes\{stream="[^"]*_/);
+  });
+
   it("stops answering sign-ins from a client after ten failures, even with the right token", async () => {
     const fresh = replica();
     const statuses: number[] = [];

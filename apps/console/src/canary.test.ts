@@ -1,9 +1,11 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { canaryEventOf, WebhookBody, WebhookEntry, webhookSignature } from "@switchboard/contracts";
+import { connectBus, deleteStreams, listStored, publishRaw } from "@switchboard/bus";
+import { canaryEventOf, Headers, WebhookBody, WebhookEntry, webhookSignature } from "@switchboard/contracts";
 import { createLogger, createMetricsRegistry } from "@switchboard/observability";
+import { eventually, testServices, uniqueId } from "@switchboard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createCanaryMetrics, judgeCanary, sendCanary } from "./canary";
+import { createCanaryMetrics, judgeCanary, sendCanary, startCanary } from "./canary";
 
 const log = createLogger({ service: "canary-test", level: "silent" });
 
@@ -73,5 +75,46 @@ describe("webhook canary", () => {
       stages: { ingress: 50, router: 30, sink: 20 },
     });
     expect(judgeCanary(event, 10_000 + 60_001, 60_000).fresh).toBe(false);
+  });
+});
+
+describe("webhook canary sink", () => {
+  it("dead-letters a canary event that is not JSON at once, without redeliveries", async () => {
+    const log = createLogger({ service: "canary-sink-test", level: "silent" });
+    const bus = await connectBus({
+      streams: "provision",
+      servers: [testServices().natsUrl],
+      name: "canary-sink-test",
+      namespace: uniqueId("can"),
+      log,
+    });
+    const canary = await startCanary({
+      bus,
+      // Nothing listens there: the sends fail, the sink is what is tested.
+      settings: {
+        pageId: "999000000000001",
+        ingressUrl: "http://127.0.0.1:9/webhooks/facebook",
+        appSecret: "s3cret",
+        intervalMs: 60_000,
+        timeoutMs: 500,
+      },
+      metrics: createCanaryMetrics(createMetricsRegistry("console")),
+      log,
+    });
+    try {
+      await publishRaw(bus.js, bus.topology.subjects.canaryEvent("999000000000001"), "<html>");
+      const [letter, ...others] = await eventually(async () => {
+        const stored = await listStored(bus.js, bus.jsm, bus.topology.streams.deadLetter.name);
+        return stored.length > 0 ? stored : undefined;
+      });
+      expect(others).toEqual([]);
+      expect(letter?.headers[Headers.stage]).toBe("canary-sink");
+      expect(letter?.reason).toMatch(/^undecodable canary event: not JSON/);
+      expect(letter?.headers[Headers.deliveries]).toBe("1");
+    } finally {
+      await canary.stop();
+      await deleteStreams(bus.jsm, bus.topology);
+      await bus.drain();
+    }
   });
 });

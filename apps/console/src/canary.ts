@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { type Bus, PermanentError, runConsumer } from "@switchboard/bus";
+import { type Bus, decodeMessage, runConsumer } from "@switchboard/bus";
 import { buildCanaryEntry, CanaryEvent, webhookSignature } from "@switchboard/contracts";
 import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
 import type { Logger } from "pino";
@@ -118,9 +118,8 @@ export async function startCanary(deps: {
     log,
     concurrency: 4,
     handle: async (msg) => {
-      const parsed = CanaryEvent.safeParse(msg.json());
-      if (!parsed.success) throw new PermanentError(`invalid canary event: ${parsed.error.message}`);
-      const verdict = judgeCanary(parsed.data, Date.now(), freshForMs);
+      const event = decodeMessage(msg, CanaryEvent, "canary event");
+      const verdict = judgeCanary(event, Date.now(), freshForMs);
       if (!verdict.fresh) {
         metrics.received.inc({ result: "stale" });
         return;
@@ -131,7 +130,7 @@ export async function startCanary(deps: {
         metrics.stageSeconds.observe({ stage }, Math.max(0, ms) / 1000);
       }
       metrics.lastSuccess.set(Date.now() / 1000);
-      log.debug({ canaryId: parsed.data.canaryId, roundTripMs: verdict.roundTripMs }, "canary completed");
+      log.debug({ canaryId: event.canaryId, roundTripMs: verdict.roundTripMs }, "canary completed");
     },
   });
   let sending: Promise<unknown> = Promise.resolve();

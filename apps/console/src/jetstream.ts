@@ -1,6 +1,6 @@
 import type { Bus } from "@switchboard/bus";
 import { listStored } from "@switchboard/bus";
-import { Headers } from "@switchboard/contracts";
+import { Headers, type StreamName } from "@switchboard/contracts";
 
 export interface ConsumerState {
   stream: string;
@@ -12,9 +12,19 @@ export interface ConsumerState {
   redelivered: number;
 }
 
-/** What JetStream holds right now: the numbers behind the lag, DLQ and unrouted alerts. */
+/** One stream: `key` is its name in the topology (`unrouted`, `deadLetter`…), the same in every namespace. */
+export interface StreamState {
+  key: StreamName;
+  stream: string;
+  messages: number;
+  bytes: number;
+  /** Its byte limit; undefined when it has none (bounded by age only). */
+  maxBytes: number | undefined;
+}
+
+/** What JetStream holds right now: the numbers behind the lag, DLQ, unrouted and stream-size alerts. */
 export interface JetStreamState {
-  streams: Array<{ stream: string; messages: number }>;
+  streams: StreamState[];
   consumers: ConsumerState[];
   /** Unrouted entries waiting, per page id (from the per-subject counts of the unrouted stream). */
   unroutedByPage: Map<string, number>;
@@ -33,7 +43,8 @@ function withoutPrefix(counts: Map<string, number>, prefix: string): Map<string,
 
 export async function readJetStreamState(bus: Bus): Promise<JetStreamState> {
   const { streams, subjects } = bus.topology;
-  const streamNames = Object.values(streams).map((s) => s.name);
+  const keys = Object.keys(streams) as StreamName[];
+  const streamNames = keys.map((key) => streams[key].name);
   const infos = await Promise.all(streamNames.map((name) => bus.jsm.streams.info(name)));
   const consumers: ConsumerState[] = [];
   for (const stream of streamNames) {
@@ -54,7 +65,13 @@ export async function readJetStreamState(bus: Bus): Promise<JetStreamState> {
     subjectCounts(bus, streams.deadLetter.name, subjects.deadLetters),
   ]);
   return {
-    streams: infos.map((info) => ({ stream: info.config.name, messages: info.state.messages })),
+    streams: infos.map((info, index) => ({
+      key: keys[index]!,
+      stream: info.config.name,
+      messages: info.state.messages,
+      bytes: info.state.bytes,
+      maxBytes: info.config.max_bytes > 0 ? info.config.max_bytes : undefined,
+    })),
     consumers,
     unroutedByPage: withoutPrefix(unrouted, subjects.unrouted("")),
     deadLettersByStage: withoutPrefix(deadLetters, subjects.deadLetter("")),

@@ -5,7 +5,7 @@ import { type JetStreamState, readJetStreamState } from "./jetstream";
 
 /**
  * JetStream's state as gauges, read from the server when Prometheus scrapes (one read per scrape, shared
- * by the gauges). The console exports them so that the lag, DLQ and unrouted alerts have one source,
+ * by the gauges). The console exports them so that the lag, DLQ, unrouted and stream-size alerts have one source,
  * whichever service replicas run.
  */
 export function registerJetStreamMetrics({
@@ -58,6 +58,19 @@ export function registerJetStreamMetrics({
   gauge("switchboard_jetstream_stream_messages", "Messages stored in each stream", ["stream"], (g, s) => {
     for (const { stream, messages } of s.streams) g.set({ stream }, messages);
   });
+  // Labelled by the stream's key in the topology (`unrouted`, `deadLetter`…): a few fixed values, the same
+  // in every namespace, so one alert rule covers every deployment.
+  gauge("switchboard_stream_bytes", "Bytes stored in each stream", ["stream"], (g, s) => {
+    for (const { key, bytes } of s.streams) g.set({ stream: key }, bytes);
+  });
+  gauge(
+    "switchboard_stream_max_bytes",
+    "Byte limit of each stream that has one (a full unrouted or dead-letter stream refuses new messages)",
+    ["stream"],
+    (g, s) => {
+      for (const { key, maxBytes } of s.streams) if (maxBytes !== undefined) g.set({ stream: key }, maxBytes);
+    },
+  );
   gauge(
     "switchboard_jetstream_consumer_pending",
     "Messages a durable consumer has not been delivered yet (its lag)",

@@ -41,6 +41,19 @@ runMain(async () => {
     cipher,
     log,
     metrics,
+    // Routing cannot go without PostgreSQL (the page directory). Redis is left out on purpose: without it
+    // entries are routed unshaped and without profiles, so its outage must not pause the router.
+    probeDependencies: async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("PostgreSQL did not answer within 1000 ms")), 1000);
+      });
+      try {
+        await Promise.race([db.$queryRaw`SELECT 1`, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
     settings: {
       concurrency: config.ROUTER_CONCURRENCY,
       pageCacheTtlMs: config.PAGE_CACHE_TTL,
@@ -67,6 +80,8 @@ runMain(async () => {
         psidFloodWindowMs: config.PSID_FLOOD_WINDOW,
       },
       maxAckPending: config.ROUTER_MAX_ACK_PENDING,
+      // An entry waits for PostgreSQL, Redis (1 s per command), one profile lookup and its publishes.
+      handlerTimeoutMs: config.PROFILE_TIMEOUT + 30_000,
     },
   });
 

@@ -24,6 +24,8 @@ export interface PageRouterSettings extends ProfileSettings {
   fairShare?: FairShareSettings;
   /** Entries held un-acknowledged across replicas, delayed ones included. */
   maxAckPending?: number;
+  /** Beyond this an entry's handler is hung and given up (retried); longer than a slow profile lookup. */
+  handlerTimeoutMs?: number;
 }
 
 export interface PageRouterDeps {
@@ -34,6 +36,11 @@ export interface PageRouterDeps {
   log: Logger;
   metrics: PageRouterMetrics;
   settings: PageRouterSettings;
+  /**
+   * Throws while a dependency routing cannot go without does not answer (PostgreSQL): the consumer then
+   * pauses instead of spending the entries' attempts (see runConsumer).
+   */
+  probeDependencies?: () => Promise<void>;
 }
 
 export interface RunningPageRouter {
@@ -173,6 +180,8 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     concurrency: settings.concurrency,
     ...(settings.maxTransientAttempts ? { maxTransientAttempts: settings.maxTransientAttempts } : {}),
     ...(settings.maxAckPending ? { maxAckPending: settings.maxAckPending } : {}),
+    ...(settings.handlerTimeoutMs ? { handlerTimeoutMs: settings.handlerTimeoutMs } : {}),
+    ...(deps.probeDependencies ? { probeDependencies: deps.probeDependencies } : {}),
     handle,
     onOutcome: (outcome, msg, error) => {
       const page_id = pageOfSubject(msg.subject);

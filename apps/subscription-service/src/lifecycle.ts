@@ -1,4 +1,4 @@
-import { type Bus, type JsMsg, PermanentError, RetryLaterError, runConsumer } from "@switchboard/bus";
+import { type Bus, decodeMessage, type JsMsg, RetryLaterError, runConsumer } from "@switchboard/bus";
 import { PageLifecycleEvent } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import {
@@ -9,6 +9,7 @@ import {
 } from "@switchboard/subscriptions";
 import type { Logger } from "pino";
 import type { PageBackoff } from "./backoff";
+import type { ConsumerTuning } from "./dependencies";
 import { type SubscriptionMetrics, setPageSubscriptionGauges } from "./metrics";
 
 export interface LifecycleConsumerOptions {
@@ -19,14 +20,15 @@ export interface LifecycleConsumerOptions {
   log: Logger;
   backoff: PageBackoff;
   concurrency?: number;
+  tuning: ConsumerTuning;
 }
-
-const decoder = new TextDecoder();
 
 /**
  * Follows page lifecycle events: a connected page (or one with a new token) is subscribed on its own
  * `/{page-id}/subscribed_apps` and verified; a disconnected page is unsubscribed. Each event is checked
  * against the page's current status first, so a late or replayed event never undoes a newer change.
+ * An event is acknowledged only once its effect is recorded (subscribed, or the page's failure written
+ * down); a database or Redis failure is thrown, so the event comes back.
  */
 export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
   const { bus, db, subscriptions, metrics, log } = options;
@@ -48,9 +50,7 @@ export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
   };
 
   const handle = async (msg: JsMsg) => {
-    const parsed = PageLifecycleEvent.safeParse(JSON.parse(decoder.decode(msg.data)));
-    if (!parsed.success) throw new PermanentError(`not a page lifecycle event: ${parsed.error.message}`);
-    const event = parsed.data;
+    const event = decodeMessage(msg, PageLifecycleEvent, "page lifecycle event");
     if (event.type === "page.status_changed") return;
     const page = await db.pageConnection.findUnique({
       where: { pageId: event.pageId },
@@ -85,5 +85,6 @@ export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
     log,
     handle,
     concurrency: options.concurrency ?? 4,
+    ...options.tuning,
   });
 }

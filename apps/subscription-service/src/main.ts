@@ -15,6 +15,7 @@ import {
 } from "@switchboard/observability";
 import { Redis } from "ioredis";
 import { subscriptionConfigSchema } from "./config";
+import { postgresAnswers } from "./dependencies";
 import { createSubscriptionMetrics, recordGraphCall } from "./metrics";
 import { startSubscriptionService } from "./service";
 
@@ -32,11 +33,13 @@ runMain(async () => {
     namespace: config.BUS_NAMESPACE,
     log,
   });
+  const graphAttempts = 3;
   const graph = createGraphClient({
     baseUrl: config.GRAPH_API_BASE_URL,
     version: config.GRAPH_API_VERSION,
     appSecret: config.FB_APP_SECRET,
     timeoutMs: config.GRAPH_API_TIMEOUT,
+    maxRetries: graphAttempts - 1,
     onCall: recordGraphCall(metrics),
   });
   const service = await startSubscriptionService({
@@ -59,6 +62,9 @@ runMain(async () => {
     intervalMs: config.RECONCILE_INTERVAL,
     concurrency: config.RECONCILE_CONCURRENCY,
     maxBackoffMs: config.RECONCILE_MAX_BACKOFF,
+    // A check makes at most three Graph calls (read, subscribe, verify), each up to `graphAttempts` times
+    // GRAPH_API_TIMEOUT; the margin covers PostgreSQL, Redis and the retries' pauses. Longer is hung.
+    handlerTimeoutMs: 3 * graphAttempts * config.GRAPH_API_TIMEOUT + 15_000,
   });
   const app = createOpsApp({
     registry,
@@ -67,7 +73,7 @@ runMain(async () => {
       {
         name: "postgres",
         check: async () => {
-          await db.$queryRaw`SELECT 1`;
+          await postgresAnswers(db);
           return true;
         },
       },

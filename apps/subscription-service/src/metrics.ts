@@ -62,6 +62,12 @@ export function createSubscriptionMetrics(registry: Registry) {
       labelNames: ["page_id"],
       registers: [registry],
     }),
+    consumerPaused: new Gauge({
+      name: "switchboard_subscription_consumer_paused",
+      help: "1 while a consumer (lifecycle, reconcile) is paused because PostgreSQL or Redis does not answer",
+      labelNames: ["consumer"],
+      registers: [registry],
+    }),
   };
   return metrics;
 }

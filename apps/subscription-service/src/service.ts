@@ -5,6 +5,7 @@ import type { SubscriptionContext } from "@switchboard/subscriptions";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { createPageBackoff } from "./backoff";
+import { type ConsumerTuning, dependencyProbe } from "./dependencies";
 import { startLifecycleConsumer } from "./lifecycle";
 import { refreshSubscriptionGauges, type SubscriptionMetrics } from "./metrics";
 import { startReconcileScheduler } from "./scheduler";
@@ -21,6 +22,11 @@ export interface SubscriptionServiceOptions {
   intervalMs: number;
   concurrency: number;
   maxBackoffMs: number;
+  /**
+   * Beyond this a lifecycle event's or a job's handler is hung and given up (retried): longer than a
+   * page's slowest legitimate check, its Graph calls with their retries.
+   */
+  handlerTimeoutMs: number;
   onReconciled?: (job: ReconcileJob) => void;
 }
 
@@ -37,7 +43,24 @@ export async function startSubscriptionService(options: SubscriptionServiceOptio
     baseMs: options.intervalMs,
     maxBackoffMs: options.maxBackoffMs,
   });
-  const lifecycle = await startLifecycleConsumer({ bus, db, subscriptions, metrics, log, backoff });
+  const probeDependencies = dependencyProbe({ db, redis });
+  const tuning = (consumer: "lifecycle" | "reconcile"): ConsumerTuning => {
+    metrics.consumerPaused.set({ consumer }, 0);
+    return {
+      probeDependencies,
+      handlerTimeoutMs: options.handlerTimeoutMs,
+      onPauseChange: (paused) => metrics.consumerPaused.set({ consumer }, paused ? 1 : 0),
+    };
+  };
+  const lifecycle = await startLifecycleConsumer({
+    bus,
+    db,
+    subscriptions,
+    metrics,
+    log,
+    backoff,
+    tuning: tuning("lifecycle"),
+  });
   const worker = await startReconcileWorker({
     bus,
     db,
@@ -48,6 +71,7 @@ export async function startSubscriptionService(options: SubscriptionServiceOptio
     log,
     concurrency: options.concurrency,
     backoff,
+    tuning: tuning("reconcile"),
     ...(options.onReconciled ? { onReconciled: options.onReconciled } : {}),
   });
   const scheduler = startReconcileScheduler({ bus, db, intervalMs: options.intervalMs, log, metrics });

@@ -1,3 +1,4 @@
+import { connect as connectTcp, createServer, type Server, type Socket } from "node:net";
 import { type Bus, connectBus, deleteStreams } from "@switchboard/bus";
 import type { ReconcileJob } from "@switchboard/contracts";
 import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
@@ -14,7 +15,65 @@ import { startSubscriptionService } from "./service";
 
 export const APP_ID = "100000000000001";
 export const APP_SECRET = "test-app-secret";
-const log = createLogger({ service: "subscription-service-test", level: "silent" });
+const log = createLogger({
+  service: "subscription-service-test",
+  level: (process.env.TEST_LOG_LEVEL ?? "silent") as "silent",
+});
+
+/**
+ * A TCP relay in front of the test PostgreSQL that can stop answering, as a stalled or partitioned
+ * database does: connections stay open, queries get no reply. `resume` resets the stalled connections
+ * (what a restarted server's clients see) and relays again.
+ */
+export async function createDatabaseGate(databaseUrl: string) {
+  const target = new URL(databaseUrl);
+  const sockets = new Set<Socket>();
+  let stalled = false;
+  const relay = (client: Socket) => {
+    const server = connectTcp(Number(target.port || 5432), target.hostname);
+    sockets.add(server);
+    server.on("close", () => sockets.delete(server));
+    const forward = (from: Socket, to: Socket) =>
+      from.on("data", (chunk) => {
+        // Stalled: swallow what either side says, as a partition does.
+        if (!stalled) to.write(chunk);
+      });
+    forward(client, server);
+    forward(server, client);
+    const end = () => {
+      client.destroy();
+      server.destroy();
+    };
+    client.on("close", end).on("error", end);
+    server.on("close", end).on("error", end);
+  };
+  const listener: Server = createServer((client) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    // Stalled: the connection is accepted and never answered.
+    if (!stalled) relay(client);
+  });
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const url = new URL(databaseUrl);
+  url.hostname = "127.0.0.1";
+  url.port = String((listener.address() as { port: number }).port);
+  return {
+    url: url.toString(),
+    stall() {
+      stalled = true;
+    },
+    resume() {
+      stalled = false;
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => listener.close(resolve));
+    },
+  };
+}
+export type DatabaseGate = Awaited<ReturnType<typeof createDatabaseGate>>;
 
 export interface Replica {
   name: string;
@@ -51,6 +110,8 @@ export async function createHarness() {
   let keyPrefix = `${uniqueId()}:`;
   const buses: Bus[] = [];
   const replicas: Replica[] = [];
+  /** Databases and gates of single tests, closed once the replicas using them have stopped. */
+  const closers: Array<() => Promise<unknown>> = [];
 
   const connect = async (name: string) => {
     const bus = await connectBus({
@@ -66,8 +127,8 @@ export async function createHarness() {
   // The CLI's and tests' own connection, for connecting pages.
   let control = await connect("control");
 
-  const context = (bus: Bus, graphClient: GraphClient = graph): SubscriptionContext => ({
-    db,
+  const context = (bus: Bus, graphClient: GraphClient = graph, replicaDb: Db = db): SubscriptionContext => ({
+    db: replicaDb,
     bus,
     cipher,
     graph: graphClient,
@@ -93,7 +154,26 @@ export async function createHarness() {
       return keyPrefix;
     },
 
-    async startReplica(name: string, { intervalMs = 3_600_000 } = {}): Promise<Replica> {
+    /** A database client for one replica that reaches PostgreSQL through a gate the test can stall. */
+    async gatedDatabase() {
+      const gate = await createDatabaseGate(database.url);
+      const gated = createDb(gate.url, { poolSize: 4 });
+      closers.push(
+        () => gated.$disconnect(),
+        () => gate.close(),
+      );
+      return { gate, db: gated };
+    },
+
+    /** A replica; `db` replaces the shared database client (a failing one), for this replica only. */
+    async startReplica(
+      name: string,
+      {
+        intervalMs = 3_600_000,
+        db: replicaDb = db,
+        handlerTimeoutMs = 20_000,
+      }: { intervalMs?: number; db?: Db; handlerTimeoutMs?: number } = {},
+    ): Promise<Replica> {
       const bus = await connect(name);
       const registry = createMetricsRegistry("subscription-service");
       const metrics = createSubscriptionMetrics(registry);
@@ -108,15 +188,16 @@ export async function createHarness() {
       const reconciled: ReconcileJob[] = [];
       const service = await startSubscriptionService({
         bus,
-        db,
+        db: replicaDb,
         redis,
         keyPrefix,
-        subscriptions: context(bus, replicaGraph),
+        subscriptions: context(bus, replicaGraph, replicaDb),
         metrics,
         log,
         intervalMs,
         concurrency: 4,
         maxBackoffMs: 60_000,
+        handlerTimeoutMs,
         onReconciled: (job) => reconciled.push(job),
       });
       const replica = { name, bus, registry, metrics, reconciled, stop: () => service.stop() };
@@ -137,6 +218,7 @@ export async function createHarness() {
     /** Stops every replica and gives the next test an empty world. */
     async reset() {
       await Promise.all(replicas.splice(0).map((r) => r.stop()));
+      for (const close of closers.splice(0)) await close();
       for (const bus of buses.splice(0)) {
         await deleteStreams(bus.jsm, bus.topology);
         await bus.drain();
@@ -150,6 +232,7 @@ export async function createHarness() {
 
     async close() {
       await Promise.all(replicas.splice(0).map((r) => r.stop()));
+      for (const close of closers.splice(0)) await close().catch(() => undefined);
       for (const bus of buses.splice(0)) {
         await deleteStreams(bus.jsm, bus.topology).catch(() => undefined);
         await bus.drain();

@@ -1,10 +1,11 @@
-import { type Bus, type JsMsg, PermanentError, type RunningConsumer, runConsumer } from "@switchboard/bus";
+import { type Bus, decodeMessage, type JsMsg, type RunningConsumer, runConsumer } from "@switchboard/bus";
 import { ReconcileJob } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import { reconcileSubscription, type SubscriptionContext } from "@switchboard/subscriptions";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { PageBackoff } from "./backoff";
+import type { ConsumerTuning } from "./dependencies";
 import { type SubscriptionMetrics, setPageSubscriptionGauges } from "./metrics";
 import { slotOf } from "./scheduler";
 
@@ -18,6 +19,7 @@ export interface ReconcileWorkerOptions {
   log: Logger;
   concurrency: number;
   backoff: PageBackoff;
+  tuning: ConsumerTuning;
   now?: () => number;
   /** Called after each job this replica actually reconciled (tests count them). */
   onReconciled?: (job: ReconcileJob) => void;
@@ -27,8 +29,6 @@ export interface ReconcileWorkerOptions {
 function claimKey(prefix: string, pageId: string, slot: number) {
   return `${prefix}subscriptions:claim:${pageId}:${slot}`;
 }
-
-const decoder = new TextDecoder();
 
 /**
  * Takes per-page jobs from the `reconcile` work queue (one durable consumer shared by every replica, so
@@ -41,9 +41,7 @@ export function startReconcileWorker(options: ReconcileWorkerOptions): Promise<R
   const count = (outcome: string) => metrics.reconciles.inc({ trigger: "schedule", outcome });
 
   const handle = async (msg: JsMsg) => {
-    const parsed = ReconcileJob.safeParse(JSON.parse(decoder.decode(msg.data)));
-    if (!parsed.success) throw new PermanentError(`not a reconcile job: ${parsed.error.message}`);
-    const job = parsed.data;
+    const job = decodeMessage(msg, ReconcileJob, "reconcile job");
     const { pageId } = job;
 
     // Jobs that waited through a whole interval (every replica was down) are covered by newer ones.
@@ -84,5 +82,6 @@ export function startReconcileWorker(options: ReconcileWorkerOptions): Promise<R
     log,
     handle,
     concurrency: options.concurrency,
+    ...options.tuning,
   });
 }

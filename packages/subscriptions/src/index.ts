@@ -10,6 +10,7 @@ export {
   type SubscriptionContext,
   type SubscriptionFailure,
   type SubscriptionView,
+  UnreadableTokenError,
   unsubscribePage,
   viewOf,
 } from "./subscription";

@@ -1,10 +1,23 @@
 import type { Bus } from "@switchboard/bus";
-import type { TokenCipher } from "@switchboard/crypto";
+import { type TokenCipher, TokenDecryptionError } from "@switchboard/crypto";
 import type { Db, SubscriptionStatus } from "@switchboard/db";
 import { GraphApiError, type GraphClient, type GraphErrorKind, RateLimitError } from "@switchboard/graph-api";
-import { PageNotFoundError, readPageToken, setPageStatus } from "@switchboard/pages";
+import { readPageToken, setPageStatus } from "@switchboard/pages";
 import type { Logger } from "pino";
 import { missingFields } from "./fields";
+
+/**
+ * The page's stored token cannot be decrypted (its key left TOKEN_ENCRYPTION_KEYS, or the row is damaged):
+ * only an operator can fix it, so it is recorded on the page, never retried. Any other error on the way
+ * (the database, the network) is not this: it propagates, and the caller tries again.
+ */
+export class UnreadableTokenError extends Error {
+  constructor(pageId: string) {
+    // A decryption failure names no secret, but keep only our own words.
+    super(`the stored token of page ${pageId} could not be decrypted`);
+    this.name = "UnreadableTokenError";
+  }
+}
 
 /** What reconciling a page's subscription needs; the service and the CLI build the same thing. */
 export interface SubscriptionContext {
@@ -85,6 +98,10 @@ function describeView(view: SubscriptionView): string | null {
   return null;
 }
 
+/**
+ * The failures a page's subscription records: Graph's answers and an unreadable token. Anything else (the
+ * database is down, a bug) says nothing about the page and is rethrown, so the event or job is retried.
+ */
 function failureOf(error: unknown): SubscriptionFailure {
   if (error instanceof GraphApiError) {
     return {
@@ -96,7 +113,10 @@ function failureOf(error: unknown): SubscriptionFailure {
       message: error.message,
     };
   }
-  return { kind: "token_unreadable", retryable: false, message: (error as Error).message };
+  if (error instanceof UnreadableTokenError) {
+    return { kind: "token_unreadable", retryable: false, message: error.message };
+  }
+  throw error;
 }
 
 /** The operator-facing problem for a failure: what happened and what to do. */
@@ -119,9 +139,8 @@ async function tokenOf(ctx: Pick<SubscriptionContext, "db" | "cipher">, pageId: 
   try {
     return await readPageToken(ctx.db, ctx.cipher, pageId);
   } catch (error) {
-    if (error instanceof PageNotFoundError) throw error;
-    // A decryption failure names no secret, but keep only our own words.
-    throw new Error("the stored token could not be decrypted");
+    if (error instanceof TokenDecryptionError) throw new UnreadableTokenError(pageId);
+    throw error;
   }
 }
 
@@ -135,7 +154,6 @@ export async function inspectSubscription(
     const view = viewOf(await ctx.graph.getSubscribedApps(pageId, token), ctx.appId, ctx.desiredFields);
     return { view, problem: describeView(view) };
   } catch (error) {
-    if (error instanceof PageNotFoundError) throw error;
     const failure = failureOf(error);
     return { problem: describeFailure(failure), failure };
   }
@@ -143,8 +161,9 @@ export async function inspectSubscription(
 
 /**
  * Brings one page's subscription to the desired state on its own `/{page-id}/subscribed_apps` with its own
- * token, and records the outcome in `page_subscriptions`. Graph failures are recorded and returned, not
- * thrown: the caller decides whether to retry. An invalid token (190) moves the page to
+ * token, and records the outcome in `page_subscriptions`. Graph failures and an unreadable token are
+ * recorded and returned, not thrown: the caller decides whether to retry. Anything else (the database,
+ * a missing page) is thrown, recording nothing: the caller retries it. An invalid token (190) moves the page to
  * `reauthorization_required`, which stops the periodic checks until the token is replaced.
  */
 export async function reconcileSubscription(
@@ -172,7 +191,6 @@ export async function reconcileSubscription(
     }
     return await recordView(ctx, pageId, after, { action, before, subscribed: true });
   } catch (error) {
-    if (error instanceof PageNotFoundError) throw error;
     return await recordFailure(ctx, pageId, failureOf(error), before);
   }
 }
@@ -210,7 +228,6 @@ export async function unsubscribePage(ctx: SubscriptionContext, pageId: string):
       consecutiveFailures: 0,
     };
   } catch (error) {
-    if (error instanceof PageNotFoundError) throw error;
     const failure = failureOf(error);
     // A dead token cannot unsubscribe, and Meta drops the app with the token's grant anyway: nothing to retry.
     const status = failure.kind === "invalid_token" ? "unsubscribed" : undefined;
