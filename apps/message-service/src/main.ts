@@ -1,6 +1,6 @@
 import { connectBus, type RunningConsumer } from "@switchboard/bus";
 import { createTokenCipher } from "@switchboard/crypto";
-import { createDb } from "@switchboard/db";
+import { createDb, postgresAnswers } from "@switchboard/db";
 import { createGraphClient } from "@switchboard/graph-api";
 import {
   closeServer,
@@ -51,10 +51,7 @@ runMain(async () => {
   // Asked by the consumers after a failure: if the database or the lock's Redis quorum is down they pause
   // (nothing is dead-lettered for an outage) and resume once this answers again.
   const probeDependencies = async () => {
-    await Promise.race([
-      db.$queryRaw`SELECT 1`,
-      new Promise((_, reject) => setTimeout(() => reject(new Error("database probe timed out")), 2000)),
-    ]);
+    await postgresAnswers(db, 2000);
     if (!(await redisQuorumReady(redis))) throw new Error("no Redis quorum for the conversation lock");
   };
 

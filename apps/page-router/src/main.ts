@@ -1,6 +1,6 @@
 import { connectBus } from "@switchboard/bus";
 import { createTokenCipher } from "@switchboard/crypto";
-import { createDb } from "@switchboard/db";
+import { createDb, postgresAnswers } from "@switchboard/db";
 import {
   closeServer,
   createLogger,
@@ -43,17 +43,7 @@ runMain(async () => {
     metrics,
     // Routing cannot go without PostgreSQL (the page directory). Redis is left out on purpose: without it
     // entries are routed unshaped and without profiles, so its outage must not pause the router.
-    probeDependencies: async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error("PostgreSQL did not answer within 1000 ms")), 1000);
-      });
-      try {
-        await Promise.race([db.$queryRaw`SELECT 1`, late]);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    probeDependencies: () => postgresAnswers(db),
     settings: {
       concurrency: config.ROUTER_CONCURRENCY,
       pageCacheTtlMs: config.PAGE_CACHE_TTL,

@@ -1,25 +1,9 @@
 import type { ConsumerOptions } from "@switchboard/bus";
-import type { Db } from "@switchboard/db";
+import { type Db, postgresAnswers } from "@switchboard/db";
 import { type PingableRedis, redisReadiness } from "@switchboard/observability";
 
 /** How long PostgreSQL or Redis may take to answer a probe before it counts as down. */
 export const PROBE_TIMEOUT_MS = 1000;
-
-/** `SELECT 1` answered within `timeoutMs`, else an error naming PostgreSQL (a stalled server never answers). */
-export async function postgresAnswers(db: Db, timeoutMs = PROBE_TIMEOUT_MS): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`PostgreSQL did not answer within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-  });
-  try {
-    await Promise.race([db.$queryRaw`SELECT 1`, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * The consumers' `probeDependencies`: what no page's check can go without, PostgreSQL (pages, subscription

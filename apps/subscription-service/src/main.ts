@@ -1,7 +1,7 @@
 import { connectBus } from "@switchboard/bus";
 import { loadConfig } from "@switchboard/config";
 import { createTokenCipher } from "@switchboard/crypto";
-import { createDb } from "@switchboard/db";
+import { createDb, postgresAnswers } from "@switchboard/db";
 import { createGraphClient } from "@switchboard/graph-api";
 import {
   closeServer,
@@ -15,7 +15,7 @@ import {
 } from "@switchboard/observability";
 import { Redis } from "ioredis";
 import { subscriptionConfigSchema } from "./config";
-import { postgresAnswers } from "./dependencies";
+
 import { createSubscriptionMetrics, recordGraphCall } from "./metrics";
 import { startSubscriptionService } from "./service";
 

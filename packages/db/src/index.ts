@@ -7,3 +7,4 @@ export {
   MigrationChecksumError,
   type MigrationResult,
 } from "./migrate";
+export { postgresAnswers } from "./probe";
