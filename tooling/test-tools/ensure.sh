@@ -3,6 +3,7 @@
 #   chromium  the console's browser test (tests/console.browser.e2e.test.ts)
 #   promtool  the alert-rule tests (tooling/observability-check), from Debian's `prometheus` package
 #   kubectl   infra-check renders the overlays with `kubectl kustomize`; it needs kustomize v5 (kubectl >= 1.27)
+#   curl, jq  the quickstart walkthrough (tests/quickstart.e2e.test.ts runs docs/quickstart.md)
 # Missing ones are installed when this runs as root, or with passwordless sudo, on a machine with apt-get.
 # Otherwise it stops at once with one message naming each missing tool and the command that installs it.
 #
@@ -44,6 +45,8 @@ kubectl_ok() {
 }
 
 missing=()
+find_tool curl >/dev/null || missing+=(curl)
+find_tool jq >/dev/null || missing+=(jq)
 find_tool chromium >/dev/null || missing+=(chromium)
 find_tool promtool >/dev/null || missing+=(promtool)
 kubectl_ok || missing+=(kubectl)
@@ -51,6 +54,8 @@ kubectl_ok || missing+=(kubectl)
 
 how_to_install() {
   case "$1" in
+    curl) echo "curl      (quickstart walkthrough): apt-get install curl" ;;
+    jq) echo "jq        (quickstart walkthrough): apt-get install jq" ;;
     chromium) echo "chromium  (console browser test): apt-get install chromium" ;;
     promtool) echo "promtool  (alert-rule tests): apt-get install prometheus" ;;
     kubectl)
@@ -91,6 +96,8 @@ run() {
 packages=()
 for tool in "${missing[@]}"; do
   case "$tool" in
+    curl) packages+=(curl) ;;
+    jq) packages+=(jq) ;;
     chromium) packages+=(chromium) ;;
     promtool) packages+=(prometheus) ;;
     kubectl)
@@ -122,6 +129,8 @@ fi
 
 $dry_run && exit 0
 still=()
+find_tool curl >/dev/null || still+=(curl)
+find_tool jq >/dev/null || still+=(jq)
 find_tool chromium >/dev/null || still+=(chromium)
 find_tool promtool >/dev/null || still+=(promtool)
 kubectl_ok || still+=(kubectl)

