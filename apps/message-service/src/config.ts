@@ -34,10 +34,19 @@ export const messageServiceConfigSchema = z.object({
   SEND_RATE_PER_PAGE: env.positiveInt(20),
   /** Sends handled at once by one replica. */
   SEND_CONCURRENCY: env.positiveInt(8),
-  /** Deliveries of one send (transient errors, rate limits, a busy conversation) before it is marked failed. */
+  /** Send API calls of one message that failed (known not sent) before it is marked failed; waiting never counts. */
   SEND_MAX_ATTEMPTS: env.positiveInt(12),
-  /** After a send whose outcome is unknown (timeout), wait this long for its echo before trying again. */
+  /** After a call whose outcome is unknown (timeout), wait this long for its echo before reading the thread. */
   SEND_ECHO_WAIT: env.duration("5s"),
+  /** One Graph API call's timeout; an attempt younger than this may still be in flight. */
+  GRAPH_TIMEOUT: env.duration("10s"),
+  /** A `sending` row untouched this long has lost its request: the sweeper queues it again. */
+  SEND_STALE_AFTER: env.duration("5m"),
+  SEND_SWEEP_INTERVAL: env.duration("1m"),
+  /** A send not made this long after it was queued is failed with the reason. */
+  SEND_GIVE_UP_AFTER: env.duration("24h"),
+  /** A handler running longer is given up (transient): a hung connection never holds a slot for ever. */
+  HANDLER_TIMEOUT: env.duration("60s"),
 });
 
 export type MessageServiceConfig = z.infer<typeof messageServiceConfigSchema>;

@@ -24,6 +24,7 @@ import { createConversationLock } from "./conversation-lock";
 import { startOutboxRelay } from "./domain-events";
 import { startMessagingConsumer } from "./messaging-consumer";
 import { createMessageMetrics } from "./metrics";
+import { startSendSweeper } from "./send/send-sweeper";
 import { startSendWorker } from "./send/send-worker";
 
 runMain(async () => {
@@ -52,6 +53,16 @@ runMain(async () => {
     registry,
   });
 
+  // Asked by the consumers after a failure: if the database or the lock's Redis quorum is down they pause
+  // (nothing is dead-lettered for an outage) and resume once this answers again.
+  const probeDependencies = async () => {
+    await Promise.race([
+      db.$queryRaw`SELECT 1`,
+      new Promise((_, reject) => setTimeout(() => reject(new Error("database probe timed out")), 2000)),
+    ]);
+    if (!(await redisQuorumReady(redis))) throw new Error("no Redis quorum for the conversation lock");
+  };
+
   const consumers: Array<Pick<RunningConsumer, "stop">> = [
     await startMessagingConsumer({
       bus,
@@ -61,6 +72,8 @@ runMain(async () => {
       metrics,
       concurrency: config.MESSAGE_CONCURRENCY,
       maxLockAttempts: config.CONVERSATION_LOCK_MAX_ATTEMPTS,
+      probeDependencies,
+      handlerTimeoutMs: config.HANDLER_TIMEOUT,
     }),
     await startSendWorker({
       bus,
@@ -70,7 +83,11 @@ runMain(async () => {
         baseUrl: config.GRAPH_API_BASE_URL,
         version: config.GRAPH_API_VERSION,
         appSecret: config.FB_APP_SECRET,
+        timeoutMs: config.GRAPH_TIMEOUT,
       }),
+      graphTimeoutMs: config.GRAPH_TIMEOUT,
+      giveUpAfterMs: config.SEND_GIVE_UP_AFTER,
+      probeDependencies,
       cipher: createTokenCipher(config.TOKEN_ENCRYPTION_KEYS),
       // The send schedule is not a lock: it lives on the first node that is up, not on a majority.
       redis: createFailoverRedis(redis, log),
@@ -83,6 +100,13 @@ runMain(async () => {
       echoWaitMs: config.SEND_ECHO_WAIT,
     }),
   ];
+  const sendSweeper = startSendSweeper({
+    db,
+    bus,
+    log,
+    intervalMs: config.SEND_SWEEP_INTERVAL,
+    staleAfterMs: config.SEND_STALE_AFTER,
+  });
   const outboxRelay = startOutboxRelay({
     js: bus.js,
     db,
@@ -118,6 +142,7 @@ runMain(async () => {
     // Handlers in flight finish (commit, publish, ack) before the bus drains.
     { name: "stop consumers", run: () => Promise.all(consumers.map((c) => c.stop())) },
     { name: "stop outbox relay", run: () => outboxRelay.stop() },
+    { name: "stop send sweeper", run: () => sendSweeper.stop() },
     { name: "drain NATS", run: () => bus.drain() },
     { name: "close Redis", run: () => closeRedisNodes(redis) },
     { name: "close database", run: () => db.$disconnect() },

@@ -360,9 +360,21 @@ async function storeEcho(context: Context, event: EchoEvent) {
     await tx.message.update({
       where: { id: ours.id },
       // Meta's timestamp replaces our local send time (also when the send response recorded the mid
-      // first): the conversation is ordered by Meta's clock.
-      data: { mid: event.mid, sentAt, status, error: null },
+      // first): the conversation is ordered by Meta's clock. The echo settles a send attempt whose answer
+      // was lost, so the send worker never calls Meta for it again.
+      data: { mid: event.mid, sentAt, status, error: null, sendAttemptStartedAt: null },
     });
+    if (ours.mid === null) {
+      // The echo came first (or the send response never did): it is this send's confirmation.
+      context.publish({
+        type: "message.sent",
+        messageId: ours.id,
+        pageId: event.pageId,
+        psid: event.psid,
+        mid: event.mid,
+        occurredAt: context.now().getTime(),
+      });
+    }
     if (status !== ours.status) publishStatusChange(context, ours.id, ours.status, status);
     return;
   }

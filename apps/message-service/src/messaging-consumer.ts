@@ -16,8 +16,11 @@ export interface MessagingConsumerOptions {
   concurrency?: number;
   /** Deliveries of a message whose conversation stays locked before it is dead-lettered. */
   maxLockAttempts?: number;
-  /** Deliveries after unexpected errors (DB or Redis down) before dead-lettering: covers minutes of outage. */
+  /** Deliveries after unexpected errors before dead-lettering (an outage pauses instead: probeDependencies). */
   maxTransientAttempts?: number;
+  /** Database and lock quorum: while they are down the consumer pauses rather than spending attempts. */
+  probeDependencies?: () => Promise<void>;
+  handlerTimeoutMs?: number;
 }
 
 const decoder = new TextDecoder();
@@ -92,6 +95,8 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
     concurrency: options.concurrency,
     maxRetryLaterAttempts: options.maxLockAttempts,
     maxTransientAttempts: options.maxTransientAttempts,
+    probeDependencies: options.probeDependencies,
+    handlerTimeoutMs: options.handlerTimeoutMs,
     onOutcome: (outcome, msg) => metrics.events.inc({ kind: kinds.get(msg) ?? "invalid", outcome }),
   });
 }

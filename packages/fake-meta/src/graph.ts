@@ -304,7 +304,12 @@ export function createGraphRouter(options: GraphRouterOptions): Router {
       });
       return undefined;
     }
-    const injected = pageId ? state.takeInjectedError(pageId, endpoint, req.method) : undefined;
+    let injected = pageId ? state.takeInjectedError(pageId, endpoint, req.method) : undefined;
+    if (injected?.afterSending) {
+      // Applied by the edge once it has done its work (the Send API: a lost answer).
+      res.locals.afterSending = injected;
+      injected = undefined;
+    }
     if (injected?.delayMs) await sleep(injected.delayMs);
     if (injected && (injected.code !== undefined || injected.status !== undefined || injected.htmlBody)) {
       sendInjected(res, injected);
@@ -462,6 +467,18 @@ export function createGraphRouter(options: GraphRouterOptions): Router {
     const mode =
       state.echoMode === "random" ? (Math.random() < 0.5 ? "before" : "after") : (state.echoMode as string);
     if (mode === "before") await options.onMessageSent(sent, { beforeAnswer: true });
+    const lost = res.locals.afterSending as InjectedError | undefined;
+    if (lost) {
+      // Sent, but the caller never learns it: a timeout, a 5xx from a proxy, a dropped connection.
+      if (mode === "after") void options.onMessageSent(sent, { beforeAnswer: false });
+      if (lost.delayMs) await sleep(lost.delayMs);
+      if (lost.dropConnection || (lost.code === undefined && lost.status === undefined && !lost.htmlBody)) {
+        req.socket.destroy();
+      } else {
+        sendInjected(res, lost);
+      }
+      return;
+    }
     res.json({ recipient_id: user.psid, message_id: mid });
     if (mode === "after") {
       res.once("finish", () => void options.onMessageSent(sent, { beforeAnswer: false }));

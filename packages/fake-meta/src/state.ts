@@ -42,6 +42,12 @@ export interface InjectedError {
   delayMs?: number;
   /** Answer a non-JSON body (as a proxy in front of Meta would). */
   htmlBody?: boolean;
+  /**
+   * Send API only: Meta sends the message (it is in the thread, the echo goes out), then the answer is lost:
+   * the fault (`delayMs`, `status`/`code`) applies after sending, or with `dropConnection` the socket closes.
+   */
+  afterSending?: boolean;
+  dropConnection?: boolean;
 }
 
 export interface RecordedCall {

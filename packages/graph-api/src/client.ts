@@ -8,7 +8,13 @@ import {
   TransientGraphError,
   UnknownGraphError,
 } from "./errors";
-import type { SendMessageBody, SendMessageResult, SubscribedApp, UserProfile } from "./messages";
+import type {
+  SendMessageBody,
+  SendMessageResult,
+  SubscribedApp,
+  ThreadMessage,
+  UserProfile,
+} from "./messages";
 import { type GraphUsage, parseUsage } from "./usage";
 
 export interface GraphClientOptions {
@@ -51,6 +57,12 @@ export interface GraphClient {
    * message (timeout, dropped connection) is not retried here: the caller decides, knowing the echo may come.
    */
   sendMessage(pageId: string, token: string, body: SendMessageBody): Promise<SendMessageResult>;
+  /**
+   * The latest messages of the page's thread with one person, newest first:
+   * `GET /{page-id}/conversations?user_id=<psid>&fields=messages.limit(n){id,message,created_time,from}`.
+   * How a sender finds out whether a Send API call whose answer was lost went out.
+   */
+  getThreadMessages(pageId: string, token: string, psid: string, limit?: number): Promise<ThreadMessage[]>;
 }
 
 /** `appsecret_proof`: hex HMAC-SHA256 of the access token keyed by the app secret. */
@@ -92,6 +104,24 @@ const SubscribedAppsResponse = z.object({
 });
 const SuccessResponse = z.looseObject({ success: z.boolean() });
 const SendResponse = z.looseObject({ recipient_id: z.string(), message_id: z.string() });
+const ThreadResponse = z.looseObject({
+  data: z.array(
+    z.looseObject({
+      messages: z
+        .looseObject({
+          data: z.array(
+            z.looseObject({
+              id: z.string(),
+              message: z.string().optional(),
+              created_time: z.string(),
+              from: z.looseObject({ id: z.coerce.string() }).optional(),
+            }),
+          ),
+        })
+        .optional(),
+    }),
+  ),
+});
 const ProfileResponse = z.looseObject({
   first_name: z.string().optional(),
   last_name: z.string().optional(),
@@ -320,6 +350,26 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
       };
       const { recipient_id, message_id } = await run(request, SendResponse);
       return { recipient_id, message_id };
+    },
+    async getThreadMessages(pageId, token, psid, limit = 25) {
+      const request: GraphRequest = {
+        endpoint: "conversations:GET",
+        method: "GET",
+        path: `/${explicitPageId(pageId)}/conversations`,
+        token,
+        pageId,
+        query: { user_id: psid, fields: `messages.limit(${limit}){id,message,created_time,from}` },
+        idempotent: true,
+      };
+      const result = await run(request, ThreadResponse);
+      return result.data.flatMap((thread) =>
+        (thread.messages?.data ?? []).map(({ id, message, created_time, from }) => ({
+          id,
+          created_time,
+          ...(message === undefined ? {} : { message }),
+          ...(from === undefined ? {} : { from: { id: from.id } }),
+        })),
+      );
     },
   };
 }

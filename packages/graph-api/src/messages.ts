@@ -43,3 +43,12 @@ export interface UserProfile {
   last_name?: string;
   profile_pic?: string;
 }
+
+/** One message of a Page's thread with a person, as the Conversations API returns it. */
+export interface ThreadMessage {
+  /** The mid. */
+  id: string;
+  message?: string;
+  created_time: string;
+  from?: { id: string };
+}

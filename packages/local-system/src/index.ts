@@ -1,3 +1,4 @@
+export { type Balancer, startBalancer } from "./balancer";
 export {
   type ManagedNode,
   type NatsCluster,

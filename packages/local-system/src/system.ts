@@ -5,6 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { busTopology } from "@switchboard/contracts";
 import { generateTokenKey } from "@switchboard/crypto";
+import { startBalancer } from "./balancer";
 import { createIsolatedDatabase, type IsolatedDatabase } from "./database";
 import { freePort, uniqueId } from "./ids";
 import { repoRoot, type ServiceProcess, startServiceProcess } from "./service-process";
@@ -42,6 +43,11 @@ export interface LocalSystemOptions<Db extends { $disconnect(): Promise<unknown>
   runId?: string;
   /** The database is `<databasePrefix><runId>`. */
   databasePrefix?: string;
+  /**
+   * Processes per service (default 1). With more, the ingress replicas sit behind a balancer (`urls.ingress`,
+   * also where the fake Meta sends webhooks), as behind a Kubernetes Service.
+   */
+  replicas?: number;
 }
 
 export interface CliResult {
@@ -59,6 +65,12 @@ export interface LocalSystem<Db> {
   databaseUrl: string;
   urls: Record<SystemApp, string>;
   processes: Partial<Record<SystemApp, ServiceProcess>>;
+  /** Every replica of each service (`processes[app]` is the first). */
+  replicas: Partial<Record<ServiceName, ServiceProcess[]>>;
+  /** kill -9 one replica (as a crashed pod). */
+  killReplica(app: ServiceName, index: number): Promise<void>;
+  /** Starts a replica again on its port, with the system's environment; resolves once it is ready. */
+  startReplica(app: ServiceName, index: number): Promise<void>;
   /** A client on the system's own database. */
   db: Db;
   /** The operator CLI (`pnpm sb …`, built) as a process on this system. */
@@ -139,15 +151,32 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
   options: LocalSystemOptions<Db>,
 ): Promise<LocalSystem<Db>> {
   const { stores, apps = SERVICES, nodeFlags = [], logDir } = options;
+  const replicaCount = options.replicas ?? 1;
   const runId = options.runId ?? uniqueId("sb");
   const all: SystemApp[] = ["fake-meta", ...apps];
   const ports = Object.fromEntries(
     await Promise.all(all.map(async (app) => [app, await freePort()] as const)),
   ) as Record<SystemApp, number>;
+  const replicaPorts = Object.fromEntries(
+    await Promise.all(
+      apps.map(async (app) => [
+        app,
+        [ports[app], ...(await Promise.all(Array.from({ length: replicaCount - 1 }, () => freePort())))],
+      ]),
+    ),
+  ) as Record<ServiceName, number[]>;
+  const replicas: Partial<Record<ServiceName, ServiceProcess[]>> = {};
+  const live = (app: ServiceName) =>
+    (replicas[app] ?? [])
+      .filter((p) => p.process.exitCode === null && p.process.signalCode === null)
+      .map((p) => p.url);
+  const balancer =
+    replicaCount > 1 && apps.includes("ingress") ? await startBalancer(() => live("ingress")) : undefined;
   const urls = Object.fromEntries(all.map((app) => [app, `http://127.0.0.1:${ports[app]}`])) as Record<
     SystemApp,
     string
   >;
+  if (balancer) urls.ingress = balancer.url;
   const database: IsolatedDatabase = await createIsolatedDatabase(stores.databaseUrl, {
     name: `${options.databasePrefix ?? "sb_"}${runId}`,
     migrate: options.migrate,
@@ -182,6 +211,8 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
   const db = options.connectDb(database.url);
   const stop = async () => {
     await Promise.all(Object.values(processes).map((p) => p.stop()));
+    await Promise.all(Object.values(replicas).flatMap((list) => (list ?? []).slice(1).map((p) => p.stop())));
+    await balancer?.close();
     await db.$disconnect();
     await database.drop();
     await deleteNamespaceStreams(stores.natsUrl, runId);
@@ -192,19 +223,31 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
     await stop();
     throw error;
   }
+  const startReplica = async (app: SystemApp, index: number) => {
+    const fakeMeta = app === "fake-meta";
+    const port = fakeMeta ? ports[app] : replicaPorts[app as ServiceName]![index]!;
+    const name = index === 0 ? app : `${app}-${index + 1}`;
+    const started = await startServiceProcess(app, {
+      env: fakeMeta ? { ...env, ...fakeMetaEnv } : env,
+      port,
+      ...(fakeMeta ? { script: ["--enable-source-maps", "packages/fake-meta/dist/main.js"] } : { nodeFlags }),
+      logFile: logDir ? join(logDir, `${name}.log`) : undefined,
+      readyPath: fakeMeta ? "/healthz" : "/readyz",
+    });
+    if (fakeMeta) {
+      processes[app] = started;
+      return;
+    }
+    replicas[app as ServiceName] ??= [];
+    replicas[app as ServiceName]![index] = started;
+    if (index === 0) processes[app] = started;
+  };
   const started = await Promise.allSettled(
-    all.map(async (app) => {
-      const fakeMeta = app === "fake-meta";
-      processes[app] = await startServiceProcess(app, {
-        env: fakeMeta ? { ...env, ...fakeMetaEnv } : env,
-        port: ports[app],
-        ...(fakeMeta
-          ? { script: ["--enable-source-maps", "packages/fake-meta/dist/main.js"] }
-          : { nodeFlags }),
-        logFile: logDir ? join(logDir, `${app}.log`) : undefined,
-        readyPath: fakeMeta ? "/healthz" : "/readyz",
-      });
-    }),
+    all.flatMap((app) =>
+      app === "fake-meta"
+        ? [startReplica(app, 0)]
+        : Array.from({ length: replicaCount }, (_, index) => startReplica(app, index)),
+    ),
   );
   const failed = started.find((result) => result.status === "rejected");
   if (failed) {
@@ -218,6 +261,16 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
     databaseUrl: database.url,
     urls,
     processes,
+    replicas,
+    async killReplica(app, index) {
+      const target = replicas[app]?.[index];
+      if (!target || target.process.exitCode !== null || target.process.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        target.process.once("exit", () => resolve());
+        target.process.kill("SIGKILL");
+      });
+    },
+    startReplica: (app, index) => startReplica(app, index),
     db,
     cli: (args, stdin) => runCli(args, env, stdin),
     metrics: async (app) => (await fetch(`${urls[app]}/metrics`)).text(),

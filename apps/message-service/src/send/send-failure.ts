@@ -1,5 +1,5 @@
 import { RetryLaterError } from "@switchboard/bus";
-import { GraphApiError, RateLimitError, TransientGraphError } from "@switchboard/graph-api";
+import { GraphApiError, RateLimitError } from "@switchboard/graph-api";
 
 /**
  * What a failed Send API call means for the message: failed for good with a reason a person can act on,
@@ -10,7 +10,7 @@ export type SendFailure =
   | { outcome: "retry"; error: Error };
 
 /** Meta's own wording stays in the reason (it never carries the token: the client redacts it). */
-export function explainSendFailure(error: unknown, options: { echoWaitMs: number }): SendFailure {
+export function explainSendFailure(error: unknown): SendFailure {
   if (!(error instanceof GraphApiError)) return { outcome: "retry", error: error as Error };
   const meta = `(Meta: ${error.message})`;
   switch (error.kind) {
@@ -45,16 +45,7 @@ export function explainSendFailure(error: unknown, options: { echoWaitMs: number
       };
     }
     case "transient":
-      // Meta may have delivered it anyway (timeout, dropped connection): wait for the echo, which confirms
-      // the row by its metadata, before trying again — the retry then finds the row already sent.
-      if (error instanceof TransientGraphError && error.requestMayHaveApplied) {
-        return {
-          outcome: "retry",
-          error: new RetryLaterError(`Send API outcome unknown ${meta}`, options.echoWaitMs, {
-            cause: error,
-          }),
-        };
-      }
+      // Known not to have gone out (the caller handles a call whose outcome is unknown before this).
       return { outcome: "retry", error };
   }
 }

@@ -1,16 +1,23 @@
-import { type Bus, type JsMsg, PermanentError, RetryLaterError, runConsumer } from "@switchboard/bus";
+import {
+  type Bus,
+  decodeMessage,
+  type JsMsg,
+  PermanentError,
+  RetryLaterError,
+  runConsumer,
+} from "@switchboard/bus";
 import { type DomainEvent, SendRequest } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db, Message } from "@switchboard/db";
-import type { GraphClient, SendMessageBody } from "@switchboard/graph-api";
+import { type GraphClient, type SendMessageBody, TransientGraphError } from "@switchboard/graph-api";
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
+import { createPageQuota } from "@switchboard/page-quota";
 import { readPageToken, setPageStatus } from "@switchboard/pages";
 import type { OutgoingPayload } from "@switchboard/send-queue";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { ConversationLock } from "../conversation-lock";
-import { outboxRow, publishOutbox, writeOutbox } from "../domain-events";
+import { type OutboxRow, outboxRow, publishOutbox, writeOutbox } from "../domain-events";
 import { explainSendFailure } from "./send-failure";
 
 export interface SendWorkerOptions {
@@ -19,7 +26,7 @@ export interface SendWorkerOptions {
   lock: ConversationLock;
   graph: GraphClient;
   cipher: TokenCipher;
-  /** For the per-page send rate limit, shared by every replica. */
+  /** For the per-page send schedule, shared by every replica (a failover client over the Redis nodes). */
   redis: Redis;
   redisKeyPrefix?: string;
   log: Logger;
@@ -27,99 +34,258 @@ export interface SendWorkerOptions {
   /** Send API calls per page per second, across replicas. */
   ratePerPagePerSecond?: number;
   concurrency?: number;
-  /** Deliveries of one send (transient failures, rate limits, a busy lock) before it fails for good. */
+  /** Send API calls of one message that failed (known failed, retryable) before it fails for good. */
   maxAttempts?: number;
-  /** After a send whose outcome is unknown, how long to wait for its echo before trying again. */
+  /** After a call whose outcome is unknown, how long to wait for its echo before reading the thread. */
   echoWaitMs?: number;
+  /** How long one Send API call can take (the Graph client's timeout): an attempt younger is in flight. */
+  graphTimeoutMs?: number;
+  /** A message still unsent this long after it was queued is failed (Meta's 24 h window is long gone). */
+  giveUpAfterMs?: number;
+  /** Checks the database and Redis: an outage pauses the worker instead of spending attempts. */
+  probeDependencies?: () => Promise<void>;
 }
 
+/** Outcome of one delivery of a request, for the log and the metrics. */
+type Settled = "sent" | "failed" | "skipped";
+
 /**
- * Sends queued messages through the Send API, each under its conversation's lock, so the send and the
- * echo Meta returns for it never interleave. The `messages` row is the truth: a redelivered request whose
- * row is no longer `sending` (sent, confirmed by its echo, or failed) does nothing.
+ * Sends queued messages through the Send API, each exactly once, in the order they were queued per person.
+ *
+ * The `messages` row is the truth, never the request (a request may be delivered twice, re-queued by the
+ * sweeper, or redelivered after a crash):
+ * 1. a row no longer `sending` is done; an earlier send to the same person still `sending` goes first;
+ * 2. the page's send schedule gives the message a slot (once: the slot is kept in Redis) — a throttled
+ *    message waits for its slot, which costs no attempt;
+ * 3. under the conversation lock (briefly: never across the Graph call) the attempt is recorded on the row
+ *    (`send_attempt_started_at`) before Meta is called;
+ * 4. Meta's answer records `sent` with the mid; a call known to have failed clears the attempt (retried or
+ *    failed); an unknown outcome (timeout, dropped connection, crash, a failed commit after Meta answered)
+ *    leaves the attempt on the row, and the next delivery resolves it: by the echo (which confirms the row
+ *    by its `metadata`) or, once the echo is overdue, by reading the thread from the Graph API. Only a call
+ *    known not to have gone out is made again.
  */
 export async function startSendWorker(options: SendWorkerOptions): Promise<{ stop(): Promise<void> }> {
   const { bus, db, lock, graph, cipher, log } = options;
   const { topology } = bus;
   const maxAttempts = options.maxAttempts ?? 12;
   const echoWaitMs = options.echoWaitMs ?? 5_000;
+  const graphTimeoutMs = options.graphTimeoutMs ?? 10_000;
+  const giveUpAfterMs = options.giveUpAfterMs ?? 24 * 3_600_000;
+  const keyPrefix = options.redisKeyPrefix ?? "";
   const metrics = createSendMetrics(options.registry);
-  const limiter = new RateLimiterRedis({
-    storeClient: options.redis,
-    keyPrefix: `${options.redisKeyPrefix ?? ""}send-rate`,
-    points: options.ratePerPagePerSecond ?? 20,
-    duration: 1,
+  const schedule = createPageQuota({
+    redis: options.redis,
+    keyPrefix: `${keyPrefix}send-`,
+    ratePerSecond: options.ratePerPagePerSecond ?? 20,
+    burst: 1,
   });
-  const pendingFailures = new Set<Promise<void>>();
 
   async function handle(msg: JsMsg) {
-    const parsed = SendRequest.safeParse(msg.json());
-    if (!parsed.success) throw new PermanentError(`invalid send request: ${parsed.error.message}`);
-    const request = parsed.data;
-    const fields = { pageId: request.pageId, psid: request.psid, messageId: request.messageId };
+    const request = decodeMessage(msg, SendRequest, "send request");
+    const outcome = await deliver(request);
+    metrics.sends.inc({ outcome });
+  }
 
-    await lock.withConversationLock(request.psid, request.pageId, async () => {
-      const message = await db.message.findUnique({ where: { id: request.messageId } });
-      if (!message) {
-        // The API removed the row because queueing failed; nothing to send.
-        log.warn(fields, "send request without a message row, skipped");
-        return;
+  async function deliver(request: SendRequest): Promise<Settled> {
+    const fields = { pageId: request.pageId, psid: request.psid, messageId: request.messageId };
+    let message: Message | null | undefined = await db.message.findUnique({
+      where: { id: request.messageId },
+    });
+    if (!message) {
+      log.warn(fields, "send request without a message row, skipped");
+      return "skipped";
+    }
+    if (settled(message)) return "skipped";
+
+    if (message.sendAttemptStartedAt) {
+      message = await resolveUnknownOutcome(message, request);
+      if (!message) return "sent";
+    }
+
+    // Sends to one person leave in the order they were queued.
+    const earlier = await earlierPendingSend(message);
+    if (earlier) {
+      metrics.waits.inc({ reason: "earlier_send" });
+      throw new RetryLaterError(`waiting for an earlier send to ${request.psid}`, 250 + jitter(250));
+    }
+
+    if (Date.now() - message.createdAt.getTime() > giveUpAfterMs) {
+      await recordFailed(
+        message,
+        request,
+        `not sent within ${Math.round(giveUpAfterMs / 3_600_000)} h of queueing`,
+      );
+      return "failed";
+    }
+    const page = await db.pageConnection.findUnique({ where: { pageId: request.pageId } });
+    if (page?.status !== "active") {
+      await recordFailed(message, request, `the page cannot send: it is ${page?.status ?? "not connected"}`);
+      return "failed";
+    }
+
+    await waitForSlot(request);
+
+    const attempt = await claimAttempt(message, request);
+    if (!attempt) {
+      // Another delivery of this message is calling Meta right now: it settles the row.
+      throw new RetryLaterError("another delivery of this send is in flight", graphTimeoutMs);
+    }
+    const token = await readPageToken(db, cipher, request.pageId);
+    const started = performance.now();
+    let mid: string;
+    try {
+      ({ message_id: mid } = await graph.sendMessage(request.pageId, token, sendBody(attempt, request.psid)));
+    } catch (error) {
+      if (error instanceof TransientGraphError && error.requestMayHaveApplied) {
+        // Meta may have sent it: the attempt stays on the row and the next delivery resolves it.
+        log.warn({ ...fields, err: error }, "Send API outcome unknown: waiting for the echo");
+        metrics.unknownOutcomes.inc();
+        throw new RetryLaterError("Send API outcome unknown, resolving by echo or thread", echoWaitMs);
       }
-      if (message.status !== "sending" || message.mid !== null) {
-        log.debug({ ...fields, status: message.status }, "already settled, skipped");
-        return;
+      return afterKnownFailure(attempt, request, error);
+    } finally {
+      metrics.sendSeconds.observe((performance.now() - started) / 1000);
+    }
+    // Meta answered: from here on a failure (a commit lost, a crash) leaves the attempt on the row, and the
+    // next delivery finds the message in the thread instead of sending it again. Meta's answer is the
+    // message's time: watermarks compare against it, never against the queueing time.
+    await recordSent(attempt, request, mid, new Date());
+    await clearSlot(request);
+    return "sent";
+  }
+
+  /** Meta did not send it: the attempt is cleared, then retried (later) or failed with the reason. */
+  async function afterKnownFailure(message: Message, request: SendRequest, error: unknown): Promise<Settled> {
+    const failure = explainSendFailure(error);
+    if (failure.outcome === "failed") {
+      if (failure.reauthorize) {
+        await setPageStatus({ db, bus }, request.pageId, "reauthorization_required", failure.reason);
       }
-      const page = await db.pageConnection.findUnique({ where: { pageId: request.pageId } });
-      if (page?.status !== "active") {
-        await recordFailed(
-          message,
-          request,
-          `the page cannot send: it is ${page?.status ?? "not connected"}`,
-        );
-        return;
-      }
-      await takeRateToken(request.pageId);
-      const token = await readPageToken(db, cipher, request.pageId);
-      const started = performance.now();
-      let mid: string;
-      try {
-        ({ message_id: mid } = await graph.sendMessage(
-          request.pageId,
-          token,
-          sendBody(message, request.psid),
-        ));
-      } catch (error) {
-        const failure = explainSendFailure(error, { echoWaitMs });
-        if (failure.outcome === "retry") {
-          log.warn({ ...fields, err: failure.error }, "send failed, will retry");
-          throw failure.error;
-        }
-        if (failure.reauthorize) {
-          await setPageStatus({ db, bus }, request.pageId, "reauthorization_required", failure.reason);
-        }
-        await recordFailed(message, request, failure.reason);
-        return;
-      } finally {
-        metrics.sendSeconds.observe((performance.now() - started) / 1000);
-      }
-      await recordSent(message, request, mid);
+      await recordFailed(message, request, failure.reason);
+      return "failed";
+    }
+    await clearAttempt(message);
+    if (message.sendAttempts >= maxAttempts) {
+      // Dead-lettered with the reason; onDeadLetter marks the row failed before the request is dropped.
+      throw new PermanentError(`not sent after ${message.sendAttempts} attempts: ${failure.error.message}`);
+    }
+    log.warn(
+      { messageId: message.id, pageId: request.pageId, err: failure.error },
+      "send failed, will retry",
+    );
+    throw failure.error;
+  }
+
+  /**
+   * The last call's outcome is unknown. While it may still be in flight (younger than the Graph timeout)
+   * or its echo may still come, wait; then the thread says whether it went out. Returns the row to send
+   * again, or undefined once it is recorded sent.
+   */
+  async function resolveUnknownOutcome(message: Message, request: SendRequest): Promise<Message | undefined> {
+    const startedAt = message.sendAttemptStartedAt!;
+    const age = Date.now() - startedAt.getTime();
+    const settleAfter = graphTimeoutMs + echoWaitMs;
+    if (age < settleAfter) {
+      metrics.waits.inc({ reason: "unknown_outcome" });
+      throw new RetryLaterError("waiting for the echo of a send whose outcome is unknown", settleAfter - age);
+    }
+    const token = await readPageToken(db, cipher, request.pageId);
+    const thread = await graph.getThreadMessages(request.pageId, token, request.psid);
+    const known = new Set(
+      (
+        await db.message.findMany({
+          where: { pageId: request.pageId, mid: { in: thread.map((m) => m.id) } },
+          select: { mid: true },
+        })
+      ).map((m) => m.mid),
+    );
+    // Meta's clock and ours may differ a little: look a minute before the attempt.
+    const since = startedAt.getTime() - 60_000;
+    const match = thread.find(
+      (m) =>
+        m.from?.id === request.pageId &&
+        !known.has(m.id) &&
+        Date.parse(m.created_time) >= since &&
+        (message.text === null ? m.message === undefined || m.message === "" : m.message === message.text),
+    );
+    const current = await db.message.findUnique({ where: { id: message.id } });
+    if (!current || settled(current)) return undefined; // the echo confirmed it meanwhile
+    if (match) {
+      log.info({ messageId: message.id, mid: match.id }, "unknown send outcome resolved: it went out");
+      metrics.resolved.inc({ outcome: "sent" });
+      await recordSent(current, request, match.id, new Date(match.created_time));
+      await clearSlot(request);
+      return undefined;
+    }
+    log.info({ messageId: message.id }, "unknown send outcome resolved: not sent, sending again");
+    metrics.resolved.inc({ outcome: "not_sent" });
+    await clearAttempt(current);
+    return { ...current, sendAttemptStartedAt: null };
+  }
+
+  function earlierPendingSend(message: Message) {
+    return db.message.findFirst({
+      where: {
+        conversationId: message.conversationId,
+        direction: "outgoing",
+        status: "sending",
+        queueSeq: { lt: message.queueSeq },
+      },
+      select: { id: true },
     });
   }
 
-  async function takeRateToken(pageId: string) {
-    try {
-      await limiter.consume(pageId);
-    } catch (rejection) {
-      if (!(rejection instanceof RateLimiterRes)) throw rejection;
+  /**
+   * A slot in the page's send schedule (GCRA in Redis, shared by replicas), reserved once per message and
+   * kept until it is sent: a redelivered message keeps its place instead of queueing again at the back.
+   */
+  async function waitForSlot(request: SendRequest) {
+    const key = `${keyPrefix}send-slot:${request.messageId}`;
+    let notBefore = Number(await options.redis.get(key));
+    if (!notBefore) {
+      const delay = await schedule.reserve(request.pageId);
+      notBefore = Date.now() + delay;
+      const kept = await options.redis.set(key, String(notBefore), "PX", delay + 3_600_000, "NX");
+      if (kept !== "OK") notBefore = Number(await options.redis.get(key)) || notBefore;
+    }
+    const wait = notBefore - Date.now();
+    if (wait > 5) {
       metrics.throttled.inc();
-      throw new RetryLaterError(
-        `send rate limit of page ${pageId}`,
-        rejection.msBeforeNext + Math.floor(Math.random() * 100),
-      );
+      throw new RetryLaterError(`send schedule of page ${request.pageId}`, wait + jitter(20));
     }
   }
 
-  async function recordSent(message: Message, request: SendRequest, mid: string) {
+  async function clearSlot(request: SendRequest) {
+    await options.redis.del(`${keyPrefix}send-slot:${request.messageId}`).catch(() => undefined);
+  }
+
+  /**
+   * Records the attempt before Meta is called, under the conversation lock (so it never interleaves with
+   * the echo of an earlier send) and only if no other attempt is on the row. The lock is released before
+   * the call: a slow Graph API never holds up the person's incoming messages.
+   */
+  async function claimAttempt(message: Message, request: SendRequest): Promise<Message | undefined> {
+    return lock.withConversationLock(request.psid, request.pageId, async () => {
+      if (await earlierPendingSend(message)) {
+        throw new RetryLaterError(`waiting for an earlier send to ${request.psid}`, 250 + jitter(250));
+      }
+      const [claimed] = await db.$queryRaw<Array<{ id: string }>>`
+        UPDATE messages SET send_attempt_started_at = now(), send_attempts = send_attempts + 1, updated_at = now()
+        WHERE id = ${message.id}::uuid AND status = 'sending' AND mid IS NULL AND send_attempt_started_at IS NULL
+        RETURNING id`;
+      if (!claimed) return undefined;
+      return db.message.findUnique({ where: { id: message.id } }).then((row) => row ?? undefined);
+    });
+  }
+
+  async function clearAttempt(message: Pick<Message, "id">) {
+    await db.$executeRaw`
+      UPDATE messages SET send_attempt_started_at = NULL, updated_at = now()
+      WHERE id = ${message.id}::uuid AND status = 'sending' AND mid IS NULL`;
+  }
+
+  async function recordSent(message: Message, request: SendRequest, mid: string, sentAt: Date) {
     const now = Date.now();
     const events: DomainEvent[] = [
       {
@@ -134,16 +300,15 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     ];
     const rows = events.map((e) => outboxRow(topology, e));
     // Only a row still `sending` without a mid moves: if the echo confirmed it first, it keeps its status
-    // (possibly already delivered or read).
+    // (possibly already delivered or read) and the echo published `message.sent`.
     const moved = await db.$transaction(async (tx) => {
       const { count } = await tx.message.updateMany({
         where: { id: message.id, status: "sending", mid: null },
-        data: { mid, status: "sent", error: null },
+        data: { mid, status: "sent", error: null, sentAt, sendAttemptStartedAt: null },
       });
       if (count > 0) await writeOutbox(tx, rows);
       return count > 0;
     });
-    metrics.sends.inc({ outcome: "sent" });
     log.info({ pageId: message.pageId, psid: request.psid, messageId: message.id, mid }, "message sent");
     if (moved) await publishAfterCommit(rows);
   }
@@ -165,38 +330,21 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     const moved = await db.$transaction(async (tx) => {
       const { count } = await tx.message.updateMany({
         where: { id: message.id, status: "sending", mid: null },
-        data: { status: "failed", error: reason },
+        data: { status: "failed", error: reason, sendAttemptStartedAt: null },
       });
       if (count > 0) await writeOutbox(tx, rows);
       return count > 0;
     });
-    metrics.sends.inc({ outcome: "failed" });
+    await clearSlot(request);
     log.warn({ pageId: message.pageId, psid: request.psid, messageId: message.id, reason }, "message failed");
     if (moved) await publishAfterCommit(rows);
   }
 
-  async function publishAfterCommit(rows: ReturnType<typeof outboxRow>[]) {
+  async function publishAfterCommit(rows: OutboxRow[]) {
     // Committed already: if the broker is down the outbox relay publishes them later.
     await publishOutbox(bus.js, db, rows).catch((error: unknown) =>
       log.warn({ err: error }, "domain events left to the outbox relay"),
     );
-  }
-
-  /** Out of attempts (dead-lettered): the person will not get the message, so say so on the row. */
-  function failExhausted(msg: JsMsg, error: unknown) {
-    const parsed = SendRequest.safeParse(msg.json());
-    if (!parsed.success) return;
-    const request = parsed.data;
-    const reason = `not sent after ${msg.info.deliveryCount} attempts: ${(error as Error)?.message ?? String(error)}`;
-    const task = recordFailed({ id: request.messageId, pageId: request.pageId }, request, reason)
-      .catch((recordError: unknown) =>
-        log.error(
-          { err: recordError, messageId: request.messageId },
-          "could not mark an exhausted send failed",
-        ),
-      )
-      .finally(() => pendingFailures.delete(task));
-    pendingFailures.add(task);
   }
 
   const consumer = await runConsumer({
@@ -210,20 +358,42 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     log,
     handle,
     concurrency: options.concurrency ?? 8,
-    maxRetryLaterAttempts: maxAttempts,
-    maxTransientAttempts: maxAttempts,
-    onOutcome: (outcome, msg, error) => {
+    // Waiting (the schedule, an earlier send, an unknown outcome) is not failing: the attempt budget is
+    // the row's count of Send API calls, checked above.
+    maxRetryLaterAttempts: Number.POSITIVE_INFINITY,
+    maxTransientAttempts: 50,
+    ackWaitMs: Math.max(30_000, 2 * graphTimeoutMs),
+    maxAckPending: 20_000,
+    probeDependencies: options.probeDependencies,
+    onOutcome: (outcome) => {
       if (outcome === "retried") metrics.sends.inc({ outcome: "retried" });
-      if (outcome === "dead_lettered") failExhausted(msg, error);
+    },
+    // Giving up on a send means telling the product: the row says `failed` before the request is dropped.
+    onDeadLetter: async (msg, reason) => {
+      const parsed = SendRequest.safeParse(safeJson(msg));
+      if (!parsed.success) return;
+      const request = parsed.data;
+      await recordFailed({ id: request.messageId, pageId: request.pageId }, request, reason);
     },
   });
 
-  return {
-    async stop() {
-      await consumer.stop();
-      await Promise.allSettled([...pendingFailures]);
-    },
-  };
+  return { stop: () => consumer.stop() };
+}
+
+function settled(message: Message) {
+  return message.status !== "sending" || message.mid !== null;
+}
+
+function jitter(ms: number) {
+  return Math.floor(Math.random() * ms);
+}
+
+function safeJson(msg: JsMsg): unknown {
+  try {
+    return msg.json();
+  } catch {
+    return undefined;
+  }
 }
 
 function statusChanged(
@@ -271,13 +441,30 @@ function createSendMetrics(registry: Registry | undefined) {
   return {
     sends: new Counter({
       name: "switchboard_sends_total",
-      help: "Send requests handled by outcome: sent, failed (for good), retried",
+      help: "Send requests handled by outcome: sent, failed (for good), skipped (already settled), retried",
       labelNames: ["outcome"],
       registers,
     }),
     throttled: new Counter({
       name: "switchboard_send_throttled_total",
-      help: "Sends postponed by the per-page send rate limit",
+      help: "Sends postponed to their slot in the page's send schedule (no attempt spent)",
+      registers,
+    }),
+    waits: new Counter({
+      name: "switchboard_send_waits_total",
+      help: "Sends postponed without an attempt: earlier_send (same person, queued first), unknown_outcome",
+      labelNames: ["reason"],
+      registers,
+    }),
+    unknownOutcomes: new Counter({
+      name: "switchboard_send_unknown_outcomes_total",
+      help: "Send API calls whose outcome was unknown (timeout, dropped connection)",
+      registers,
+    }),
+    resolved: new Counter({
+      name: "switchboard_send_unknown_resolved_total",
+      help: "Unknown send outcomes resolved by reading the thread: sent (not sent again) or not_sent",
+      labelNames: ["outcome"],
       registers,
     }),
     sendSeconds: new Histogram({

@@ -1,0 +1,291 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { conversationKey, type MessagingEvent } from "@switchboard/contracts";
+import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
+import type { Db } from "@switchboard/db";
+import { createFakeMeta, type FakeMeta, type RunningFakeMeta } from "@switchboard/fake-meta";
+import { createGraphClient } from "@switchboard/graph-api";
+import { connectPage } from "@switchboard/pages";
+import { queueSend } from "@switchboard/send-queue";
+import { eventually, uniqueId } from "@switchboard/testing";
+import express from "express";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createTestWorld, events, log, type ServiceInstance, type TestWorld } from "../test-support";
+import { startSendSweeper } from "./send-sweeper";
+import { startSendWorker } from "./send-worker";
+
+const APP_SECRET = "send-worker-test-secret";
+const APP_ID = "100000000000001";
+const PAGE = { pageId: "7400000000000001", companyId: "company-s", token: "EAA-send-worker" };
+const PEOPLE = Array.from({ length: 10 }, (_, i) => `84000000000000${String(i).padStart(2, "0")}`);
+const RATE = 40;
+const cipher = createTokenCipher(generateTokenKey("k1"));
+
+interface EchoItem {
+  recipient: { id: string };
+  timestamp: number;
+  message: { mid: string; text?: string; app_id: number | string; metadata?: string };
+}
+
+/**
+ * The send worker's guarantees with a real fake Meta, Postgres, Redis and NATS: each message reaches the
+ * Send API once, even when Meta's answer is lost or our commit fails after it; throttling and waiting
+ * never spend attempts; sends to one person leave in the order they were queued; the lock is not held
+ * across the Graph call.
+ */
+describe("send worker: exactly once, in order, never throttled into failure", () => {
+  let world: TestWorld;
+  let instance: ServiceInstance;
+  let meta: FakeMeta;
+  let metaServer: RunningFakeMeta;
+  let echoReceiver: Server;
+  let workerDb: Db;
+  /** When set, the next `$transaction` of the worker fails as a dropped connection would. */
+  let failNextCommit = false;
+  const stops: Array<() => Promise<void>> = [];
+
+  beforeAll(async () => {
+    world = await createTestWorld();
+    instance = await world.startInstance({ lockRetryDelayMs: 100 });
+    const receiver = express().use(express.json());
+    receiver.post("/webhooks/facebook", async (req, res) => {
+      for (const entry of req.body.entry) {
+        for (const item of entry.messaging) await world.publish(echoEvent(String(entry.id), item));
+      }
+      res.sendStatus(200);
+    });
+    echoReceiver = await new Promise<Server>((resolve) => {
+      const server = receiver.listen(0, "127.0.0.1", () => resolve(server));
+    });
+    meta = createFakeMeta({
+      appSecret: APP_SECRET,
+      appId: APP_ID,
+      ingressUrl: `http://127.0.0.1:${(echoReceiver.address() as AddressInfo).port}/webhooks/facebook`,
+      echoMode: "off",
+    });
+    metaServer = await meta.listen(0, "127.0.0.1");
+    meta.state.addPage({ pageId: PAGE.pageId, token: PAGE.token });
+    for (const psid of PEOPLE) meta.state.addUser({ pageId: PAGE.pageId, psid });
+    await connectPage({ db: world.db, bus: world.bus, cipher }, { ...PAGE, name: "Send worker page" });
+
+    // The worker's database: a commit can be made to fail once, after Meta answered.
+    workerDb = new Proxy(world.db, {
+      get(target, property, receiver) {
+        if (property === "$transaction" && failNextCommit) {
+          failNextCommit = false;
+          return () => Promise.reject(new Error("Connection terminated unexpectedly"));
+        }
+        const value = Reflect.get(target, property, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const worker = await startSendWorker({
+      bus: instance.bus,
+      db: workerDb,
+      lock: instance.lock,
+      graph: createGraphClient({
+        baseUrl: metaServer.url,
+        version: "v21.0",
+        appSecret: APP_SECRET,
+        maxRetries: 0,
+        timeoutMs: 1000,
+      }),
+      cipher,
+      redis: instance.redis[0]!,
+      redisKeyPrefix: world.keyPrefix,
+      log,
+      echoWaitMs: 300,
+      graphTimeoutMs: 1000,
+      maxAttempts: 3,
+      ratePerPagePerSecond: RATE,
+    });
+    stops.push(worker.stop);
+  });
+
+  afterEach(() => {
+    meta.state.echoMode = "off";
+    meta.state.clearErrors(PAGE.pageId);
+  });
+
+  afterAll(async () => {
+    for (const stop of stops) await stop();
+    await metaServer?.close();
+    await new Promise((resolve) => echoReceiver?.close(resolve));
+    await world?.close();
+  });
+
+  const queue = (psid: string, text: string) =>
+    queueSend(
+      { db: world.db, bus: world.bus },
+      { pageId: PAGE.pageId, psid, content: { text, messaging_type: "RESPONSE" }, origin: "api" },
+    );
+  const callsFor = (id: string) =>
+    meta.state.calls.filter(
+      (c) =>
+        c.endpoint === "messages" && (c.body as { message?: { metadata?: string } }).message?.metadata === id,
+    );
+  const settled = (id: string, timeoutMs = 20_000) =>
+    eventually(
+      async () => {
+        const row = await world.db.message.findUniqueOrThrow({ where: { id } });
+        return row.status !== "sending" && row;
+      },
+      { message: `message ${id} settled`, timeoutMs },
+    );
+  const sentEvents = async (id: string) =>
+    (await world.domainEvents()).filter((e) => e.type === "message.sent" && e.messageId === id);
+
+  it("Meta sent it but the answer was lost: the echo settles it and Meta is not called again", async () => {
+    meta.state.echoMode = "after";
+    meta.state.injectError(PAGE.pageId, { endpoint: "messages", afterSending: true, status: 502, times: 1 });
+    const { id } = await queue(PEOPLE[0]!, "answer lost, echo comes");
+    const row = await settled(id);
+    expect(row.status).toBe("sent");
+    expect(row.mid).toMatch(/^m_/);
+    await new Promise((r) => setTimeout(r, 2000)); // past the unknown-outcome window: still one call
+    expect(callsFor(id)).toHaveLength(1);
+    await eventually(async () => (await sentEvents(id)).length === 1, {
+      message: "message.sent from the echo",
+    });
+  });
+
+  it("the answer was lost and no echo came: the thread says it went out, so it is recorded, not resent", async () => {
+    meta.state.injectError(PAGE.pageId, {
+      endpoint: "messages",
+      afterSending: true,
+      dropConnection: true,
+      times: 1,
+    });
+    const { id } = await queue(PEOPLE[1]!, "answer lost, no echo");
+    const row = await settled(id);
+    expect(row.status).toBe("sent");
+    const [sent] = meta.state.sentMessages.filter(
+      (m) => (m.body.message as { metadata?: string }).metadata === id,
+    );
+    expect(row.mid).toBe(sent!.mid);
+    expect(callsFor(id)).toHaveLength(1);
+    expect(meta.state.calls.some((c) => c.endpoint === "conversations")).toBe(true);
+    await eventually(async () => (await sentEvents(id)).length === 1, { message: "message.sent published" });
+  });
+
+  it("the commit fails right after Meta answered: the redelivery finds it sent and does not call Meta again", async () => {
+    failNextCommit = true;
+    const { id } = await queue(PEOPLE[2]!, "commit fails after the answer");
+    const row = await settled(id);
+    expect(row.status).toBe("sent");
+    expect(callsFor(id)).toHaveLength(1);
+  });
+
+  it("a call known to have failed is made again; out of attempts the row says failed before the request is dead-lettered", async () => {
+    meta.state.injectError(PAGE.pageId, { endpoint: "messages", code: 2, status: 500 });
+    const { id } = await queue(PEOPLE[3]!, "Meta keeps failing");
+    const row = await settled(id, 30_000);
+    expect(row.status).toBe("failed");
+    expect(row.error).toMatch(/not sent after 3 attempts/);
+    expect(callsFor(id)).toHaveLength(3);
+    await eventually(
+      async () =>
+        (await world.deadLetters()).some(
+          (d) => d.headers["Sb-Stage"] === "send-worker" && /3 attempts/.test(d.reason ?? ""),
+        ),
+      { message: "dead letter with the reason" },
+    );
+  });
+
+  it("a broadcast far above the page's rate ends all sent, none failed, each once, in queue order per person", async () => {
+    const total = 200; // 5 s at 40/s: every message waits for its slot, none spends an attempt doing so
+    const queued: Array<{ id: string; psid: string }> = [];
+    for (let i = 0; i < total; i++) {
+      const psid = PEOPLE[i % PEOPLE.length]!;
+      queued.push({ id: (await queue(psid, `broadcast ${i}`)).id, psid });
+    }
+    await eventually(
+      async () =>
+        (await world.db.message.count({ where: { id: { in: queued.map((q) => q.id) }, status: "sent" } })) ===
+        total,
+      { message: "all broadcast messages sent", timeoutMs: 60_000 },
+    );
+    expect(
+      await world.db.message.count({ where: { id: { in: queued.map((q) => q.id) }, status: "failed" } }),
+    ).toBe(0);
+    for (const { id } of queued) expect(callsFor(id)).toHaveLength(1);
+    for (const psid of PEOPLE) {
+      const mine = new Set(queued.filter((q) => q.psid === psid).map((q) => q.id));
+      const sentOrder = meta.state.sentMessages
+        .map((m) => (m.body.message as { metadata?: string }).metadata!)
+        .filter((metadata) => mine.has(metadata));
+      expect(sentOrder).toEqual(queued.filter((q) => q.psid === psid).map((q) => q.id));
+    }
+  }, 90_000);
+
+  it("a slow Send API call does not hold the conversation lock, and Meta's time decides later watermarks", async () => {
+    const psid = PEOPLE[4]!;
+    meta.state.injectError(PAGE.pageId, { endpoint: "messages", delayMs: 700, times: 1 });
+    const queuedAt = Date.now();
+    const { id } = await queue(psid, "slow Meta");
+    await eventually(() => callsFor(id).length === 1, { message: "call in flight" });
+    // Another writer of this conversation (the person's incoming message) gets the lock meanwhile.
+    const acquired = await instance.lock.withConversationLock(psid, PAGE.pageId, async () => Date.now());
+    const row = await settled(id);
+    expect(acquired).toBeLessThan(row.sentAt.getTime());
+    expect(row.sentAt.getTime()).toBeGreaterThanOrEqual(queuedAt + 600);
+    // A delivery watermark between queueing and Meta's answer does not cover this message.
+    await world.publish(events.delivery(PAGE.pageId, psid, queuedAt + 300));
+    await world.settled();
+    expect((await world.db.message.findUniqueOrThrow({ where: { id } })).status).toBe("sent");
+  });
+
+  it("the sweeper queues again a row whose request was lost, and it is sent once", async () => {
+    const sweeper = startSendSweeper({
+      db: world.db,
+      bus: world.bus,
+      log,
+      intervalMs: 60_000,
+      staleAfterMs: 200,
+    });
+    stops.push(sweeper.stop);
+    // A row committed `sending` whose request never reached the stream (the outbox row is gone too).
+    const brokenBus = {
+      ...world.bus,
+      js: { ...world.bus.js, publish: () => Promise.reject(new Error("no responders")) },
+    } as unknown as typeof world.bus;
+    const { id } = await queueSend(
+      { db: world.db, bus: brokenBus },
+      {
+        pageId: PAGE.pageId,
+        psid: PEOPLE[5]!,
+        content: { text: "lost request", messaging_type: "RESPONSE" },
+        origin: "api",
+      },
+    );
+    await world.db.domainEventOutbox.deleteMany({ where: { id: `send-request:${id}` } });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await sweeper.sweep()).toBe(1);
+    const row = await settled(id);
+    expect(row.status).toBe("sent");
+    expect(callsFor(id)).toHaveLength(1);
+    expect(await sweeper.sweep()).toBe(0);
+  });
+
+  /** What the page-router publishes for an echo item (sender = page, recipient = person). */
+  function echoEvent(pageId: string, item: EchoItem): MessagingEvent {
+    const psid = String(item.recipient.id);
+    return {
+      kind: "echo",
+      eventId: `echo:${item.message.mid}`,
+      pageId,
+      companyId: PAGE.companyId,
+      psid,
+      conversationKey: conversationKey(pageId, psid),
+      timestamp: item.timestamp,
+      traceId: uniqueId("trace"),
+      receivedAt: Date.now(),
+      raw: item,
+      mid: item.message.mid,
+      text: item.message.text ?? null,
+      attachments: [],
+      appId: String(item.message.app_id),
+      metadata: item.message.metadata ?? null,
+    };
+  }
+});
