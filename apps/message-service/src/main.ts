@@ -11,6 +11,12 @@ import {
   onShutdown,
   runMain,
 } from "@switchboard/observability";
+import {
+  closeRedisNodes,
+  connectRedisNodes,
+  createFailoverRedis,
+  redisQuorumReady,
+} from "@switchboard/redis-nodes";
 import express from "express";
 import { createConversationsApi } from "./api/router";
 import { loadMessageServiceConfig } from "./config";
@@ -18,7 +24,6 @@ import { createConversationLock } from "./conversation-lock";
 import { startOutboxRelay } from "./domain-events";
 import { startMessagingConsumer } from "./messaging-consumer";
 import { createMessageMetrics } from "./metrics";
-import { closeRedisNodes, connectRedisNodes, redisQuorumReady } from "./redis";
 import { startSendSweeper } from "./send/send-sweeper";
 import { startSendWorker } from "./send/send-worker";
 
@@ -29,7 +34,7 @@ runMain(async () => {
   const metrics = createMessageMetrics(registry);
 
   const db = createDb(config.DATABASE_URL, { poolSize: config.DATABASE_POOL_SIZE });
-  const redis = connectRedisNodes(config.REDIS_URL, log);
+  const redis = connectRedisNodes(config.REDIS_URL, log, { connectionName: "message-service" });
   const bus = await connectBus({
     servers: config.NATS_URL,
     name: "message-service",
@@ -81,7 +86,8 @@ runMain(async () => {
       giveUpAfterMs: config.SEND_GIVE_UP_AFTER,
       probeDependencies,
       cipher: createTokenCipher(config.TOKEN_ENCRYPTION_KEYS),
-      redis: redis[0]!,
+      // The send schedule is not a lock: it lives on the first node that is up, not on a majority.
+      redis: createFailoverRedis(redis, log),
       redisKeyPrefix: config.REDIS_KEY_PREFIX,
       log,
       registry,

@@ -9,6 +9,7 @@ import {
 import { conversationKey, type DomainEvent, type MessagingEvent } from "@switchboard/contracts";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { createLogger, createMetricsRegistry, type Registry } from "@switchboard/observability";
+import { closeRedisNodes, connectRedisNodes } from "@switchboard/redis-nodes";
 import {
   createTestDatabase,
   deleteRedisKeys,
@@ -21,7 +22,6 @@ import type { Redis } from "ioredis";
 import { type ConversationLock, createConversationLock } from "./conversation-lock";
 import { startMessagingConsumer } from "./messaging-consumer";
 import { createMessageMetrics } from "./metrics";
-import { closeRedisNodes, connectRedisNodes } from "./redis";
 
 export const log = createLogger({
   service: "message-service-test",
@@ -76,7 +76,9 @@ export async function createTestWorld() {
       namespace,
       log,
     });
-    const redis = connectRedisNodes([settings.redisUrl ?? services.redisUrl], log);
+    const redis = connectRedisNodes([settings.redisUrl ?? services.redisUrl], log, {
+      connectionName: "message-service",
+    });
     const lock = createConversationLock({
       redis,
       keyPrefix,
@@ -128,7 +130,9 @@ export async function createTestWorld() {
     startInstance,
     /** A Redis client of this run, for tests that hold a lock themselves. */
     redisNode() {
-      const [client] = connectRedisNodes([services.redisUrl], log);
+      const [client] = connectRedisNodes([services.redisUrl], log, {
+        connectionName: "message-service-test",
+      });
       if (!client) throw new Error("no redis client");
       extraRedis.push(client);
       return client;

@@ -10,7 +10,7 @@ import {
   onShutdown,
   runMain,
 } from "@switchboard/observability";
-import { Redis } from "ioredis";
+import { closeRedisNodes, connectRedisNodes, createFailoverRedis } from "@switchboard/redis-nodes";
 import { loadPageRouterConfig } from "./config";
 import { createPageRouterMetrics } from "./metrics";
 import { pageRouterReadiness } from "./readiness";
@@ -21,10 +21,13 @@ runMain(async () => {
   const log = createLogger({ service: "page-router", level: config.LOG_LEVEL });
   const cipher = createTokenCipher(config.TOKEN_ENCRYPTION_KEYS);
   const db = createDb(config.DATABASE_URL);
-  // Redis only carries profiles and Graph rate limits here: fail fast so a Redis outage costs a
-  // profile, never a message.
-  const redis = new Redis(config.REDIS_URL[0]!, { maxRetriesPerRequest: 1, commandTimeout: 1000 });
-  redis.on("error", (err) => log.warn({ err: err.message }, "redis error"));
+  // Fair share, profiles, flood detection and Graph rate limits, none of them a lock: on the first
+  // REDIS_URL node that is up, so losing one costs restarted counters, never a message. Fail fast.
+  const redisNodes = connectRedisNodes(config.REDIS_URL, log, {
+    connectionName: "page-router",
+    enableOfflineQueue: false,
+  });
+  const redis = createFailoverRedis(redisNodes, log);
   const bus = await connectBus({
     servers: config.NATS_URL,
     name: "page-router",
@@ -89,6 +92,6 @@ runMain(async () => {
     { name: "stop consumer", run: () => router.stop() },
     { name: "drain nats", run: () => bus.drain() },
     { name: "close postgres", run: () => db.$disconnect() },
-    { name: "close redis", run: () => redis.quit() },
+    { name: "close redis", run: () => closeRedisNodes(redisNodes) },
   ]);
 });

@@ -4,7 +4,8 @@ import { type PingableRedis, type ReadinessCheck, redisReadiness } from "@switch
 
 /**
  * What `/readyz` asks: NATS, PostgreSQL and Redis. Redis is in it because fair share and profiles go
- * through it: while it is down entries are held back, and the pod must not claim it is fine.
+ * through it: while it is down entries are held back, and the pod must not claim it is fine. Given the
+ * failover client (`createFailoverRedis`), Redis is ready while any REDIS_URL node answers.
  */
 export function pageRouterReadiness(deps: { bus: Bus; db: Db; redis: PingableRedis }): ReadinessCheck[] {
   return [

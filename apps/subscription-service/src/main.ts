@@ -13,7 +13,7 @@ import {
   redisReadiness,
   runMain,
 } from "@switchboard/observability";
-import { Redis } from "ioredis";
+import { closeRedisNodes, connectRedisNodes, createFailoverRedis } from "@switchboard/redis-nodes";
 import { subscriptionConfigSchema } from "./config";
 
 import { createSubscriptionMetrics, recordGraphCall } from "./metrics";
@@ -25,8 +25,13 @@ runMain(async () => {
   const registry = createMetricsRegistry("subscription-service");
   const metrics = createSubscriptionMetrics(registry);
   const db = createDb(config.DATABASE_URL);
-  // Claims and back-offs are short-lived coordination, not locks: one Redis node is enough.
-  const redis = new Redis(config.REDIS_URL[0] as string, { maxRetriesPerRequest: 3 });
+  // Slot claims and back-offs are short-lived coordination, not locks: on the first REDIS_URL node that
+  // is up (a claim lost with its node costs at most one repeated check).
+  const redisNodes = connectRedisNodes(config.REDIS_URL, log, {
+    connectionName: "subscription-service",
+    enableOfflineQueue: false,
+  });
+  const redis = createFailoverRedis(redisNodes, log);
   const bus = await connectBus({
     servers: config.NATS_URL,
     name: "subscription-service",
@@ -89,6 +94,9 @@ runMain(async () => {
     { name: "stop HTTP", run: () => closeServer(server) },
     { name: "stop scheduling and consuming (finish in-flight checks)", run: () => service.stop() },
     { name: "drain NATS", run: () => bus.drain() },
-    { name: "close Postgres and Redis", run: () => Promise.all([db.$disconnect(), redis.quit()]) },
+    {
+      name: "close Postgres and Redis",
+      run: () => Promise.all([db.$disconnect(), closeRedisNodes(redisNodes)]),
+    },
   ]);
 });
