@@ -50,6 +50,8 @@ describe("runConsumer under failure", () => {
     const deliveries = new Map<number, number>();
     const consumer = await runConsumer({
       ...base("outage"),
+      // Fewer slots than messages: the pull loop is left waiting for a slot that a held message occupies.
+      concurrency: 4,
       maxTransientAttempts: 2, // an outage of any length must not reach it
       ackWaitMs: 2000, // what was buffered when it paused comes back after ack_wait
       probeIntervalMs: 50,
@@ -62,6 +64,8 @@ describe("runConsumer under failure", () => {
         const { n } = msg.json<{ n: number }>();
         if (!databaseUp) {
           failedDuringOutage.add(n);
+          // Fails a moment later, as a connection timeout does: by then the pull loop holds more messages.
+          await new Promise((r) => setTimeout(r, 100));
           throw new Error("connect ECONNREFUSED");
         }
         handled.add(n);

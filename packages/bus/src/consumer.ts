@@ -205,7 +205,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
     // Stop pulling: what this process had buffered goes back to the server after ack_wait.
     const current = messages;
     messages = undefined;
-    await current?.close().catch(() => undefined);
+    // Not awaited: closing waits for the pull loop, which may be waiting for a slot a held message occupies.
+    void current?.close().catch(() => undefined);
     let delay = probeIntervalMs;
     while (!stopping) {
       await new Promise((r) => setTimeout(r, delay));
@@ -216,13 +217,23 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
         delay = Math.min(delay * 2, probeIntervalMs * 10);
       }
     }
-    log.info({ stage }, "dependencies answer again: resuming the consumer");
+    log.warn({ stage }, "dependencies answer again: resuming the consumer");
     outage = undefined;
     options.onPauseChange?.(false);
-    if (!stopping) {
-      await startPulling().catch((error: unknown) =>
-        log.error({ stage, err: error }, "could not resume pulling; restart the process"),
-      );
+    // Not awaited: the held messages go on as soon as this resolves, and pulling again waits for the old
+    // pull loop, which may itself be waiting for one of their slots.
+    if (!stopping) void resumePulling();
+  };
+
+  const resumePulling = async () => {
+    for (let attempt = 1; !stopping; attempt++) {
+      try {
+        await startPulling();
+        return;
+      } catch (error) {
+        log.warn({ stage, err: error, attempt }, "could not pull again yet, retrying");
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * attempt)));
+      }
     }
   };
 
