@@ -291,6 +291,7 @@ describe("ingress with a broker whose max payload is smaller than a webhook entr
     const dir = mkdtempSync(join(tmpdir(), "sb-nats-"));
     const nats = await startNats(port, dir, "max_payload: 65536");
     const bus = await connectBus({
+      streams: "provision",
       servers: [`nats://127.0.0.1:${port}`],
       name: "ingress-test",
       namespace: uniqueId(),

@@ -1,4 +1,4 @@
-import { type Bus, type JsMsg, PermanentError, type RunningConsumer, runConsumer } from "@switchboard/bus";
+import { type Bus, decodeMessage, type JsMsg, type RunningConsumer, runConsumer } from "@switchboard/bus";
 import { MessagingEvent } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "pino";
@@ -23,24 +23,6 @@ export interface MessagingConsumerOptions {
   handlerTimeoutMs?: number;
 }
 
-const decoder = new TextDecoder();
-
-/** Invalid bytes or a shape the contracts reject will never become valid: dead-letter them at once. */
-export function parseMessagingEvent(data: Uint8Array): MessagingEvent {
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(data));
-  } catch {
-    throw new PermanentError("messaging event is not JSON");
-  }
-  const parsed = MessagingEvent.safeParse(json);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new PermanentError(`invalid messaging event: ${issues.join("; ")}`);
-  }
-  return parsed.data;
-}
-
 /**
  * Stores every messaging event of every page: parse → lock the conversation → one transaction (rows +
  * outbox) → publish the domain events. A redelivery finds everything stored and acks.
@@ -53,7 +35,7 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
   const publishOutbox = createOutboxPublisher(bus.js, db);
 
   const handle = async (msg: JsMsg) => {
-    const event = parseMessagingEvent(msg.data);
+    const event = decodeMessage(msg, MessagingEvent, "messaging event");
     kinds.set(msg, event.kind);
     const fields = { pageId: event.pageId, psid: event.psid, kind: event.kind, eventId: event.eventId };
     const result = await lock.withConversationLock(event.psid, event.pageId, (signal) =>

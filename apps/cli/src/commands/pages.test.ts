@@ -28,6 +28,7 @@ describe("pnpm sb pages", () => {
     db = createDb(database.url);
     const namespace = uniqueId("cli");
     bus = await connectBus({
+      streams: "provision",
       servers: [testServices().natsUrl],
       name: "cli-pages-test",
       namespace,
