@@ -72,19 +72,22 @@ describe("pnpm sb pages", () => {
   /** `pages connect` with the token in a variable, as an operator runs it. */
   const connect = (pageId: string, name: string, company: string, token: string) => {
     const tokenEnv = `SB_TEST_TOKEN_${uniqueId().replace(/\W/g, "_")}`;
-    process.env[tokenEnv] = token;
-    return sb([
-      "pages",
-      "connect",
-      "--page-id",
-      pageId,
-      "--name",
-      name,
-      "--company",
-      company,
-      "--token-env",
-      tokenEnv,
-    ]).finally(() => delete process.env[tokenEnv]);
+    // The CLI reads --token-env from its context's environment, as it does from the operator's shell.
+    return sb(
+      [
+        "pages",
+        "connect",
+        "--page-id",
+        pageId,
+        "--name",
+        name,
+        "--company",
+        company,
+        "--token-env",
+        tokenEnv,
+      ],
+      { [tokenEnv]: token },
+    );
   };
 
   it("connect refuses a page another company owns, naming the page and leaving the owner's token; the owner can reconnect", async () => {
