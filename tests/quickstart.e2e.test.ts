@@ -1,8 +1,8 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { repoRoot } from "@switchboard/local-system";
+import { type CliResult, repoRoot, runProcess } from "@switchboard/local-system";
 import { eventually } from "@switchboard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OPERATOR_TOKEN, type RunningConsole, startConsole } from "./console-process";
@@ -46,11 +46,7 @@ const HATS = {
 };
 const PAGES = [SHOES, HATS];
 
-interface StepRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type StepRun = CliResult;
 
 interface EchoItem {
   timestamp: number;
@@ -72,27 +68,16 @@ describe("docs/quickstart.md, run as written on a system of its own", () => {
   let broken: string | undefined;
 
   /** One block in bash, with the variables the earlier blocks set (kept in a file between blocks). */
-  const runStep = (step: QuickstartStep) =>
-    new Promise<StepRun>((resolve, reject) => {
-      const state = join(workDir, "variables.sh");
-      const script = [
-        "set -a -e -o pipefail",
-        `[ -f '${state}' ] && source '${state}'`,
-        step.script.replaceAll("pnpm -s sb ", `${CLI} `),
-        `export -p > '${state}'`,
-      ].join("\n");
-      const child = spawn("bash", ["-c", script], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (c: Buffer) => {
-        stdout += c.toString();
-      });
-      child.stderr.on("data", (c: Buffer) => {
-        stderr += c.toString();
-      });
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    });
+  const runStep = (step: QuickstartStep): Promise<StepRun> => {
+    const state = join(workDir, "variables.sh");
+    const script = [
+      "set -a -e -o pipefail",
+      `[ -f '${state}' ] && source '${state}'`,
+      step.script.replaceAll("pnpm -s sb ", `${CLI} `),
+      `export -p > '${state}'`,
+    ].join("\n");
+    return runProcess("bash", ["-c", script], env);
+  };
 
   /** The echoes the fake Meta delivered to the ingress (its record of every webhook it sent). */
   const echoesSent = async () => {

@@ -9,6 +9,7 @@ import {
 } from "@switchboard/contracts";
 import type { Db, Prisma } from "@switchboard/db";
 import type { Logger } from "pino";
+import { runPeriodically } from "./periodic-sweep";
 
 export interface OutboxRow {
   /** The `Nats-Msg-Id`: one id per fact, so publishing a row again is dropped by the stream. */
@@ -130,7 +131,6 @@ export function startOutboxRelay(options: OutboxRelayOptions): {
   const { js, db, log, intervalMs } = options;
   const graceMs = options.graceMs ?? Math.max(intervalMs, 1000);
   const batchSize = options.batchSize ?? 500;
-  let running: Promise<number> | undefined;
 
   const sweep = async (): Promise<number> => {
     let published = 0;
@@ -153,23 +153,5 @@ export function startOutboxRelay(options: OutboxRelayOptions): {
     }
   };
 
-  const timer = setInterval(() => {
-    if (running) return;
-    running = sweep()
-      .catch((error) => {
-        log.warn({ err: error }, "outbox sweep failed");
-        return 0;
-      })
-      .finally(() => {
-        running = undefined;
-      });
-  }, intervalMs);
-
-  return {
-    sweep,
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return runPeriodically(sweep, intervalMs, log, "outbox sweep");
 }

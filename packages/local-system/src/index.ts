@@ -24,6 +24,8 @@ export {
   type LocalSystem,
   type LocalSystemOptions,
   migrateBus,
+  runProcess,
+  runScript,
   SERVICES,
   type ServiceName,
   type Stores,

@@ -82,9 +82,15 @@ export interface LocalSystem<Db> {
   stop(): Promise<void>;
 }
 
-function runCli(args: string[], env: Record<string, string>, stdin = ""): Promise<CliResult> {
+/** Runs `command args` from the repository's root with `env` added, feeding it `stdin`; collects its output. */
+export function runProcess(
+  command: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  stdin = "",
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["apps/cli/dist/main.js", ...args], {
+    const child = spawn(command, args, {
       cwd: repoRoot,
       env: { ...process.env, ...env },
       stdio: ["pipe", "pipe", "pipe"],
@@ -103,31 +109,23 @@ function runCli(args: string[], env: Record<string, string>, stdin = ""): Promis
   });
 }
 
+/** Runs a built script of the repository (`node <script> <args>`). */
+export const runScript = (script: string, args: string[], env: Record<string, string>, stdin = "") =>
+  runProcess(process.execPath, [script, ...args], env, stdin);
+
+const runCli = (args: string[], env: Record<string, string>, stdin = "") =>
+  runScript("apps/cli/dist/main.js", args, env, stdin);
+
 /**
  * Creates the run's streams the way a deployment does: `pnpm bus:migrate` (built) as a process with the
  * run's environment. Services only check that their streams exist.
  */
-export function migrateBus(env: Record<string, string>): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["packages/bus/dist/migrate-cli.js"], {
-      cwd: repoRoot,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (code) => {
-      if (code === 0) resolve({ code, stdout, stderr });
-      else reject(new Error(`bus:migrate exited ${code}: ${stderr || stdout}`));
-    });
-  });
+export async function migrateBus(env: Record<string, string>): Promise<CliResult> {
+  const result = await runScript("packages/bus/dist/migrate-cli.js", [], env);
+  if (result.code !== 0) {
+    throw new Error(`bus:migrate exited ${result.code}: ${result.stderr || result.stdout}`);
+  }
+  return result;
 }
 
 /** Deletes every stream of `namespace` (the bus creates them on connect; a run must not leave them behind). */

@@ -2,6 +2,7 @@ import { type Bus, publishJson } from "@switchboard/bus";
 import { Headers, type SendRequest, sendRequestMsgId } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "pino";
+import { runPeriodically } from "../periodic-sweep";
 
 export interface SendSweeperOptions {
   db: Db;
@@ -26,7 +27,6 @@ export function startSendSweeper(options: SendSweeperOptions) {
   const intervalMs = options.intervalMs ?? 60_000;
   const staleAfterMs = options.staleAfterMs ?? 5 * 60_000;
   const batchSize = options.batchSize ?? 200;
-  let running: Promise<number> | undefined;
 
   const sweep = async (): Promise<number> => {
     const cutoff = new Date(Date.now() - staleAfterMs);
@@ -64,23 +64,5 @@ export function startSendSweeper(options: SendSweeperOptions) {
     return stale.length;
   };
 
-  const timer = setInterval(() => {
-    if (running) return;
-    running = sweep()
-      .catch((error: unknown) => {
-        log.warn({ err: error }, "send sweep failed");
-        return 0;
-      })
-      .finally(() => {
-        running = undefined;
-      });
-  }, intervalMs);
-
-  return {
-    sweep,
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return runPeriodically(sweep, intervalMs, log, "send sweep");
 }
