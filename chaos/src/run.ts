@@ -21,17 +21,20 @@ export async function runScenario(
 ): Promise<ScenarioResult> {
   const log = options.log ?? (() => undefined);
   const ledger: Ledger = { incoming: new Map(), sends: [], webhookRetries: 0, sendRetries: 0 };
-  const load = { ...options.load, ...scenario.load };
+  let faultActive = false;
+  const load = { ...options.load, ...scenario.load, floodActive: () => faultActive };
   if (load.floodPerSecond) load.floodPageId = bed.pageIds[0]!;
   const seconds = load.seconds;
   log(`▶ ${scenario.name}: ${scenario.fault}`);
   const loading = runLoad(bed, load, ledger);
   await sleep((seconds * 1000) / 3);
   log("  fault injected");
+  faultActive = true;
   await scenario.inject(bed, ledger);
   const untilHeal = Math.max(0, (seconds * 2000) / 3 - (seconds * 1000) / 3);
   await sleep(untilHeal);
   await scenario.heal(bed);
+  faultActive = false;
   const healedAt = Date.now();
   log("  healed; waiting for the load to finish and the bed to recover");
   await loading;
