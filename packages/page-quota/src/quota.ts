@@ -43,21 +43,6 @@ end
 return granted
 `;
 
-/** Gives back ARGV[2] slots taken and not used; never earlier than now (no credit beyond a fresh burst). */
-const RELEASE = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat <= now then return 0 end
-local nextTat = tat - tonumber(ARGV[1]) * tonumber(ARGV[2])
-if nextTat <= now then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], tostring(nextTat), 'PX', math.ceil(nextTat - now) + 1000)
-end
-return 1
-`;
-
 export interface PageQuotaOptions {
   redis: Redis;
   keyPrefix: string;
@@ -74,8 +59,6 @@ export interface PageQuota {
   reserve(pageId: string, count?: number): Promise<number>;
   /** Takes up to `count` slots free now; resolves to how many (0 = the page is at its share). */
   take(pageId: string, count: number): Promise<number>;
-  /** Gives back slots taken and not used (fewer entries than slots, an entry that had its slot already). */
-  release(pageId: string, count: number): Promise<void>;
   rateOf(pageId: string): number;
 }
 
@@ -108,10 +91,6 @@ export function createPageQuota(options: PageQuotaOptions): PageQuota {
         String(count),
       );
       return Number(granted);
-    },
-    async release(pageId, count) {
-      if (count <= 0) return;
-      await options.redis.eval(RELEASE, 1, keyOf(pageId), String(intervalOf(pageId)), String(count));
     },
   };
 }
