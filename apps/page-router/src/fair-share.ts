@@ -117,13 +117,20 @@ export function createFairShare(deps: {
     /**
      * First, for an entry of the shared consumer, before it is even decoded (a flood's excess must cost
      * little): the page is noted active; if another page is waiting too, the entry takes a slot of its
-     * page's share, or, with none free, goes to the page's overflow.
+     * page's share, or, with none free (or entries of its page already waiting there), goes to the
+     * page's overflow.
      */
-    async admit(msg: JsMsg, pageId: string): Promise<Admission> {
+    async admit(msg: JsMsg, pageId: string, overflowing = false): Promise<Admission> {
       if (!firstHandling(admitted, msg)) return { overflow: false, shared: false };
       try {
         await activePages.markActive(pageId);
         if (!(await activePages.othersActive(pageId))) return { overflow: false, shared: false };
+        // Behind entries already waiting in the page's overflow: the drain hands out the page's slots in
+        // order, so taking one here would let newer entries pass and older ones wait past the bound.
+        if (overflowing) {
+          metrics.entriesDelayed.inc({ page_id: pageId });
+          return { overflow: true };
+        }
         if ((await quota.take(pageId, 1)) > 0 || untilOverdue(msg) <= 0)
           return { overflow: false, shared: true };
       } catch (error) {

@@ -98,6 +98,11 @@ export function startOverflowDrain(deps: {
           });
         });
     }
+    // At most about two seconds of the page's share waiting at once: a waiting entry holds its handler.
+    const concurrency = Math.min(
+      settings.concurrency,
+      Math.max(1, Math.ceil(fairShare.quota.rateOf(pageId) * 2)),
+    );
     return runConsumer({
       js: bus.js,
       jsm: bus.jsm,
@@ -107,7 +112,7 @@ export function startOverflowDrain(deps: {
       filterSubject: subjects.pageOverflow(pageId),
       stage: "page-router",
       log,
-      concurrency: settings.concurrency,
+      concurrency,
       maxAckPending: settings.concurrency * 4,
       ...(settings.maxTransientAttempts ? { maxTransientAttempts: settings.maxTransientAttempts } : {}),
       ...(settings.handlerTimeoutMs ? { handlerTimeoutMs: settings.handlerTimeoutMs } : {}),
@@ -193,6 +198,11 @@ export function startOverflowDrain(deps: {
 
   return {
     drainPage,
+    /** True while this replica drains the page and last saw entries in its overflow. */
+    overflowing: (pageId: string) => {
+      const drain = drains.get(pageId);
+      return drain !== undefined && drain.emptySince === undefined;
+    },
     async stop() {
       stopping = true;
       clearInterval(timer);

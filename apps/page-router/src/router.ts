@@ -203,7 +203,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     // decoding: a flood's excess must cost little) and holds no slot of this shared consumer.
     let shared = false;
     if (fairShare && subjectPageId !== settings.canaryPageId) {
-      const admission = await fairShare.admit(msg, subjectPageId);
+      const admission = await fairShare.admit(msg, subjectPageId, overflow?.overflowing(subjectPageId));
       if (admission.overflow) {
         await moveToOverflow(bus, msg, subjectPageId);
         overflow?.drainPage(subjectPageId);
