@@ -217,6 +217,12 @@ describe("fair share: work-conserving, counted once per entry", () => {
     started = Date.now();
     expect(await share.awaitShare(delivery(1, Date.now() - 1400), PAGE)).toBe(true);
     expect(Date.now() - started).toBeLessThan(1000);
+    // Shutting down: a waiting entry goes on at once rather than hold the drain's stop.
+    const stopping = new AbortController();
+    setTimeout(() => stopping.abort(), 100);
+    started = Date.now();
+    expect(await share.awaitShare(delivery(), PAGE, stopping.signal)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(700);
     // Alone again (the other page's activity is over a second old): no wait, no share.
     clearInterval(otherPageWriting);
     await sleep(1300);

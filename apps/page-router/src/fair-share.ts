@@ -144,12 +144,15 @@ export function createFairShare(deps: {
     /**
      * For an entry drained from its page's overflow: waits for a slot of the page's share while other
      * pages wait, at most until the entry is overdue (`maxDelayMs` after the ingress received it). Resolves
-     * to whether the share applied (then the entry's further messages take slots too).
+     * to whether the share applied (then the entry's further messages take slots too). Stops waiting when
+     * `stopping` aborts.
      */
-    async awaitShare(msg: JsMsg, pageId: string): Promise<boolean> {
+    async awaitShare(msg: JsMsg, pageId: string, stopping?: AbortSignal): Promise<boolean> {
       if (!firstHandling(admitted, msg)) return shaped.has(msg);
       try {
         for (;;) {
+          // Shutting down waits for handlers in flight: the few waiting go on now rather than hold it.
+          if (stopping?.aborted) return false;
           if (!(await activePages.othersActive(pageId))) return false;
           if ((await quota.take(pageId, 1)) > 0) break;
           const left = untilOverdue(msg);

@@ -73,6 +73,7 @@ export function startOverflowDrain(deps: {
   /** How long the entry drained last per page had waited since the ingress received it (seconds). */
   const lastWait = new Map<string, number>();
   let stopping = false;
+  const stopWaiting = new AbortController();
 
   const createDrainConsumer = async (pageId: string) => {
     const durable = consumers.pageOverflowDrain(pageId);
@@ -118,7 +119,7 @@ export function startOverflowDrain(deps: {
       ...(settings.handlerTimeoutMs ? { handlerTimeoutMs: settings.handlerTimeoutMs } : {}),
       ...(deps.probeDependencies ? { probeDependencies: deps.probeDependencies } : {}),
       handle: async (msg) => {
-        const shared = await fairShare.awaitShare(msg, pageId);
+        const shared = await fairShare.awaitShare(msg, pageId, stopWaiting.signal);
         const receivedAt = Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6;
         lastWait.set(pageId, Math.max(0, Date.now() - receivedAt) / 1000);
         await deps.route(msg, pageId, shared);
@@ -205,6 +206,7 @@ export function startOverflowDrain(deps: {
     },
     async stop() {
       stopping = true;
+      stopWaiting.abort();
       clearInterval(timer);
       await polling;
       await Promise.all([...drains.keys()].map(stopDrain));
