@@ -18,9 +18,11 @@ export interface LoadOptions {
   messagesPerSecond: number;
   sendsPerSecond: number;
   seconds: number;
-  /** A page that gets `floodPerSecond` more messages per second (the fair-share scenario). */
+  /** A page that gets `floodPerSecond` more messages per second (the fair-share scenario)… */
   floodPageId?: string;
   floodPerSecond?: number;
+  /** … while this says so (the fault window). */
+  floodActive?: () => boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -138,7 +140,7 @@ export async function runLoad(bed: TestBed, options: LoadOptions, ledger: Ledger
     tick++;
     messageCredit += (options.messagesPerSecond * intervalMs) / 1000;
     sendCredit += (options.sendsPerSecond * intervalMs) / 1000;
-    floodCredit += ((options.floodPerSecond ?? 0) * intervalMs) / 1000;
+    if (options.floodActive?.() ?? true) floodCredit += ((options.floodPerSecond ?? 0) * intervalMs) / 1000;
     for (; messageCredit >= 1; messageCredit--) {
       incoming(bed.pageIds[Math.floor(Math.random() * bed.pageIds.length)]!);
       if (tick % 4 === 0) sideEvent();

@@ -65,8 +65,9 @@ retries are played (a POST is retried until it gets a 200), so "sent" counts wha
 After every scenario: every message Meta sent is stored exactly once under its page; every API send reached
 the Send API exactly once (the fake Meta's log, by \`metadata\`) and its row is sent; sends to one person left
 in queue order; no status went backwards; the dead-letter and unrouted streams are empty; every page is
-subscribed; every stream is still R3. "Recovery" is the time from the heal until every replica is ready
-again, everything sent is stored and every send is settled.
+subscribed; every stream is still R3. "Ready after heal" is the time from the heal until every replica
+answers \`/readyz\` again; "drained after load" the time from the end of the load until everything Meta got a
+200 for is stored and every queued send is settled (a scenario fails past 240 s).
 
 ${table}
 `;

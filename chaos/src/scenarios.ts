@@ -116,7 +116,8 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "a page flooded with 10x its share",
-    fault: "one page receives 10x PAGE_MESSAGE_RATE on top of the load for the whole run",
+    fault:
+      "one page receives 10x PAGE_MESSAGE_RATE (50/s over its 5/s) on top of the load from fault to heal; its excess is delayed, never dropped",
     inject: async () => undefined,
     heal: async () => undefined,
     load: { floodPerSecond: 50 },

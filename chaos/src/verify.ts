@@ -17,7 +17,10 @@ export interface ScenarioResult {
   unrouted: number;
   unsubscribed: number;
   streamsNotR3: number;
+  /** From the end of the load to every message stored and every send settled. */
   recoverySeconds: number;
+  /** From the heal to every replica ready again. */
+  readySeconds: number;
   webhookRetries: number;
   ok: boolean;
   problems: string[];
@@ -34,7 +37,7 @@ export async function verifyScenario(
   bed: TestBed,
   scenario: string,
   ledger: Ledger,
-  healedAt: number,
+  loadEndedAt: number,
   timeoutMs = 240_000,
 ): Promise<ScenarioResult> {
   const problems: string[] = [];
@@ -170,7 +173,10 @@ export async function verifyScenario(
     unrouted,
     unsubscribed,
     streamsNotR3,
-    recoverySeconds: recoveredAt ? Math.max(0, Math.round((recoveredAt - healedAt) / 100) / 10) : Number.NaN,
+    recoverySeconds: recoveredAt
+      ? Math.max(0, Math.round((recoveredAt - loadEndedAt) / 100) / 10)
+      : Number.NaN,
+    readySeconds: 0,
     webhookRetries: ledger.webhookRetries,
     ok: problems.length === 0,
     problems,

@@ -104,10 +104,10 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     }
 
     // Sends to one person leave in the order they were queued.
-    const earlier = await earlierPendingSend(message);
-    if (earlier) {
+    const earlier = await earlierPendingSends(message);
+    if (earlier > 0) {
       metrics.waits.inc({ reason: "earlier_send" });
-      throw new RetryLaterError(`waiting for an earlier send to ${request.psid}`, 250 + jitter(250));
+      throw waitForEarlier(request, earlier);
     }
 
     if (Date.now() - message.createdAt.getTime() > giveUpAfterMs) {
@@ -224,16 +224,29 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     return { ...current, sendAttemptStartedAt: null };
   }
 
-  function earlierPendingSend(message: Message) {
-    return db.message.findFirst({
+  /** Sends to the same person queued before this one and not settled yet. */
+  function earlierPendingSends(message: Message) {
+    return db.message.count({
       where: {
         conversationId: message.conversationId,
         direction: "outgoing",
         status: "sending",
         queueSeq: { lt: message.queueSeq },
       },
-      select: { id: true },
     });
+  }
+
+  /**
+   * Comes back when its turn is near: the next in line looks again soon, the 500th of a broadcast much
+   * later, so a long queue to one person costs a few redeliveries per message, not a poll every 300 ms each.
+   */
+  function waitForEarlier(request: SendRequest, earlier: number) {
+    const perEarlierSendMs = 1000 / (options.ratePerPagePerSecond ?? 20);
+    const delayMs = Math.min(30_000, 150 + earlier * perEarlierSendMs);
+    return new RetryLaterError(
+      `waiting for ${earlier} earlier send(s) to ${request.psid}`,
+      delayMs + jitter(100),
+    );
   }
 
   /**
@@ -267,9 +280,8 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
    */
   async function claimAttempt(message: Message, request: SendRequest): Promise<Message | undefined> {
     return lock.withConversationLock(request.psid, request.pageId, async () => {
-      if (await earlierPendingSend(message)) {
-        throw new RetryLaterError(`waiting for an earlier send to ${request.psid}`, 250 + jitter(250));
-      }
+      const earlier = await earlierPendingSends(message);
+      if (earlier > 0) throw waitForEarlier(request, earlier);
       const [claimed] = await db.$queryRaw<Array<{ id: string }>>`
         UPDATE messages SET send_attempt_started_at = now(), send_attempts = send_attempts + 1, updated_at = now()
         WHERE id = ${message.id}::uuid AND status = 'sending' AND mid IS NULL AND send_attempt_started_at IS NULL
