@@ -51,7 +51,7 @@ describe("stream configuration has one owner (3-node NATS cluster)", () => {
 
   it("provisions every stream at R3", async () => {
     const replicas = await replicasOfRun();
-    expect(Object.keys(replicas)).toHaveLength(8);
+    expect(Object.keys(replicas)).toHaveLength(9);
     expect(new Set(Object.values(replicas))).toEqual(new Set([3]));
   });
 
@@ -114,7 +114,7 @@ describe("stream configuration has one owner (3-node NATS cluster)", () => {
       const replicas = Object.entries(await cluster.streamReplicas()).filter(([name]) =>
         name.startsWith(namespace.toUpperCase()),
       );
-      expect(replicas).toHaveLength(8);
+      expect(replicas).toHaveLength(9);
       expect(new Set(replicas.map(([, r]) => r))).toEqual(new Set([3]));
     } finally {
       await Promise.all(processes.map((p) => p.stop()));

@@ -154,7 +154,8 @@ export async function verifyScenario(
   );
   if (unsubscribed > 0) problems.push(`${unsubscribed} pages not subscribed`);
   const replicas = await runStreamReplicas(bed);
-  const streamsNotR3 = replicas.filter((r) => r !== 3).length + Math.max(0, 8 - replicas.length);
+  const expected = Object.keys(bed.bus.topology.streams).length;
+  const streamsNotR3 = replicas.filter((r) => r !== 3).length + Math.max(0, expected - replicas.length);
   if (streamsNotR3 > 0) problems.push(`${streamsNotR3} streams not R3`);
 
   return {

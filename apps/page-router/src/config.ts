@@ -34,16 +34,21 @@ export const pageRouterConfigSchema = z.object({
   GRAPH_BACKOFF: env.duration("5m"),
   /** Sweep of the unrouted stream for entries whose page is now connected (covers missed lifecycle events). */
   UNROUTED_SWEEP_INTERVAL: env.duration("1m"),
-  /** Fair share: messages per second each page is routed at; beyond it (and the burst) its entries are delayed, never dropped. */
+  /**
+   * Fair share: messages per second each page is routed at while other pages are waiting too; beyond it
+   * (and the burst) its entries wait in its overflow, never dropped. A page alone is not shaped.
+   */
   PAGE_MESSAGE_RATE: env.positiveInt(50),
-  /** Messages a page may send at once above its rate before delays start. */
+  /** Messages a page may send at once above its rate, once other pages wait, before it is shaped. */
   PAGE_MESSAGE_BURST: env.positiveInt(200),
+  /** Longest an entry is held back for its page's share (from the ingress receiving it); then it is routed. */
+  PAGE_SHAPING_MAX_DELAY: env.duration("5m"),
   /** Per-page rates: `<page id>:<messages per second>,…` (a busy page with an agreement). */
   PAGE_RATE_OVERRIDES: pageRateOverridesEnv(),
   /** Messages from one person to one page within PSID_FLOOD_WINDOW that flag a flood for abuse review. */
   PSID_FLOOD_THRESHOLD: env.positiveInt(60),
   PSID_FLOOD_WINDOW: env.duration("1m"),
-  /** Entries held un-acknowledged across replicas, delayed ones included: a flooding page's backlog must fit. */
+  /** Entries of the shared consumer held un-acknowledged across replicas (shaped entries wait in the overflow, not here). */
   ROUTER_MAX_ACK_PENDING: env.positiveInt(20_000),
   /** The page id reserved for the webhook canary (the console's CANARY_PAGE_ID); empty = no canary. */
   CANARY_PAGE_ID: z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^\d+$/).optional()),

@@ -71,6 +71,7 @@ runMain(async () => {
         overrides: config.PAGE_RATE_OVERRIDES,
         psidFloodThreshold: config.PSID_FLOOD_THRESHOLD,
         psidFloodWindowMs: config.PSID_FLOOD_WINDOW,
+        maxDelayMs: config.PAGE_SHAPING_MAX_DELAY,
       },
       maxAckPending: config.ROUTER_MAX_ACK_PENDING,
       // An entry waits for PostgreSQL, Redis (1 s per command), one profile lookup and its publishes.

@@ -97,7 +97,31 @@ export function createPageRouterMetrics(registry: Registry) {
     }),
     entriesDelayed: new Counter({
       name: "switchboard_router_entries_delayed_total",
-      help: "Entries handed back until their page's next slot because the page was over its message rate (fair share: delayed, never dropped), per page",
+      help: "Entries moved to their page's overflow: over the page's fair share while other pages were waiting (delayed, never dropped), per page",
+      labelNames: ["page_id"],
+      registers,
+    }),
+    overflowDrained: new Counter({
+      name: "switchboard_router_overflow_drained_total",
+      help: "Entries routed from their page's overflow, per page",
+      labelNames: ["page_id"],
+      registers,
+    }),
+    overflowOverdue: new Counter({
+      name: "switchboard_router_overflow_overdue_total",
+      help: "Overflow entries routed without waiting further for their page's share: held back PAGE_SHAPING_MAX_DELAY already, per page",
+      labelNames: ["page_id"],
+      registers,
+    }),
+    overflowEntries: new Gauge({
+      name: "switchboard_router_overflow_entries",
+      help: "Entries waiting in a page's overflow, for the pages with the largest overflows (at most 20)",
+      labelNames: ["page_id"],
+      registers,
+    }),
+    overflowWaitSeconds: new Gauge({
+      name: "switchboard_router_overflow_wait_seconds",
+      help: "How long the entry last routed from a page's overflow had waited since the ingress received it, for the pages shown in switchboard_router_overflow_entries",
       labelNames: ["page_id"],
       registers,
     }),

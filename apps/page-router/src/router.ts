@@ -4,10 +4,11 @@ import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "@switchboard/observability";
 import type { Redis } from "ioredis";
-import { createFairShare, type FairShareSettings, PageOverRateError } from "./fair-share";
+import { createFairShare, type FairShareSettings } from "./fair-share";
 import { createEntryReader } from "./large-entries";
 import type { PageRouterMetrics } from "./metrics";
 import { normaliseEntry } from "./normalise";
+import { moveToOverflow, startOverflowDrain } from "./overflow";
 import { createPageDirectory, followPageLifecycle, type RoutablePage } from "./page-directory";
 import { createProfileLookup, type ProfileLookup, type ProfileSettings } from "./profiles";
 import { createUnroutedReplayer, parkEntry, type UnroutedReason } from "./unrouted";
@@ -22,7 +23,7 @@ export interface PageRouterSettings extends ProfileSettings {
   canaryPageId?: string;
   /** Per-page rate and per-person flood flag; without it no page is shaped. */
   fairShare?: FairShareSettings;
-  /** Entries held un-acknowledged across replicas, delayed ones included. */
+  /** Entries of the shared consumer held un-acknowledged across replicas (delayed ones are not held). */
   maxAckPending?: number;
   /** Beyond this an entry's handler is hung and given up (retried); longer than a slow profile lookup. */
   handlerTimeoutMs?: number;
@@ -65,6 +66,16 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
   const entryData = createEntryReader(bus);
   const entryPrefix = subjects.webhookEntry("");
   const pageOfSubject = (subject: string) => subject.slice(entryPrefix.length) || "unknown";
+  const overflowPrefix = subjects.pageOverflow("");
+  /** The webhooks subject an entry came from, also for one drained from its page's overflow. */
+  const originOf = (msg: JsMsg) =>
+    msg.subject.startsWith(overflowPrefix)
+      ? subjects.webhookEntry(msg.subject.slice(overflowPrefix.length))
+      : msg.subject;
+  const retriedOrDeadLettered = (outcome: string, page_id: string) => {
+    if (outcome === "retried") metrics.entriesRetried.inc({ page_id });
+    if (outcome === "dead_lettered") metrics.entriesDeadLettered.inc({ page_id });
+  };
 
   const lifecycle = followPageLifecycle(
     { bus, log },
@@ -84,7 +95,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
   );
 
   const park = async (msg: JsMsg, pageId: string, reason: UnroutedReason, detail?: string) => {
-    await parkEntry(bus, msg, pageId, reason, detail);
+    await parkEntry(bus, msg, pageId, reason, detail, originOf(msg));
     metrics.entriesUnrouted.inc({ page_id: pageId, reason });
     log.warn({ pageId, reason, detail, seq: msg.seq }, "entry parked as unrouted");
   };
@@ -96,12 +107,8 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     await publishJson(bus.js, subjects.canaryEvent(entry.id), event, { msgId: `canary:${event.canaryId}` });
   };
 
-  const handle = async (msg: JsMsg) => {
-    const subjectPageId = pageOfSubject(msg.subject);
-    metrics.entriesReceived.inc({ page_id: subjectPageId });
-    // Over its rate, the page's entry comes back at its slot (checked before decoding: a flood's excess
-    // must cost little); other pages' entries pass meanwhile.
-    if (subjectPageId !== settings.canaryPageId) await fairShare?.admit(msg, subjectPageId);
+  /** The routing stages, for an entry of the shared consumer and for one drained from an overflow alike. */
+  const route = async (msg: JsMsg, subjectPageId: string, shared: boolean) => {
     const decoded = decodeEntry(await entryData(msg));
     if (!decoded.ok) return park(msg, subjectPageId, "undecodable", decoded.detail);
     const entry = decoded.entry;
@@ -134,7 +141,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
       log.info({ pageId: page.pageId, reason, traceId }, "entry has no messaging items");
       return;
     }
-    await fairShare?.account(page.pageId, events);
+    await fairShare?.account(msg, page.pageId, events, shared);
     await enrich(profiles, page, events);
     for (const event of events) {
       const checked = MessagingEvent.safeParse(event);
@@ -168,6 +175,45 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     log.debug({ pageId: page.pageId, traceId, events: events.length }, "entry routed");
   };
 
+  const overflow = fairShare
+    ? startOverflowDrain({
+        bus,
+        log,
+        metrics,
+        fairShare,
+        settings: {
+          concurrency: Math.max(4, Math.ceil(settings.concurrency / 4)),
+          maxPages: 256,
+          pollIntervalMs: 500,
+          idleStopMs: 30_000,
+          metricPages: 20,
+          ...(settings.maxTransientAttempts ? { maxTransientAttempts: settings.maxTransientAttempts } : {}),
+          ...(settings.handlerTimeoutMs ? { handlerTimeoutMs: settings.handlerTimeoutMs } : {}),
+        },
+        ...(deps.probeDependencies ? { probeDependencies: deps.probeDependencies } : {}),
+        route,
+        onOutcome: retriedOrDeadLettered,
+      })
+    : undefined;
+
+  const handle = async (msg: JsMsg) => {
+    const subjectPageId = pageOfSubject(msg.subject);
+    metrics.entriesReceived.inc({ page_id: subjectPageId });
+    // Over its share while other pages wait, the entry moves to its page's overflow (decided before
+    // decoding: a flood's excess must cost little) and holds no slot of this shared consumer.
+    let shared = false;
+    if (fairShare && subjectPageId !== settings.canaryPageId) {
+      const admission = await fairShare.admit(msg, subjectPageId, overflow?.overflowing(subjectPageId));
+      if (admission.overflow) {
+        await moveToOverflow(bus, msg, subjectPageId);
+        overflow?.drainPage(subjectPageId);
+        return;
+      }
+      shared = admission.shared;
+    }
+    await route(msg, subjectPageId, shared);
+  };
+
   const consumer = await runConsumer({
     js: bus.js,
     jsm: bus.jsm,
@@ -183,14 +229,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     ...(settings.handlerTimeoutMs ? { handlerTimeoutMs: settings.handlerTimeoutMs } : {}),
     ...(deps.probeDependencies ? { probeDependencies: deps.probeDependencies } : {}),
     handle,
-    onOutcome: (outcome, msg, error) => {
-      const page_id = pageOfSubject(msg.subject);
-      // A page over its rate is delayed, not failing: counted as delayed in the fair share instead.
-      if (outcome === "retried" && !(error instanceof PageOverRateError)) {
-        metrics.entriesRetried.inc({ page_id });
-      }
-      if (outcome === "dead_lettered") metrics.entriesDeadLettered.inc({ page_id });
-    },
+    onOutcome: (outcome, msg) => retriedOrDeadLettered(outcome, pageOfSubject(msg.subject)),
   });
 
   const sweep = () =>
@@ -204,6 +243,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
       clearInterval(sweepTimer);
       lifecycle.stop();
       await consumer.stop();
+      await overflow?.stop();
       await replayer.idle();
     },
   };

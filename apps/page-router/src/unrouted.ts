@@ -31,6 +31,8 @@ export async function parkEntry(
   pageId: string,
   reason: UnroutedReason,
   detail?: string,
+  /** Where a replay sends it: the webhooks subject, also for an entry taken from its page's overflow. */
+  originalSubject = msg.subject,
 ) {
   await publishRaw(bus.js, bus.topology.subjects.unrouted(pageId), msg.data, {
     msgId: `unrouted:${msg.info.stream}:${msg.seq}`,
@@ -40,7 +42,7 @@ export async function parkEntry(
       ...unroutedHeaders({
         pageId,
         reason: detail ? `${reason}: ${detail}` : reason,
-        originalSubject: msg.subject,
+        originalSubject,
       }),
     },
   });

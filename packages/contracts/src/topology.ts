@@ -22,6 +22,11 @@ export function busTopology(namespace = "sb") {
     sends: { name: `${NS}_SENDS`, subjects: [`${ns}.send.>`] },
     /** Per-page reconcile jobs (work queue). */
     reconcile: { name: `${NS}_RECONCILE`, subjects: [`${ns}.reconcile.>`] },
+    /**
+     * A page's entries beyond its fair share while other pages wait (work queue, one subject per page):
+     * moved off the shared consumer so they hold none of its slots, drained round-robin across pages.
+     */
+    overflow: { name: `${NS}_OVERFLOW`, subjects: [`${ns}.overflow.>`] },
     /** Messages that failed for good, with the reason in headers; replayable. */
     deadLetter: { name: `${NS}_DLQ`, subjects: [`${ns}.dlq.>`] },
   } as const;
@@ -44,6 +49,8 @@ export function busTopology(namespace = "sb") {
     sendRequests: `${ns}.send.>`,
     reconcileJob: (pageId: string) => `${ns}.reconcile.${token(pageId)}`,
     reconcileJobs: `${ns}.reconcile.>`,
+    pageOverflow: (pageId: string) => `${ns}.overflow.${token(pageId)}`,
+    pageOverflows: `${ns}.overflow.>`,
     deadLetter: (stage: string) => `${ns}.dlq.${token(stage)}`,
     deadLetters: `${ns}.dlq.>`,
   } as const;
@@ -61,6 +68,8 @@ export function busTopology(namespace = "sb") {
     sendWorker: `${ns}-send-worker`,
     reconcileWorker: `${ns}-reconcile-worker`,
     canarySink: `${ns}-canary-sink`,
+    /** One per page with an overflow (filtered on its subject); removed by JetStream once idle. */
+    pageOverflowDrain: (pageId: string) => `${ns}-overflow-${token(pageId)}`,
   } as const;
 
   return { namespace: ns, streams, subjects, buckets, consumers };
@@ -92,6 +101,8 @@ export const streamPolicies: Record<StreamName, StreamPolicy> = {
   domain: { retention: "limits", maxAgeMs: 30 * DAY_MS, discard: "old" },
   sends: { retention: "workqueue", maxAgeMs: 7 * DAY_MS, discard: "old" },
   reconcile: { retention: "workqueue", maxAgeMs: 7 * DAY_MS, discard: "old" },
+  // As long as the webhooks stream keeps the entries it was taken from.
+  overflow: { retention: "workqueue", maxAgeMs: 7 * DAY_MS, discard: "old" },
   // Kept until replayed or purged, bounded in bytes so they can never fill the JetStream store that the
   // healthy pages' entries need; refusing new ones beats dropping old ones silently.
   unrouted: { retention: "limits", maxAgeMs: 0, discard: "new", maxBytesSetting: "unrouted" },

@@ -1,6 +1,7 @@
 import { testServices, uniqueId } from "@switchboard/testing";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import { createActivePages } from "./active-pages";
 import { createPsidFloodDetector } from "./psid-flood";
 import { createPageQuota, pageRateOverridesEnv } from "./quota";
 
@@ -45,6 +46,44 @@ describe("page quota (GCRA over Redis)", () => {
     expect(await b.reserve("42")).toBeLessThanOrEqual(100);
     expect(a.rateOf("7")).toBe(0.5);
     expect(() => pageRateOverridesEnv().parse("42=1000")).toThrow();
+  });
+});
+
+describe("page quota: taking slots only when free", () => {
+  it("grants the burst and then only what the rate has freed, never running into debt", async () => {
+    const quota = createPageQuota({ redis, keyPrefix: `${uniqueId()}:`, ratePerSecond: 10, burst: 4 });
+    // A fresh page has its burst plus the current slot.
+    expect(await quota.take("1", 20)).toBe(5);
+    expect(await quota.take("1", 20)).toBe(0);
+    // Refusals do not push the schedule on: 10/s frees about one slot per 100 ms.
+    await new Promise((r) => setTimeout(r, 350));
+    const freed = await quota.take("1", 20);
+    expect(freed).toBeGreaterThanOrEqual(3);
+    expect(freed).toBeLessThanOrEqual(4);
+    expect(await quota.take("other", 2)).toBe(2);
+  });
+
+  it("a reservation made in debt delays what can be taken after it", async () => {
+    const quota = createPageQuota({ redis, keyPrefix: `${uniqueId()}:`, ratePerSecond: 10, burst: 0 });
+    await quota.reserve("1", 20);
+    expect(await quota.take("1", 1)).toBe(0);
+  });
+});
+
+describe("active pages (contention)", () => {
+  it("says a page contends only while another page was active within the window, across replicas", async () => {
+    const keyPrefix = `${uniqueId()}:`;
+    const a = createActivePages({ redis, keyPrefix, windowMs: 300, cacheMs: 0 });
+    const b = createActivePages({ redis, keyPrefix, windowMs: 300, cacheMs: 0 });
+    await a.markActive("1");
+    expect(await a.othersActive("1")).toBe(false);
+    expect(await b.othersActive("2")).toBe(true);
+    await b.markActive("2");
+    expect(await a.othersActive("1")).toBe(true);
+    expect(await b.othersActive("2")).toBe(true);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await a.othersActive("1")).toBe(false);
+    expect(await a.othersActive("3")).toBe(false);
   });
 });
 

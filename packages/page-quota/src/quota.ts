@@ -21,6 +21,28 @@ redis.call('SET', KEYS[1], tostring(nextTat), 'PX', math.ceil(nextTat - now) + 1
 return wait
 `;
 
+/**
+ * Takes up to ARGV[3] slots that are free now (within the rate and the burst) and answers how many; a
+ * refusal leaves the schedule as it was, so a page waiting for its share builds no debt.
+ */
+const TAKE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local free = math.floor((now + tolerance - tat) / interval + 0.000001) + 1
+if free < 0 then free = 0 end
+local granted = math.min(want, free)
+if granted > 0 then
+  local nextTat = tat + interval * granted
+  redis.call('SET', KEYS[1], tostring(nextTat), 'PX', math.ceil(nextTat - now) + 1000)
+end
+return granted
+`;
+
 export interface PageQuotaOptions {
   redis: Redis;
   keyPrefix: string;
@@ -35,23 +57,40 @@ export interface PageQuotaOptions {
 export interface PageQuota {
   /** Reserves `count` messages for the page; resolves to the delay in ms before they should be processed. */
   reserve(pageId: string, count?: number): Promise<number>;
+  /** Takes up to `count` slots free now; resolves to how many (0 = the page is at its share). */
+  take(pageId: string, count: number): Promise<number>;
   rateOf(pageId: string): number;
 }
 
 export function createPageQuota(options: PageQuotaOptions): PageQuota {
   const rateOf = (pageId: string) => options.overrides?.get(pageId) ?? options.ratePerSecond;
+  const intervalOf = (pageId: string) => 1000 / rateOf(pageId);
+  const keyOf = (pageId: string) => `${options.keyPrefix}page-quota:${pageId}`;
   return {
     rateOf,
     async reserve(pageId, count = 1) {
-      const intervalMs = 1000 / rateOf(pageId);
+      const intervalMs = intervalOf(pageId);
       const wait = await options.redis.eval(
         RESERVE,
         1,
-        `${options.keyPrefix}page-quota:${pageId}`,
+        keyOf(pageId),
         String(intervalMs * count),
         String(intervalMs * options.burst),
       );
       return Math.ceil(Number(wait));
+    },
+    async take(pageId, count) {
+      if (count <= 0) return 0;
+      const intervalMs = intervalOf(pageId);
+      const granted = await options.redis.eval(
+        TAKE,
+        1,
+        keyOf(pageId),
+        String(intervalMs),
+        String(intervalMs * options.burst),
+        String(count),
+      );
+      return Number(granted);
     },
   };
 }
