@@ -105,6 +105,8 @@ export function runProcess(
     });
     child.on("error", reject);
     child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    // A process may exit without reading its input: that is its answer, not an error of ours.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(stdin);
   });
 }
