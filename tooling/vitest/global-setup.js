@@ -3,6 +3,8 @@
  * testcontainers when a Docker engine answers, otherwise the local services from DATABASE_URL,
  * REDIS_URL and NATS_URL. Isolation inside them (database, namespace, key prefix) is per test file.
  */
+import { waitForLocalServices } from "./local-services.js";
+
 const local = {
   databaseUrl: process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/postgres",
   redisUrl: process.env.REDIS_URL || "redis://127.0.0.1:6379",
@@ -25,6 +27,16 @@ async function dockerReachable(tc) {
 export default async function setup({ provide }) {
   const tc = await import("testcontainers");
   if (!(await dockerReachable(tc))) {
+    // A machine that has just booted may still be starting them (SB_TEST_SERVICES_WAIT_SECONDS, default 120).
+    let said = "";
+    await waitForLocalServices(local, {
+      timeoutMs: Number(process.env.SB_TEST_SERVICES_WAIT_SECONDS || 120) * 1000,
+      onWait: (waiting) => {
+        const line = `waiting for the local ${waiting.join(", ")} to answer`;
+        if (line !== said) console.warn(line);
+        said = line;
+      },
+    });
     provide("services", { ...local, source: "local" });
     return;
   }

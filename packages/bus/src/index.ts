@@ -17,6 +17,7 @@ export { listStored, replayStored, type StoredMessage } from "./stored";
 export {
   deleteStreams,
   desiredStreamConfig,
+  isClusterNotReady,
   isNotFound,
   type ProvisionOptions,
   provisionStreams,

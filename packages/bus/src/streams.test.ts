@@ -1,10 +1,10 @@
-import { jetstreamManager } from "@nats-io/jetstream";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { busTopology } from "@switchboard/contracts";
 import { createLogger } from "@switchboard/observability";
 import { testServices, uniqueId } from "@switchboard/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { connectBus, deleteStreams, provisionStreams, StreamsMissingError } from "./index";
+import { connectBus, deleteStreams, provisionStreams, StreamsMissingError, verifyStreams } from "./index";
 
 const log = createLogger({ service: "streams-test", level: "silent" });
 const HOUR_NS = 3_600_000 * 1_000_000;
@@ -92,5 +92,64 @@ describe("stream ownership", () => {
     } finally {
       await bus.drain();
     }
+  });
+});
+
+describe("verifyStreams while the cluster is busy", () => {
+  // A 3-node cluster creating R3 streams for a migration can leave a `STREAM.INFO` unanswered: that is
+  // "not known yet", not a reason for the service to exit (CI saw ingress crash-loop on it).
+  it("keeps waiting through request timeouts and returns once every stream answers", async () => {
+    const topology = busTopology("busy");
+    let calls = 0;
+    const jsm = {
+      streams: {
+        async info(name: string) {
+          calls++;
+          if (calls <= 3) {
+            const error = new Error("timeout");
+            error.name = "TimeoutError";
+            throw error;
+          }
+          return { config: { name } };
+        },
+      },
+    } as unknown as JetStreamManager;
+    const waits: string[][] = [];
+    await verifyStreams(jsm, topology, {
+      waitMs: 10_000,
+      onWait: (missing) => waits.push(missing),
+      pauseMs: 1,
+    });
+    expect(waits.length).toBeGreaterThan(0);
+    expect(waits[0]).toContain(topology.streams.webhooks.name);
+  });
+
+  it("still gives up at the deadline, naming the streams it could not see", async () => {
+    const topology = busTopology("busy");
+    const jsm = {
+      streams: {
+        async info() {
+          const error = new Error("timeout");
+          error.name = "TimeoutError";
+          throw error;
+        },
+      },
+    } as unknown as JetStreamManager;
+    const error = await verifyStreams(jsm, topology, { waitMs: 50, pauseMs: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StreamsMissingError);
+    expect((error as Error).message).toContain(topology.streams.webhooks.name);
+  });
+
+  it("fails at once on an error that waiting cannot fix", async () => {
+    const jsm = {
+      streams: {
+        async info() {
+          throw new Error("authorization violation");
+        },
+      },
+    } as unknown as JetStreamManager;
+    await expect(verifyStreams(jsm, busTopology("busy"), { waitMs: 10_000, pauseMs: 1 })).rejects.toThrow(
+      /authorization violation/,
+    );
   });
 });

@@ -152,18 +152,25 @@ async function withClusterRetry<T>(stream: string, options: ProvisionOptions, ru
     try {
       return await run();
     } catch (error) {
-      // A fresh cluster answers "timeout" or "no suitable peers" / "insufficient resources" until its meta
-      // leader is elected and every node has joined: wait for it instead of failing the deploy.
-      const message = (error as Error)?.message ?? String(error);
-      const clusterNotReady =
-        /timeout|no suitable peers|insufficient resources|leader|jetstream not (enabled|available)|503/i.test(
-          message,
-        ) || (error as { name?: string })?.name === "TimeoutError";
-      if (!clusterNotReady || Date.now() > deadline) throw error;
+      if (!isClusterNotReady(error) || Date.now() > deadline) throw error;
       options.onRetry?.(stream, error);
       await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt)));
     }
   }
+}
+
+/**
+ * A fresh or busy cluster answers "timeout" or "no suitable peers" / "insufficient resources" until its meta
+ * leader is elected and every node has joined, or while it creates R3 streams for a migration: an answer to
+ * wait out, not a reason to fail a deploy or exit a service.
+ */
+export function isClusterNotReady(error: unknown): boolean {
+  const message = (error as Error)?.message ?? String(error);
+  return (
+    /timeout|no suitable peers|insufficient resources|leader|jetstream not (enabled|available)|503/i.test(
+      message,
+    ) || (error as { name?: string })?.name === "TimeoutError"
+  );
 }
 
 export class StreamsMissingError extends Error {
@@ -183,23 +190,26 @@ export class StreamsMissingError extends Error {
 export async function verifyStreams(
   jsm: JetStreamManager,
   topology: BusTopology,
-  options: { waitMs?: number; onWait?: (missing: string[]) => void } = {},
+  options: { waitMs?: number; onWait?: (missing: string[]) => void; pauseMs?: number } = {},
 ) {
   const deadline = Date.now() + (options.waitMs ?? 0);
+  let pending: string[] = Object.values(topology.streams).map((stream) => stream.name);
   for (;;) {
     const missing: string[] = [];
-    for (const stream of Object.values(topology.streams)) {
+    for (const name of pending) {
       try {
-        await jsm.streams.info(stream.name);
+        await jsm.streams.info(name);
       } catch (error) {
-        if (!isNotFound(error)) throw error;
-        missing.push(stream.name);
+        // Unanswered is "not seen yet": keep waiting; anything else waiting cannot fix is thrown.
+        if (!isNotFound(error) && !isClusterNotReady(error)) throw error;
+        missing.push(name);
       }
     }
     if (missing.length === 0) return;
     if (Date.now() >= deadline) throw new StreamsMissingError(missing);
     options.onWait?.(missing);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    pending = missing;
+    await new Promise((resolve) => setTimeout(resolve, options.pauseMs ?? 1000));
   }
 }
 
