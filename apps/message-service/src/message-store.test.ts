@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { MessageStatus } from "@switchboard/contracts";
 import { eventually } from "@switchboard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { conversationMessages } from "./message-store";
+import { conversationMessages, storeMessagingEvent } from "./message-store";
 import { createTestWorld, events, type ServiceInstance, type TestWorld } from "./test-support";
 
 const PAGE = "100200300400500";
@@ -171,6 +171,38 @@ describe("message-service", () => {
       (e) => e.psid === psid && e.type === "message.created",
     );
     expect(created).toHaveLength(1);
+  });
+
+  it("confirms our send with Meta's timestamp when the send response commits while the echo is being stored", async () => {
+    // CI saw it: the echo looked the row up by mid (not there yet), the send worker committed the mid,
+    // then the echo looked for "id = metadata AND mid IS NULL" (not any more) and stored nothing.
+    const psid = "psid-echo-race";
+    const ours = await storeOurSend(psid, t0 + 40_000);
+    let responded = false;
+    const racing = world.db.$extends({
+      query: {
+        message: {
+          async $allOperations({ operation, args, query }) {
+            const result = await query(args);
+            if (!responded && operation.startsWith("find")) {
+              responded = true;
+              await recordSendResponse(ours, "m_race"); // another connection: the send worker
+            }
+            return result;
+          },
+        },
+      },
+    }) as unknown as typeof world.db;
+    await storeMessagingEvent(
+      racing,
+      world.bus.topology,
+      events.echo(PAGE, psid, "m_race", t0 + 40_050, ours),
+    );
+    expect(responded).toBe(true);
+    const rows = await messagesOf(psid);
+    expect(rows.map((r) => [r.id, r.mid, r.status, r.sentAt.getTime()])).toEqual([
+      [ours, "m_race", "sent", t0 + 40_050],
+    ]);
   });
 
   it("applies a read watermark that arrived before the message when the message arrives", async () => {

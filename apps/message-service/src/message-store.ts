@@ -342,16 +342,22 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 async function storeEcho(context: Context, event: EchoEvent) {
   const { tx, conversation } = context;
   const sentAt = new Date(event.timestamp);
-  const byMid = await tx.message.findUnique({
-    where: { pageId_mid: { pageId: event.pageId, mid: event.mid } },
+  // ONE lookup, by mid or by our metadata: the send worker may commit the mid between two lookups (its
+  // own transaction, not under this lock), and neither would find the row.
+  const candidates = await tx.message.findMany({
+    where: {
+      pageId: event.pageId,
+      OR: [
+        { mid: event.mid },
+        ...(event.metadata && UUID.test(event.metadata)
+          ? [{ id: event.metadata, direction: "outgoing" as const }]
+          : []),
+      ],
+    },
   });
   const ours =
-    byMid ??
-    (event.metadata && UUID.test(event.metadata)
-      ? await tx.message.findFirst({
-          where: { id: event.metadata, pageId: event.pageId, direction: "outgoing", mid: null },
-        })
-      : null);
+    candidates.find((row) => row.mid === event.mid) ??
+    candidates.find((row) => row.id === event.metadata && row.mid === null);
   if (ours) {
     if (ours.direction !== "outgoing") return;
     const status = laterStatus(ours.status, statusByWatermarks(conversation, sentAt));
