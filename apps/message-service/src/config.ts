@@ -10,8 +10,12 @@ export const messageServiceConfigSchema = z.object({
   REDIS_KEY_PREFIX: env.redisKeyPrefix(),
   LOG_LEVEL: env.logLevel(),
   PORT: env.port(3002),
-  /** Messaging events handled at once by one replica (different conversations run in parallel). */
-  MESSAGE_CONCURRENCY: env.positiveInt(16),
+  /** Messaging events in flight in one replica: waiting for a batch or in one (up to two batches run at once). */
+  MESSAGE_CONCURRENCY: env.positiveInt(256),
+  /** Events stored together: one Redlock call for their conversations, one transaction. */
+  MESSAGE_BATCH_SIZE: env.positiveInt(100),
+  /** How long an event waits for company while no batch is running (a busy replica never waits). */
+  MESSAGE_BATCH_WAIT: env.duration("2ms"),
   /** Postgres connections of one replica. */
   DATABASE_POOL_SIZE: env.positiveInt(10),
   /** Redlock TTL of a conversation lock; extended automatically while the handler runs. */

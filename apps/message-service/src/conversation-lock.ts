@@ -44,6 +44,15 @@ export interface ConversationLock {
     pageId: string,
     fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T>;
+  /**
+   * Several conversations at once, in ONE Redlock call (all keys or none, one round trip per node): a
+   * batch of events holds every conversation it writes. Held elsewhere → `RetryLaterError` for the whole
+   * call; the caller splits the batch then.
+   */
+  withConversationLocks<T>(
+    conversations: ReadonlyArray<{ psid: string; pageId: string }>,
+    fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
+  ): Promise<T>;
   /** The Redis key of a conversation's lock (prefix included). */
   keyFor(psid: string, pageId: string): string;
 }
@@ -94,48 +103,63 @@ export function createConversationLock(options: ConversationLockOptions): Conver
   // of events for one conversation would otherwise burn its redelivery attempts on its own siblings.
   const localTails = new Map<string, Promise<void>>();
 
-  async function withConversationLock<T>(
+  function withConversationLock<T>(
     psid: string,
     pageId: string,
     fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T> {
-    const key = keyFor(psid, pageId);
+    return withConversationLocks([{ psid, pageId }], fn);
+  }
+
+  async function withConversationLocks<T>(
+    conversations: ReadonlyArray<{ psid: string; pageId: string }>,
+    fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const keys = [...new Set(conversations.map((c) => keyFor(c.psid, c.pageId)))].sort();
     const started = performance.now();
-    const previous = localTails.get(key);
     let release!: () => void;
     const mine = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const tail = (previous ?? Promise.resolve()).then(() => mine);
-    localTails.set(key, tail);
+    // Registered for every key at once, synchronously: each holder waits only for holders registered
+    // before it, so waits never form a cycle.
+    const previous: Array<Promise<void>> = [];
+    const tails = keys.map((key) => {
+      const before = localTails.get(key);
+      if (before) previous.push(before);
+      const tail = (before ?? Promise.resolve()).then(() => mine);
+      localTails.set(key, tail);
+      return [key, tail] as const;
+    });
     try {
-      await previous;
-      return await acquireAndRun(key, started, previous !== undefined, fn);
+      await Promise.all(previous);
+      return await acquireAndRun(keys, started, previous.length > 0, fn);
     } finally {
       release();
-      if (localTails.get(key) === tail) localTails.delete(key);
+      for (const [key, tail] of tails) if (localTails.get(key) === tail) localTails.delete(key);
     }
   }
 
   async function acquireAndRun<T>(
-    key: string,
+    keys: string[],
     started: number,
     queuedLocally: boolean,
     fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T> {
+    const described = keys.length === 1 ? keys[0]! : `${keys[0]} and ${keys.length - 1} more`;
     for (let attempt = 0; ; attempt++) {
       let entered = false;
       let acquiredAt = 0;
       let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
       try {
-        await redlock.using([key], ttlMs, async (signal) => {
+        await redlock.using(keys, ttlMs, async (signal) => {
           entered = true;
           acquiredAt = performance.now();
           metrics.acquired.inc({ waited: attempt > 0 || queuedLocally ? "true" : "false" });
           metrics.waitSeconds.observe((acquiredAt - started) / 1000);
           signal.addEventListener("abort", () => {
             metrics.extensionsLost.inc();
-            log.warn({ key, err: signal.error }, "conversation lock extension failed");
+            log.warn({ key: described, err: signal.error }, "conversation lock extension failed");
           });
           try {
             outcome = { ok: true, value: await fn(signal) };
@@ -153,13 +177,13 @@ export function createConversationLock(options: ConversationLockOptions): Conver
               continue;
             }
             metrics.failed.inc({ reason });
-            throw new RetryLaterError(`conversation lock held elsewhere: ${key}`, retryLaterDelayMs);
+            throw new RetryLaterError(`conversation lock held elsewhere: ${described}`, retryLaterDelayMs);
           }
           metrics.failed.inc({ reason });
-          throw new ConversationLockUnavailableError(key, { cause: error });
+          throw new ConversationLockUnavailableError(described, { cause: error });
         }
         // `fn` ran; only the release failed. The lock expires by its TTL.
-        log.warn({ key, err: error }, "conversation lock release failed");
+        log.warn({ key: described, err: error }, "conversation lock release failed");
       } finally {
         if (entered) metrics.holdSeconds.observe((performance.now() - acquiredAt) / 1000);
       }
@@ -169,7 +193,7 @@ export function createConversationLock(options: ConversationLockOptions): Conver
     }
   }
 
-  return { withConversationLock, keyFor };
+  return { withConversationLock, withConversationLocks, keyFor };
 }
 
 /** Held by someone else (any node said so), or Redis itself failed (no node answered). */

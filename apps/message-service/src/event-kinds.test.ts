@@ -12,14 +12,15 @@ import {
 } from "@switchboard/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { conversationMessages } from "./message-store";
-import { createTestWorld, events, type TestWorld } from "./test-support";
+import { createTestWorld, events, type ServiceInstance, type TestWorld } from "./test-support";
 
 const PAGE = "100200300400500";
 let world: TestWorld;
+let service: ServiceInstance;
 
 beforeAll(async () => {
   world = await createTestWorld();
-  await world.startInstance();
+  service = await world.startInstance();
 });
 
 afterAll(async () => {
@@ -410,6 +411,32 @@ describe("invalid events", () => {
     }
     expect(await world.db.contact.count({ where: { psid: "psid-invalid" } })).toBe(0);
     expect(await world.db.message.count({ where: { mid: "m_invalid" } })).toBe(0);
+  });
+});
+
+describe("batches", () => {
+  it("dead-letters an event the database refuses alone, with the reason, and stores its batch's other events", async () => {
+    const t = Date.now();
+    const before = (await world.deadLetters()).length;
+    const good = Array.from({ length: 30 }, (_, i) =>
+      events.message(PAGE, `psid-batch-${i % 6}`, `m_batch_${i}`, t + i),
+    );
+    // Valid to the contracts, refused by PostgreSQL (timestamp out of range): a poison message.
+    const poison = events.message(PAGE, "psid-batch-0", "m_batch_poison", -1e15);
+    await Promise.all([...good.slice(0, 15), poison, ...good.slice(15)].map((e) => world.publish(e)));
+    await world.settled();
+
+    const letters = (await world.deadLetters()).slice(before);
+    expect(letters).toHaveLength(1);
+    expect(letters[0]?.reason).toMatch(/^the database refused messaging event .*: .*out of range/i);
+    expect(letters[0]?.headers[Headers.deliveries]).toBe("1");
+    expect(JSON.parse(new TextDecoder().decode(letters[0]?.data)).mid).toBe("m_batch_poison");
+    expect(await world.db.message.count({ where: { mid: { startsWith: "m_batch_" } } })).toBe(30);
+    const batches = await service.registry.getSingleMetric("switchboard_message_batch_size")?.get();
+    const count = batches?.values.find(
+      (v) => (v as { metricName?: string }).metricName === "switchboard_message_batch_size_count",
+    );
+    expect(count?.value ?? 0).toBeGreaterThan(0);
   });
 });
 

@@ -68,6 +68,8 @@ runMain(async () => {
       log,
       metrics,
       concurrency: config.MESSAGE_CONCURRENCY,
+      batchSize: config.MESSAGE_BATCH_SIZE,
+      batchWaitMs: config.MESSAGE_BATCH_WAIT,
       maxLockAttempts: config.CONVERSATION_LOCK_MAX_ATTEMPTS,
       probeDependencies,
       handlerTimeoutMs: config.HANDLER_TIMEOUT,

@@ -11,7 +11,7 @@ import type {
   ReactionEvent,
   ReadEvent,
 } from "@switchboard/contracts";
-import { type Db, Prisma } from "@switchboard/db";
+import type { Db, Prisma } from "@switchboard/db";
 import { type OutboxRow, outboxRow, writeOutbox } from "./domain-events";
 
 type Tx = Prisma.TransactionClient;
@@ -46,66 +46,110 @@ export interface StoreOptions {
 }
 
 /**
- * Applies one messaging event in one transaction: contact, conversation, the event's own effect and the
- * domain events it causes (outbox). Idempotent: applying the same event again changes nothing and
- * produces no domain event, whatever order events of a conversation arrive in.
+ * Applies a batch of messaging events (any pages, any conversations, the caller holds their locks) in ONE
+ * transaction, and returns what each event changed, in the batch's order:
+ *
+ *   1. contacts and conversations of the whole batch: one statement (`upsertConversations`);
+ *   2. incoming messages and postbacks, most of the traffic: one statement (`insertIncoming`);
+ *   3. every other kind (echo, delivery, read, reaction, …) in arrival order, each with its own small
+ *      statements;
+ *   4. the domain events of the batch: one statement (outbox), complete as built here.
+ *
+ * Idempotent: applying the same events again changes nothing and produces no domain event, whatever order
+ * events of a conversation arrive in. A batch commits whole or not at all.
  */
+export async function storeMessagingEvents(
+  db: Db,
+  topology: BusTopology,
+  events: readonly MessagingEvent[],
+  options: StoreOptions = {},
+): Promise<StoreResult[]> {
+  const now = options.now ?? (() => new Date());
+  if (events.length === 0) return [];
+  return db.$transaction(
+    async (tx) => {
+      const results: StoreResult[] = events.map(() => ({ outbox: [], storedMessages: [] }));
+      const conversations = await upsertConversations(tx, events);
+      const conversationOf = (event: MessagingEvent) => {
+        const conversation = conversations.get(conversationKey(event));
+        if (!conversation) throw new Error("INVARIANT: conversation upsert returned no row for an event");
+        return conversation;
+      };
+      const announced = new Set<string>();
+      events.forEach((event, i) => {
+        const conversation = conversationOf(event);
+        if (!conversation.inserted || announced.has(conversation.id)) return;
+        announced.add(conversation.id);
+        results[i]!.outbox.push(
+          outboxRow(topology, {
+            type: "conversation.created",
+            conversationId: conversation.id,
+            pageId: event.pageId,
+            psid: event.psid,
+            occurredAt: now().getTime(),
+          }),
+        );
+      });
+      await insertIncoming(tx, topology, events, conversationOf, results, now);
+      for (const [i, event] of events.entries()) {
+        if (event.kind === "message" || event.kind === "postback") continue;
+        const result = results[i]!;
+        const context: Context = {
+          tx,
+          event,
+          conversation: conversationOf(event),
+          publish: (e) => result.outbox.push(outboxRow(topology, e)),
+          result,
+          now,
+        };
+        await storeOtherKind(context, event);
+      }
+      await writeOutbox(
+        tx,
+        results.flatMap((r) => r.outbox),
+      );
+      if (options.signal?.aborted) throw options.signal.error ?? new Error("conversation lock lost");
+      return results;
+    },
+    // A busy pool makes a transaction wait; waiting beats failing and redelivering.
+    { maxWait: 10_000, timeout: 20_000 },
+  );
+}
+
+/** One event alone: `storeMessagingEvents` with a batch of one. */
 export async function storeMessagingEvent(
   db: Db,
   topology: BusTopology,
   event: MessagingEvent,
   options: StoreOptions = {},
 ): Promise<StoreResult> {
-  const now = options.now ?? (() => new Date());
-  if (event.kind === "message" || event.kind === "postback") {
-    return storeIncoming(db, topology, event, incomingRow(event), options.signal, now);
+  const [result] = await storeMessagingEvents(db, topology, [event], options);
+  if (!result) throw new Error("INVARIANT: a batch of one returned no result");
+  return result;
+}
+
+async function storeOtherKind(
+  context: Context,
+  event: Exclude<MessagingEvent, { kind: "message" | "postback" }>,
+) {
+  switch (event.kind) {
+    case "echo":
+      return storeEcho(context, event);
+    case "delivery":
+      return storeDelivery(context, event);
+    case "read":
+      return storeRead(context, event);
+    case "reaction":
+      return storeReaction(context, event);
+    case "referral":
+    case "optin":
+    case "unsupported":
+      return storeConversationEvent(
+        context,
+        event.kind,
+        event.kind === "unsupported" ? { reason: event.reason, raw: event.raw } : event.raw,
+      );
   }
-  return db.$transaction(
-    async (tx) => {
-      const result: StoreResult = { outbox: [], storedMessages: [] };
-      const publish = (e: DomainEvent) => result.outbox.push(outboxRow(topology, e));
-      const lastMessageAt = event.kind === "echo" ? new Date(event.timestamp) : null;
-      const conversation = await upsertConversation(tx, event, lastMessageAt);
-      if (conversation.inserted) {
-        publish({
-          type: "conversation.created",
-          conversationId: conversation.id,
-          pageId: event.pageId,
-          psid: event.psid,
-          occurredAt: now().getTime(),
-        });
-      }
-      const context: Context = { tx, event, conversation, publish, result, now };
-      switch (event.kind) {
-        case "echo":
-          await storeEcho(context, event);
-          break;
-        case "delivery":
-          await storeDelivery(context, event);
-          break;
-        case "read":
-          await storeRead(context, event);
-          break;
-        case "reaction":
-          await storeReaction(context, event);
-          break;
-        case "referral":
-        case "optin":
-        case "unsupported":
-          await storeConversationEvent(
-            context,
-            event.kind,
-            event.kind === "unsupported" ? { reason: event.reason, raw: event.raw } : event.raw,
-          );
-          break;
-      }
-      await writeOutbox(tx, result.outbox);
-      if (options.signal?.aborted) throw options.signal.error ?? new Error("conversation lock lost");
-      return result;
-    },
-    // A busy pool makes a transaction wait; waiting beats failing and redelivering.
-    { maxWait: 10_000, timeout: 20_000 },
-  );
 }
 
 interface Context {
@@ -117,47 +161,205 @@ interface Context {
   now: () => Date;
 }
 
-/** The contact of an event, created or refreshed with the profile a message carries; returns its id. */
-function contactUpsert(event: MessagingEvent): Prisma.Sql {
-  const profile = event.kind === "message" ? event.profile : null;
-  // A profile from the router's cache is not news: only a fresh fetch moves `profile_fetched_at`.
-  const fetchedAt =
-    event.kind === "message" && event.profileStatus === "fetched" && profile ? new Date() : null;
-  return Prisma.sql`
-    INSERT INTO contacts (id, page_id, psid, first_name, last_name, profile_pic_url, profile_fetched_at, updated_at)
-    VALUES (gen_random_uuid(), ${event.pageId}, ${event.psid}, ${profile?.firstName ?? null}::text,
-            ${profile?.lastName ?? null}::text, ${profile?.profilePicUrl ?? null}::text,
-            ${fetchedAt}::timestamptz, now())
-    ON CONFLICT (page_id, psid) DO UPDATE SET
-      first_name = COALESCE(EXCLUDED.first_name, contacts.first_name),
-      last_name = COALESCE(EXCLUDED.last_name, contacts.last_name),
-      profile_pic_url = COALESCE(EXCLUDED.profile_pic_url, contacts.profile_pic_url),
-      profile_fetched_at = COALESCE(EXCLUDED.profile_fetched_at, contacts.profile_fetched_at),
-      updated_at = CASE WHEN EXCLUDED.first_name IS NULL AND EXCLUDED.last_name IS NULL
-        AND EXCLUDED.profile_pic_url IS NULL THEN contacts.updated_at ELSE now() END
-    RETURNING id`;
+const conversationKey = (event: { pageId: string; psid: string }) => `${event.pageId}\u0000${event.psid}`;
+
+/** The time a message-bearing event moves the conversation's `last_message_at` to; null for the others. */
+function lastMessageAtOf(event: MessagingEvent): number | null {
+  return event.kind === "message" || event.kind === "postback" || event.kind === "echo"
+    ? event.timestamp
+    : null;
 }
 
-async function upsertConversation(
+/**
+ * The contacts and conversations of a batch, created or refreshed in one statement: per (page, psid) the
+ * latest profile a message carries and the latest message time. Returned by `conversationKey`.
+ */
+async function upsertConversations(
   tx: Tx,
-  event: MessagingEvent,
-  lastMessageAt: Date | null,
-): Promise<ConversationRow> {
-  const [contact] = await tx.$queryRaw<Array<{ id: string }>>(contactUpsert(event));
-  if (!contact) throw new Error("INVARIANT: contact upsert returned no row");
-  const [conversation] = await tx.$queryRaw<ConversationRow[]>`
-    INSERT INTO conversations (id, page_id, contact_id, last_message_at, updated_at)
-    VALUES (gen_random_uuid(), ${event.pageId}, ${contact.id}::uuid, ${lastMessageAt}::timestamptz, now())
-    ON CONFLICT (page_id, contact_id) DO UPDATE SET
-      last_message_at = GREATEST(conversations.last_message_at, EXCLUDED.last_message_at),
-      updated_at = now()
-    RETURNING id, (xmax = 0) AS inserted, delivered_watermark AS "deliveredWatermark",
-              read_watermark AS "readWatermark"`;
-  if (!conversation) throw new Error("INVARIANT: conversation upsert returned no row");
-  return conversation;
+  events: readonly MessagingEvent[],
+): Promise<Map<string, ConversationRow>> {
+  const inputs = new Map<
+    string,
+    {
+      page_id: string;
+      psid: string;
+      first_name: string | null;
+      last_name: string | null;
+      profile_pic_url: string | null;
+      profile_fetched_at: string | null;
+      last_message_at: string | null;
+    }
+  >();
+  for (const event of events) {
+    const key = conversationKey(event);
+    const input = inputs.get(key) ?? {
+      page_id: event.pageId,
+      psid: event.psid,
+      first_name: null,
+      last_name: null,
+      profile_pic_url: null,
+      profile_fetched_at: null,
+      last_message_at: null,
+    };
+    inputs.set(key, input);
+    const profile = event.kind === "message" ? event.profile : null;
+    if (profile) {
+      input.first_name = profile.firstName ?? input.first_name;
+      input.last_name = profile.lastName ?? input.last_name;
+      input.profile_pic_url = profile.profilePicUrl ?? input.profile_pic_url;
+      // A profile from the router's cache is not news: only a fresh fetch moves `profile_fetched_at`.
+      if (event.kind === "message" && event.profileStatus === "fetched") {
+        input.profile_fetched_at = new Date().toISOString();
+      }
+    }
+    const at = lastMessageAtOf(event);
+    if (at !== null && (input.last_message_at === null || at > Date.parse(input.last_message_at))) {
+      input.last_message_at = new Date(at).toISOString();
+    }
+  }
+  // Sorted: concurrent batches touch shared rows in one order (no deadlock between them).
+  const rows = [...inputs.values()].sort((a, b) =>
+    a.page_id === b.page_id ? (a.psid < b.psid ? -1 : 1) : a.page_id < b.page_id ? -1 : 1,
+  );
+  const returned = await tx.$queryRaw<Array<ConversationRow & { pageId: string; psid: string }>>`
+    WITH input AS (
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(
+        page_id text, psid text, first_name text, last_name text, profile_pic_url text,
+        profile_fetched_at timestamptz, last_message_at timestamptz)
+    ), contact AS (
+      INSERT INTO contacts (id, page_id, psid, first_name, last_name, profile_pic_url, profile_fetched_at, updated_at)
+      SELECT gen_random_uuid(), page_id, psid, first_name, last_name, profile_pic_url, profile_fetched_at, now()
+      FROM input ORDER BY page_id, psid
+      ON CONFLICT (page_id, psid) DO UPDATE SET
+        first_name = COALESCE(EXCLUDED.first_name, contacts.first_name),
+        last_name = COALESCE(EXCLUDED.last_name, contacts.last_name),
+        profile_pic_url = COALESCE(EXCLUDED.profile_pic_url, contacts.profile_pic_url),
+        profile_fetched_at = COALESCE(EXCLUDED.profile_fetched_at, contacts.profile_fetched_at),
+        updated_at = CASE WHEN EXCLUDED.first_name IS NULL AND EXCLUDED.last_name IS NULL
+          AND EXCLUDED.profile_pic_url IS NULL THEN contacts.updated_at ELSE now() END
+      RETURNING id, page_id, psid
+    ), conversation AS (
+      INSERT INTO conversations (id, page_id, contact_id, last_message_at, updated_at)
+      SELECT gen_random_uuid(), contact.page_id, contact.id, input.last_message_at, now()
+      FROM contact JOIN input ON input.page_id = contact.page_id AND input.psid = contact.psid
+      ORDER BY contact.page_id, contact.psid
+      ON CONFLICT (page_id, contact_id) DO UPDATE SET
+        last_message_at = GREATEST(conversations.last_message_at, EXCLUDED.last_message_at),
+        updated_at = now()
+      RETURNING id, page_id, contact_id, (xmax = 0) AS inserted, delivered_watermark, read_watermark
+    )
+    SELECT conversation.id, conversation.page_id AS "pageId", contact.psid, conversation.inserted,
+           conversation.delivered_watermark AS "deliveredWatermark", conversation.read_watermark AS "readWatermark"
+    FROM conversation JOIN contact ON contact.id = conversation.contact_id`;
+  const byKey = new Map<string, ConversationRow>();
+  for (const row of returned) {
+    byKey.set(conversationKey(row), {
+      id: row.id,
+      inserted: row.inserted,
+      deliveredWatermark: row.deliveredWatermark,
+      readWatermark: row.readWatermark,
+    });
+  }
+  return byKey;
 }
 
-/** Inserts a message unless (page, mid) exists; true when this call stored it. */
+interface IncomingRow {
+  mid: string;
+  kind: string;
+  text: string | null;
+  payload: unknown;
+  sentAt: Date;
+}
+
+function incomingRow(event: IncomingMessageEvent | PostbackEvent): IncomingRow {
+  if (event.kind === "postback") {
+    return {
+      // Older API versions send postbacks without a mid; the event id is stable for the same item.
+      mid: event.mid ?? `postback:${event.eventId}`,
+      kind: "postback",
+      text: event.title,
+      payload: { title: event.title, payload: event.payload, referral: event.referral, raw: event.raw },
+      sentAt: new Date(event.timestamp),
+    };
+  }
+  return {
+    mid: event.mid,
+    kind: event.attachments.length > 0 ? "attachment" : "text",
+    text: event.text,
+    payload: {
+      attachments: event.attachments,
+      quickReplyPayload: event.quickReplyPayload,
+      replyToMid: event.replyToMid,
+      raw: event.raw,
+    },
+    sentAt: new Date(event.timestamp),
+  };
+}
+
+/**
+ * The batch's incoming messages and postbacks in one multi-row INSERT; (page, mid) already stored (a
+ * redelivery, or the same item twice in the batch) inserts nothing and announces nothing.
+ */
+async function insertIncoming(
+  tx: Tx,
+  topology: BusTopology,
+  events: readonly MessagingEvent[],
+  conversationOf: (event: MessagingEvent) => ConversationRow,
+  results: StoreResult[],
+  now: () => Date,
+) {
+  const items = events.flatMap((event, i) =>
+    event.kind === "message" || event.kind === "postback"
+      ? [{ i, event, row: incomingRow(event), id: randomUUID(), conversationId: conversationOf(event).id }]
+      : [],
+  );
+  if (items.length === 0) return;
+  const rows = items
+    .map(({ event, row, id, conversationId }) => ({
+      id,
+      page_id: event.pageId,
+      conversation_id: conversationId,
+      mid: row.mid,
+      kind: row.kind,
+      text: row.text,
+      payload: row.payload,
+      sent_at: row.sentAt.toISOString(),
+    }))
+    .sort((a, b) => (a.page_id === b.page_id ? (a.mid < b.mid ? -1 : 1) : a.page_id < b.page_id ? -1 : 1));
+  const inserted = await tx.$queryRaw<Array<{ id: string }>>`
+    INSERT INTO messages (id, page_id, conversation_id, mid, direction, kind, text, payload, status, sent_at,
+                          updated_at)
+    SELECT id, page_id, conversation_id, mid, 'incoming'::message_direction, kind, text, payload,
+           'received'::message_status, sent_at, now()
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(
+      id uuid, page_id text, conversation_id uuid, mid text, kind text, text text, payload jsonb,
+      sent_at timestamptz)
+    ON CONFLICT DO NOTHING
+    RETURNING id`;
+  const stored = new Set(inserted.map((r) => r.id));
+  const occurredAt = now().getTime();
+  for (const { i, event, row, id, conversationId } of items) {
+    if (!stored.has(id)) continue;
+    const result = results[i]!;
+    result.storedMessages.push({ messageId: id, direction: "incoming", sentAt: row.sentAt });
+    result.outbox.push(
+      outboxRow(topology, {
+        type: "message.created",
+        messageId: id,
+        conversationId,
+        pageId: event.pageId,
+        psid: event.psid,
+        mid: row.mid,
+        direction: "incoming",
+        kind: row.kind,
+        sentAt: row.sentAt.getTime(),
+        occurredAt,
+      }),
+    );
+  }
+}
+
+/** Inserts an outgoing message unless (page, mid) exists; true when this call stored it. */
 async function insertMessage(
   context: Context,
   row: {
@@ -204,121 +406,6 @@ async function insertMessage(
     occurredAt: context.now().getTime(),
   });
   return true;
-}
-
-interface IncomingRow {
-  mid: string;
-  kind: string;
-  text: string | null;
-  payload: unknown;
-  sentAt: Date;
-}
-
-function incomingRow(event: IncomingMessageEvent | PostbackEvent): IncomingRow {
-  if (event.kind === "postback") {
-    return {
-      // Older API versions send postbacks without a mid; the event id is stable for the same item.
-      mid: event.mid ?? `postback:${event.eventId}`,
-      kind: "postback",
-      text: event.title,
-      payload: { title: event.title, payload: event.payload, referral: event.referral, raw: event.raw },
-      sentAt: new Date(event.timestamp),
-    };
-  }
-  return {
-    mid: event.mid,
-    kind: event.attachments.length > 0 ? "attachment" : "text",
-    text: event.text,
-    payload: {
-      attachments: event.attachments,
-      quickReplyPayload: event.quickReplyPayload,
-      replyToMid: event.replyToMid,
-      raw: event.raw,
-    },
-    sentAt: new Date(event.timestamp),
-  };
-}
-
-/**
- * Incoming messages and postbacks, most of the traffic, in ONE statement (no interactive transaction):
- * contact, conversation, message and outbox rows commit together or not at all, in one round trip. The
- * domain events' payloads get the conversation id in SQL; the same events are rebuilt here to publish.
- */
-async function storeIncoming(
-  db: Db,
-  topology: BusTopology,
-  event: IncomingMessageEvent | PostbackEvent,
-  row: IncomingRow,
-  signal: StoreOptions["signal"],
-  now: () => Date,
-): Promise<StoreResult> {
-  const messageId = randomUUID();
-  const occurredAt = now().getTime();
-  const created = (conversationId: string): DomainEvent => ({
-    type: "conversation.created",
-    conversationId,
-    pageId: event.pageId,
-    psid: event.psid,
-    occurredAt,
-  });
-  const messageCreated = (conversationId: string): DomainEvent => ({
-    type: "message.created",
-    messageId,
-    conversationId,
-    pageId: event.pageId,
-    psid: event.psid,
-    mid: row.mid,
-    direction: "incoming",
-    kind: row.kind,
-    sentAt: row.sentAt.getTime(),
-    occurredAt,
-  });
-  // The lock is checked before the statement that commits, as the transaction checks it before COMMIT.
-  if (signal?.aborted) throw signal.error ?? new Error("conversation lock lost");
-  const [stored] = await db.$queryRaw<
-    Array<{ conversationId: string; inserted: boolean; messageStored: boolean }>
-  >`
-    WITH contact AS (${contactUpsert(event)}
-    ), conversation AS (
-      INSERT INTO conversations (id, page_id, contact_id, last_message_at, updated_at)
-      SELECT gen_random_uuid(), ${event.pageId}, contact.id, ${row.sentAt}::timestamptz, now() FROM contact
-      ON CONFLICT (page_id, contact_id) DO UPDATE SET
-        last_message_at = GREATEST(conversations.last_message_at, EXCLUDED.last_message_at),
-        updated_at = now()
-      RETURNING id, (xmax = 0) AS inserted
-    ), message AS (
-      INSERT INTO messages (id, page_id, conversation_id, mid, direction, kind, text, payload, status, sent_at,
-                            updated_at)
-      SELECT ${messageId}::uuid, ${event.pageId}, conversation.id, ${row.mid}::text,
-             'incoming'::message_direction, ${row.kind}::text, ${row.text}::text,
-             ${JSON.stringify(row.payload)}::jsonb, 'received'::message_status, ${row.sentAt}::timestamptz, now()
-      FROM conversation
-      ON CONFLICT DO NOTHING
-      RETURNING id
-    ), outbox AS (
-      INSERT INTO domain_event_outbox (id, subject, payload)
-      SELECT 'conversation.created:' || conversation.id,
-             ${topology.subjects.domainEvent("conversation.created", event.pageId)}::text,
-             ${JSON.stringify(created(""))}::jsonb || jsonb_build_object('conversationId', conversation.id)
-      FROM conversation WHERE conversation.inserted
-      UNION ALL
-      SELECT 'message.created:' || message.id,
-             ${topology.subjects.domainEvent("message.created", event.pageId)}::text,
-             ${JSON.stringify(messageCreated(""))}::jsonb || jsonb_build_object('conversationId', conversation.id)
-      FROM message, conversation
-      ON CONFLICT DO NOTHING
-    )
-    SELECT conversation.id AS "conversationId", conversation.inserted,
-           EXISTS (SELECT 1 FROM message) AS "messageStored"
-    FROM conversation`;
-  if (!stored) throw new Error("INVARIANT: conversation upsert returned no row");
-  const result: StoreResult = { outbox: [], storedMessages: [] };
-  if (stored.inserted) result.outbox.push(outboxRow(topology, created(stored.conversationId)));
-  if (stored.messageStored) {
-    result.outbox.push(outboxRow(topology, messageCreated(stored.conversationId)));
-    result.storedMessages.push({ messageId, direction: "incoming", sentAt: row.sentAt });
-  }
-  return result;
 }
 
 /** The status an outgoing message sent at `sentAt` has given the conversation's watermarks. */
@@ -423,6 +510,10 @@ async function storeDelivery(context: Context, event: DeliveryEvent) {
     UPDATE conversations SET delivered_watermark = GREATEST(delivered_watermark, ${watermark}::timestamptz),
       updated_at = now()
     WHERE id = ${conversation.id}::uuid`;
+  // Later events of the same batch (an echo) compare against it.
+  if (!conversation.deliveredWatermark || conversation.deliveredWatermark < watermark) {
+    conversation.deliveredWatermark = watermark;
+  }
   const moved = await tx.$queryRaw<Array<{ id: string; previous: MessageStatus }>>`
     WITH target AS (
       SELECT id, status FROM messages
@@ -443,6 +534,8 @@ async function storeRead(context: Context, event: ReadEvent) {
     UPDATE conversations SET read_watermark = GREATEST(read_watermark, ${watermark}::timestamptz),
       updated_at = now()
     WHERE id = ${conversation.id}::uuid`;
+  if (!conversation.readWatermark || conversation.readWatermark < watermark)
+    conversation.readWatermark = watermark;
   const moved = await tx.$queryRaw<Array<{ id: string; previous: MessageStatus }>>`
     WITH target AS (
       SELECT id, status FROM messages

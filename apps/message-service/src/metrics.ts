@@ -10,8 +10,21 @@ export function createMessageMetrics(registry: Registry) {
     }),
     messagesStored: new Counter({
       name: "switchboard_messages_stored_total",
-      help: "Message rows stored (a redelivery stores none), per page and direction",
-      labelNames: ["page_id", "direction"],
+      // No page label: 100,000 pages would be 200,000 series. Per page counts come from the database.
+      help: "Message rows stored (a redelivery stores none), per direction",
+      labelNames: ["direction"],
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: "switchboard_message_batch_size",
+      help: "Messaging events stored together in one lock call and one transaction",
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+      registers: [registry],
+    }),
+    batchesSplit: new Counter({
+      name: "switchboard_message_batches_split_total",
+      help: "Batches stored event by event instead: a conversation held elsewhere (lock_held) or an event that failed (error)",
+      labelNames: ["reason"],
       registers: [registry],
     }),
     processingSeconds: new Histogram({

@@ -1,4 +1,5 @@
 export type { JsMsg } from "@nats-io/jetstream";
+export { type Batcher, type BatcherOptions, createBatcher, type Settled } from "./batch";
 export { type Bus, type BusOptions, connectBus } from "./connection";
 export {
   type ConsumerOptions,

@@ -1,4 +1,4 @@
-export { createDb, type Db, isUniqueViolation } from "./client";
+export { createDb, type Db, isDataRejection, isUniqueViolation, postgresErrorOf } from "./client";
 export * from "./generated/prisma/client";
 export {
   applyMigrations,
