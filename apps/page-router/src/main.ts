@@ -26,6 +26,7 @@ runMain(async () => {
   const redisNodes = connectRedisNodes(config.REDIS_URL, log, {
     connectionName: "page-router",
     enableOfflineQueue: false,
+    autoPipelining: true,
   });
   const redis = createFailoverRedis(redisNodes, log);
   const bus = await connectBus({

@@ -1,4 +1,13 @@
-import { type Bus, header, type JsMsg, PermanentError, publishJson, runConsumer } from "@switchboard/bus";
+import {
+  type Bus,
+  createBatcher,
+  header,
+  type JsMsg,
+  PermanentError,
+  publishJson,
+  runConsumer,
+  type Settled,
+} from "@switchboard/bus";
 import { canaryEventOf, Headers, MessagingEvent, quoteLongIds, WebhookEntry } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
@@ -72,6 +81,38 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     msg.subject.startsWith(overflowPrefix)
       ? subjects.webhookEntry(msg.subject.slice(overflowPrefix.length))
       : msg.subject;
+  // The events of entries routed side by side leave together: one socket write, acks awaited together;
+  // one connection keeps each entry's events in order in the stream.
+  const publisher = createBatcher<PublishItem, Array<{ duplicate: boolean }>>({
+    maxSize: 256,
+    maxWaitMs: 1,
+    maxInFlight: 4,
+    run: (items) =>
+      Promise.all(
+        items.map(async (item): Promise<Settled<Array<{ duplicate: boolean }>>> => {
+          try {
+            return { ok: true, value: await publishEvents(item) };
+          } catch (error) {
+            return { ok: false, error };
+          }
+        }),
+      ),
+  });
+  const publishEvents = ({ pageId, events, traceId, receivedAt }: PublishItem) =>
+    Promise.all(
+      events.map((event) =>
+        publishJson(bus.js, subjects.messagingEvent(pageId), event, {
+          msgId: event.eventId,
+          headers: {
+            [Headers.traceId]: traceId,
+            [Headers.receivedAt]: receivedAt,
+            [Headers.pageId]: pageId,
+            [Headers.eventType]: event.kind,
+          },
+        }),
+      ),
+    );
+
   const retriedOrDeadLettered = (outcome: string, page_id: string) => {
     if (outcome === "retried") metrics.entriesRetried.inc({ page_id });
     if (outcome === "dead_lettered") metrics.entriesDeadLettered.inc({ page_id });
@@ -150,20 +191,12 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
         throw new PermanentError(`normalised ${event.kind} event is invalid: ${checked.error.message}`);
       }
     }
-    // Published together: one connection keeps their order in the stream.
-    const acks = await Promise.all(
-      events.map((event) =>
-        publishJson(bus.js, subjects.messagingEvent(page.pageId), event, {
-          msgId: event.eventId,
-          headers: {
-            [Headers.traceId]: traceId,
-            [Headers.receivedAt]: Math.trunc(receivedAt),
-            [Headers.pageId]: page.pageId,
-            [Headers.eventType]: event.kind,
-          },
-        }),
-      ),
-    );
+    const acks = await publisher.add({
+      pageId: page.pageId,
+      events,
+      traceId,
+      receivedAt: Math.trunc(receivedAt),
+    });
     for (const [index, event] of events.entries()) {
       if (acks[index]!.duplicate) metrics.eventsDuplicate.inc({ page_id: page.pageId });
       else metrics.eventsRouted.inc({ page_id: page.pageId, kind: event.kind });
@@ -247,6 +280,13 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
       await replayer.idle();
     },
   };
+}
+
+interface PublishItem {
+  pageId: string;
+  events: MessagingEvent[];
+  traceId: string;
+  receivedAt: number;
 }
 
 type Decoded = { ok: true; entry: WebhookEntry } | { ok: false; detail: string };

@@ -12,6 +12,11 @@ export interface RedisNodesOptions {
   enableOfflineQueue?: boolean;
   /** A command unanswered this long fails (and the failover client tries the next node). */
   commandTimeoutMs?: number;
+  /**
+   * Commands issued in the same event-loop tick leave in one write (ioredis auto-pipelining): handlers
+   * running side by side (a router's profile lookups) cost one socket write, not one each.
+   */
+  autoPipelining?: boolean;
 }
 
 /**
@@ -30,6 +35,7 @@ export function connectRedisNodes(urls: string[], log: Logger, options: RedisNod
       enableOfflineQueue: options.enableOfflineQueue ?? true,
       commandTimeout: options.commandTimeoutMs ?? 1000,
       connectionName: options.connectionName,
+      enableAutoPipelining: options.autoPipelining ?? false,
     });
     client.on("error", (error) => log.warn({ err: error, node }, "redis error"));
     return client;
