@@ -1,7 +1,16 @@
-import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
+import {
+  boundPageLabels,
+  Counter,
+  createPageSeriesLimit,
+  Gauge,
+  Histogram,
+  LATENCY_BUCKETS,
+  type Registry,
+} from "@switchboard/observability";
 
-export function createIngressMetrics(registry: Registry) {
-  return {
+export function createIngressMetrics(registry: Registry, pageLabel = createPageSeriesLimit()) {
+  // page_id series for the first pages only (createPageSeriesLimit): bounded at 100,000 pages.
+  return boundPageLabels(pageLabel, {
     webhooks: new Counter({
       name: "switchboard_webhooks_received_total",
       help: "Webhook POSTs received, by outcome (accepted, bad_signature, malformed, too_large, invalid_schema, broker_unavailable)",
@@ -48,6 +57,6 @@ export function createIngressMetrics(registry: Registry) {
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
-  };
+  });
 }
 export type IngressMetrics = ReturnType<typeof createIngressMetrics>;

@@ -1,9 +1,18 @@
-import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
+import {
+  boundPageLabels,
+  Counter,
+  createPageSeriesLimit,
+  Gauge,
+  Histogram,
+  LATENCY_BUCKETS,
+  type Registry,
+} from "@switchboard/observability";
 
 /** What the page-router exports on /metrics; each help text says what the number is for. */
-export function createPageRouterMetrics(registry: Registry) {
+export function createPageRouterMetrics(registry: Registry, pageLabel = createPageSeriesLimit()) {
   const registers = [registry];
-  return {
+  // page_id series for the first pages only (createPageSeriesLimit): bounded at 100,000 pages.
+  return boundPageLabels(pageLabel, {
     entriesReceived: new Counter({
       name: "switchboard_router_entries_received_total",
       help: "Webhook entries the page-router took from the webhooks stream (redeliveries included), per page",
@@ -137,6 +146,6 @@ export function createPageRouterMetrics(registry: Registry) {
       labelNames: ["type"],
       registers,
     }),
-  };
+  });
 }
 export type PageRouterMetrics = ReturnType<typeof createPageRouterMetrics>;

@@ -28,6 +28,8 @@ interface CacheEntry {
  * `followPageLifecycle`); the TTL only bounds the damage of an event this replica missed.
  * A generation per page stops a read that raced an invalidation from caching the old row.
  */
+const MAX_CACHED_PAGES = 20_000;
+
 export function createPageDirectory({ db, ttlMs }: { db: Db; ttlMs: number }): PageDirectory {
   const cache = new Map<string, CacheEntry>();
   const generations = new Map<string, number>();
@@ -43,7 +45,12 @@ export function createPageDirectory({ db, ttlMs }: { db: Db; ttlMs: number }): P
         where: { pageId },
         select: { pageId: true, companyId: true, status: true, pageAccessTokenEnc: true },
       });
-      if (generationOf(pageId) === before) cache.set(pageId, { page: row, expiresAt: Date.now() + ttlMs });
+      if (generationOf(pageId) === before) {
+        // Bounded whatever the number of pages: the oldest entry goes first (Map keeps insertion order).
+        cache.delete(pageId);
+        if (cache.size >= MAX_CACHED_PAGES) cache.delete(cache.keys().next().value as string);
+        cache.set(pageId, { page: row, expiresAt: Date.now() + ttlMs });
+      }
       return row;
     },
     invalidate(pageId) {

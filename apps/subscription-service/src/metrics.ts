@@ -1,6 +1,14 @@
 import type { Db, SubscriptionStatus } from "@switchboard/db";
 import type { GraphCallRecord } from "@switchboard/graph-api";
-import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
+import {
+  boundPageLabels,
+  Counter,
+  createPageSeriesLimit,
+  Gauge,
+  Histogram,
+  LATENCY_BUCKETS,
+  type Registry,
+} from "@switchboard/observability";
 
 const STATUSES: SubscriptionStatus[] = [
   "pending",
@@ -11,23 +19,44 @@ const STATUSES: SubscriptionStatus[] = [
   "unsubscribed",
 ];
 
-export function createSubscriptionMetrics(registry: Registry) {
+/** Statuses that need someone: every page in one keeps its own series (alerts name the page). */
+const PROBLEMS: ReadonlySet<SubscriptionStatus> = new Set(["missing", "error", "reauthorization_required"]);
+/** At most this many problem pages get series; the rest are counted in `switchboard_page_subscriptions`. */
+const MAX_PROBLEM_PAGES = 1000;
+/** Pages outside trouble with series of their own (the first by page id; the same on every replica). */
+const PAGE_SERIES_LIMIT = 100;
+
+export function createSubscriptionMetrics(
+  registry: Registry,
+  pageLabel = createPageSeriesLimit(PAGE_SERIES_LIMIT),
+) {
   const metrics = {
+    pages: new Gauge({
+      name: "switchboard_page_subscriptions",
+      help: "Pages per subscription status (every page, from the database)",
+      labelNames: ["status"],
+      registers: [registry],
+    }),
+    oldestCheck: new Gauge({
+      name: "switchboard_page_subscription_oldest_check_timestamp_seconds",
+      help: "The least recent subscription check of any page (unix seconds): reconciliation has stalled when it is old",
+      registers: [registry],
+    }),
     status: new Gauge({
       name: "switchboard_page_subscription_status",
-      help: "1 for the page's current subscription status (pending, subscribed, missing, error, reauthorization_required, unsubscribed), 0 for the others",
+      help: "1 for the page's current subscription status (pending, subscribed, missing, error, reauthorization_required, unsubscribed), 0 for the others. Pages in trouble (missing, error, reauthorization_required) always have series; the others only within the per-page series limit",
       labelNames: ["page_id", "status"],
       registers: [registry],
     }),
     consecutiveFailures: new Gauge({
       name: "switchboard_page_subscription_consecutive_failures",
-      help: "Failed subscription checks in a row, per page (0 when the last one succeeded)",
+      help: "Failed subscription checks in a row, per page with failures (absent when the last check succeeded)",
       labelNames: ["page_id"],
       registers: [registry],
     }),
     lastChecked: new Gauge({
       name: "switchboard_page_subscription_last_checked_timestamp_seconds",
-      help: "When Meta was last asked about the page's subscription (unix seconds)",
+      help: "When Meta was last asked about the page's subscription (unix seconds), within the per-page series limit",
       labelNames: ["page_id"],
       registers: [registry],
     }),
@@ -69,7 +98,11 @@ export function createSubscriptionMetrics(registry: Registry) {
       registers: [registry],
     }),
   };
-  return metrics;
+  // Graph calls and usage per page: the first pages only (createPageSeriesLimit).
+  boundPageLabels(pageLabel, { graphCalls: metrics.graphCalls, graphUsage: metrics.graphUsage });
+  /** Pages outside trouble that have series: the first by page id, as of the last refresh. */
+  const listedPages = new Set<string>();
+  return { ...metrics, listedPages };
 }
 export type SubscriptionMetrics = ReturnType<typeof createSubscriptionMetrics>;
 
@@ -93,23 +126,58 @@ export function setPageSubscriptionGauges(
     lastCheckedAt: Date | null;
   },
 ) {
-  for (const status of STATUSES) {
-    metrics.status.set({ page_id: row.pageId, status }, status === row.status ? 1 : 0);
+  const page_id = row.pageId;
+  // Bounded at 100,000 pages: a page has series while it is in trouble, or within the series limit.
+  if (!metrics.listedPages.has(page_id) && metrics.listedPages.size < PAGE_SERIES_LIMIT) {
+    metrics.listedPages.add(page_id);
   }
-  metrics.consecutiveFailures.set({ page_id: row.pageId }, row.consecutiveFailures);
-  if (row.lastCheckedAt) metrics.lastChecked.set({ page_id: row.pageId }, row.lastCheckedAt.getTime() / 1000);
+  const ownSeries = PROBLEMS.has(row.status) || metrics.listedPages.has(page_id);
+  if (!ownSeries) {
+    removePageSeries(metrics, page_id);
+    return;
+  }
+  for (const status of STATUSES) metrics.status.set({ page_id, status }, status === row.status ? 1 : 0);
+  if (row.consecutiveFailures > 0) metrics.consecutiveFailures.set({ page_id }, row.consecutiveFailures);
+  else metrics.consecutiveFailures.remove({ page_id });
+  if (row.lastCheckedAt) metrics.lastChecked.set({ page_id }, row.lastCheckedAt.getTime() / 1000);
+}
+
+function removePageSeries(metrics: SubscriptionMetrics, page_id: string) {
+  for (const status of STATUSES) metrics.status.remove({ page_id, status });
+  metrics.consecutiveFailures.remove({ page_id });
+  metrics.lastChecked.remove({ page_id });
 }
 
 /**
- * Sets the per-page gauges from `page_subscriptions`, so every replica exports every page (not only the
- * pages it happened to check) and a removed page's series disappear.
+ * Sets the gauges from `page_subscriptions`, so every replica exports the same (not only the pages it
+ * happened to check) and a removed page's series disappear: counts per status for every page, series for
+ * the pages in trouble (up to MAX_PROBLEM_PAGES) and for the first pages by id within the series limit.
  */
 export async function refreshSubscriptionGauges(db: Db, metrics: SubscriptionMetrics) {
-  const rows = await db.pageSubscription.findMany({
-    select: { pageId: true, status: true, consecutiveFailures: true, lastCheckedAt: true },
-  });
+  const select = { pageId: true, status: true, consecutiveFailures: true, lastCheckedAt: true } as const;
+  const [counts, oldest, problems, first] = await Promise.all([
+    db.pageSubscription.groupBy({ by: ["status"], _count: { _all: true } }),
+    db.pageSubscription.aggregate({
+      _min: { lastCheckedAt: true },
+      where: { status: { not: "unsubscribed" } },
+    }),
+    db.pageSubscription.findMany({
+      select,
+      where: { status: { in: [...PROBLEMS] } },
+      orderBy: { updatedAt: "desc" },
+      take: MAX_PROBLEM_PAGES,
+    }),
+    db.pageSubscription.findMany({ select, orderBy: { pageId: "asc" }, take: PAGE_SERIES_LIMIT }),
+  ]);
+  metrics.pages.reset();
+  for (const status of STATUSES) {
+    metrics.pages.set({ status }, counts.find((c) => c.status === status)?._count._all ?? 0);
+  }
+  if (oldest._min.lastCheckedAt) metrics.oldestCheck.set(oldest._min.lastCheckedAt.getTime() / 1000);
   metrics.status.reset();
   metrics.consecutiveFailures.reset();
   metrics.lastChecked.reset();
-  for (const row of rows) setPageSubscriptionGauges(metrics, row);
+  metrics.listedPages.clear();
+  for (const row of first) metrics.listedPages.add(row.pageId);
+  for (const row of [...first, ...problems]) setPageSubscriptionGauges(metrics, row);
 }
