@@ -1,6 +1,7 @@
 import {
   deleteNamespaceStreams,
   freePort,
+  migrateBus,
   type ServiceProcess,
   startServiceProcess,
   uniqueId,
@@ -111,6 +112,8 @@ export async function benchIngress(options: IngressBenchOptions): Promise<Ingres
   }
 
   const namespace = uniqueId("bi");
+  // As a deployment does: the streams' owner creates them; the ingress only checks they exist.
+  await migrateBus({ NATS_URL: services.natsUrl, BUS_NAMESPACE: namespace });
   const ingress = await startServiceProcess("ingress", {
     env: {
       NODE_ENV: "production",
