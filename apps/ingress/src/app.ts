@@ -2,7 +2,7 @@ import type { Bus } from "@switchboard/bus";
 import { createOpsRouter, type Logger, type Registry } from "@switchboard/observability";
 import express, { type Express } from "express";
 import { createIngressMetrics } from "./metrics";
-import { createWebhookRouter } from "./webhook";
+import { mountWebhookRoutes } from "./webhook";
 
 export interface IngressDeps {
   bus: Bus;
@@ -37,18 +37,17 @@ export function createIngressApp(deps: IngressDeps): Express {
   const app = express();
   app.disable("x-powered-by");
   app.disable("etag");
-  app.use(
-    createWebhookRouter({
-      appSecret: deps.appSecret,
-      verifyToken: deps.verifyToken,
-      bus: deps.bus,
-      log: deps.log,
-      metrics: createIngressMetrics(deps.registry),
-      bodyLimit: deps.bodyLimit ?? "5mb",
-      publishTimeoutMs: deps.publishTimeoutMs ?? 3000,
-      replicas: deps.replicas ?? 1,
-    }),
-  );
+  // On the app itself, not a nested Router: one routing layer fewer on the hot path (pnpm bench).
+  mountWebhookRoutes(app, {
+    appSecret: deps.appSecret,
+    verifyToken: deps.verifyToken,
+    bus: deps.bus,
+    log: deps.log,
+    metrics: createIngressMetrics(deps.registry),
+    bodyLimit: deps.bodyLimit ?? "5mb",
+    publishTimeoutMs: deps.publishTimeoutMs ?? 3000,
+    replicas: deps.replicas ?? 1,
+  });
   app.use(
     createOpsRouter({
       registry: deps.registry,

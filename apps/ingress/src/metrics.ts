@@ -57,6 +57,7 @@ export function createIngressMetrics(registry: Registry, pageLabel = createPageS
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
+    pageLabel,
   });
 }
 export type IngressMetrics = ReturnType<typeof createIngressMetrics>;

@@ -18,7 +18,7 @@ import { eventually, testServices, uniqueId } from "@switchboard/testing";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createIngressApp } from "./app";
-import { signatureProblem } from "./webhook";
+import { parseByteSize, signatureProblem } from "./webhook";
 
 const appSecret = "test-app-secret";
 const verifyToken = "test-verify-token";
@@ -408,5 +408,15 @@ describe("rejected signatures", () => {
       vi.useRealTimers();
       await bus.drain();
     }
+  });
+});
+
+describe("WEBHOOK_BODY_LIMIT sizes", () => {
+  it("reads the forms the setting takes, and refuses anything else", () => {
+    expect(parseByteSize("5mb")).toBe(5 * 1024 * 1024);
+    expect(parseByteSize("64kb")).toBe(65_536);
+    expect(parseByteSize("1024")).toBe(1024);
+    expect(parseByteSize("1.5 MB")).toBe(1_572_864);
+    expect(() => parseByteSize("lots")).toThrow(/not a size: lots/);
   });
 });

@@ -10,7 +10,13 @@ import {
   WebhookEnvelope,
 } from "@switchboard/contracts";
 import type { Logger } from "@switchboard/observability";
-import express, { type ErrorRequestHandler, type Request, type Response, Router } from "express";
+import express, {
+  type ErrorRequestHandler,
+  type Express,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from "express";
 import { createEntryPublisher } from "./large-entries";
 import type { IngressMetrics } from "./metrics";
 
@@ -127,16 +133,68 @@ function pageMetrics(metrics: IngressMetrics) {
     }
   >();
   return (pageId: string) => {
-    let page = byPage.get(pageId);
+    // Keyed by the bounded label (the first pages, then `_other`): the map stays small at 100,000 pages.
+    const label = metrics.pageLabel(pageId);
+    let page = byPage.get(label);
     if (!page) {
       page = {
-        entries: metrics.entries.labels(pageId),
-        duplicates: metrics.duplicates.labels(pageId),
-        lastReceived: metrics.lastReceived.labels(pageId),
+        entries: metrics.entries.labels(label),
+        duplicates: metrics.duplicates.labels(label),
+        lastReceived: metrics.lastReceived.labels(label),
       };
-      byPage.set(pageId, page);
+      byPage.set(label, page);
     }
     return page;
+  };
+}
+
+/** "5mb", "64kb", "1024" → bytes (the `WEBHOOK_BODY_LIMIT` forms). */
+export function parseByteSize(size: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(size);
+  if (!match) throw new Error(`not a size: ${size} (use e.g. 512kb or 5mb)`);
+  const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(match[2] ?? "b").toLowerCase() as "b"];
+  return Math.floor(Number(match[1]) * unit);
+}
+
+/**
+ * The request's bytes as `req.body`, as they were signed. Meta posts uncompressed JSON: read straight
+ * from the socket (a third of the cost of body-parser's generic reader under load); a compressed body
+ * goes through `express.raw`, which inflates it. Over the limit → 413, a broken stream → 400.
+ */
+function rawBody(limit: string): RequestHandler {
+  const maxBytes = parseByteSize(limit);
+  const inflating = express.raw({ type: () => true, limit });
+  return (req, res, next) => {
+    const encoding = req.headers["content-encoding"];
+    if (encoding && encoding.toLowerCase() !== "identity") return inflating(req, res, next);
+    const declared = Number(req.headers["content-length"]);
+    if (declared > maxBytes) {
+      req.resume();
+      return next(Object.assign(new Error("request entity too large"), { status: 413 }));
+    }
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let done = false;
+    const finish = (error?: Error & { status?: number }) => {
+      if (done) return;
+      done = true;
+      if (error) {
+        req.resume();
+        return next(error);
+      }
+      req.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received);
+      next();
+    };
+    req.on("data", (chunk: Buffer) => {
+      if (done) return;
+      received += chunk.length;
+      if (received > maxBytes)
+        return finish(Object.assign(new Error("request entity too large"), { status: 413 }));
+      chunks.push(chunk);
+    });
+    req.on("end", () => finish());
+    req.on("aborted", () => finish(Object.assign(new Error("request aborted"), { status: 400 })));
+    req.on("error", (error) => finish(Object.assign(error, { status: 400 })));
   };
 }
 
@@ -147,10 +205,9 @@ const contentId = (data: Buffer) => hash("sha256", data, "base64url");
  * The callback Meta calls for every page: the verification handshake (GET) and signed event
  * deliveries (POST). A delivery is answered 200 only once JetStream stored every entry in it.
  */
-export function createWebhookRouter(options: WebhookOptions): Router {
+export function mountWebhookRoutes(router: Express, options: WebhookOptions): void {
   const { appSecret, verifyToken, bus, metrics, log } = options;
   const { subjects } = bus.topology;
-  const router = Router();
   const together = publishTogether();
   const forPage = pageMetrics(metrics);
   const accepted = metrics.webhooks.labels("accepted");
@@ -181,112 +238,108 @@ export function createWebhookRouter(options: WebhookOptions): Router {
     res.status(403).type("text/plain").send("verification failed");
   });
 
-  router.post(
-    "/webhooks/facebook",
-    express.raw({ type: () => true, limit: options.bodyLimit }),
-    async (req: Request, res: Response) => {
-      const started = performance.now();
-      const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const problem = signatureProblem(raw, req.get("x-hub-signature-256"), appSecret);
-      if (problem) {
-        metrics.webhooks.inc({ outcome: "bad_signature" });
-        metrics.signatureRejections.inc({ reason: problem });
-        warnSignature(problem, { reason: problem, hint: SIGNATURE_HINTS[problem], bytes: raw.length });
-        res.status(401).json({ error: "invalid X-Hub-Signature-256" });
+  router.post("/webhooks/facebook", rawBody(options.bodyLimit), async (req: Request, res: Response) => {
+    const started = performance.now();
+    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    const problem = signatureProblem(raw, req.get("x-hub-signature-256"), appSecret);
+    if (problem) {
+      metrics.webhooks.inc({ outcome: "bad_signature" });
+      metrics.signatureRejections.inc({ reason: problem });
+      warnSignature(problem, { reason: problem, hint: SIGNATURE_HINTS[problem], bytes: raw.length });
+      res.status(401).json({ error: "invalid X-Hub-Signature-256" });
+      return;
+    }
+    const traceId = randomUUID();
+    const receivedAt = Date.now();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(quoteLongIds(raw.toString("utf8")));
+    } catch {
+      metrics.webhooks.inc({ outcome: "malformed" });
+      res.status(400).json({ error: "body is not JSON" });
+      return;
+    }
+    const envelope = WebhookEnvelope.safeParse(parsed);
+    try {
+      if (!envelope.success) {
+        // Meta signed it, so it is Meta's: keep it whole for inspection, and say 200.
+        const reason = `invalid webhook body: ${describeIssues(envelope.error.issues)}`;
+        await publishEntry({
+          subject: subjects.unrouted(INVALID_BODIES),
+          data: raw,
+          msgId: contentId(raw),
+          headers: {
+            [Headers.traceId]: traceId,
+            [Headers.receivedAt]: receivedAt,
+            [Headers.reason]: reason,
+          },
+          pageId: INVALID_BODIES,
+        });
+        metrics.webhooks.inc({ outcome: "invalid_schema" });
+        log.warn({ traceId, reason }, "signed webhook body kept as unrouted");
+        res.status(200).json({ status: "kept", traceId });
         return;
       }
-      const traceId = randomUUID();
-      const receivedAt = Date.now();
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(quoteLongIds(raw.toString("utf8")));
-      } catch {
-        metrics.webhooks.inc({ outcome: "malformed" });
-        res.status(400).json({ error: "body is not JSON" });
-        return;
-      }
-      const envelope = WebhookEnvelope.safeParse(parsed);
-      try {
-        if (!envelope.success) {
-          // Meta signed it, so it is Meta's: keep it whole for inspection, and say 200.
-          const reason = `invalid webhook body: ${describeIssues(envelope.error.issues)}`;
-          await publishEntry({
-            subject: subjects.unrouted(INVALID_BODIES),
-            data: raw,
-            msgId: contentId(raw),
-            headers: {
-              [Headers.traceId]: traceId,
-              [Headers.receivedAt]: receivedAt,
-              [Headers.reason]: reason,
-            },
-            pageId: INVALID_BODIES,
-          });
-          metrics.webhooks.inc({ outcome: "invalid_schema" });
-          log.warn({ traceId, reason }, "signed webhook body kept as unrouted");
-          res.status(200).json({ status: "kept", traceId });
+      // Each entry is checked on its own: one that names no page is kept alone, the others are routed.
+      const entries = (parsed as { entry: unknown[] }).entry.map((entry, index) => {
+        const data = Buffer.from(JSON.stringify(entry));
+        const address = WebhookEntryAddress.safeParse(entry);
+        if (address.success) return { pageId: address.data.id, data, reason: undefined };
+        return { pageId: undefined, data, reason: describeIssues(address.error.issues, ["entry", index]) };
+      });
+      const headers = { [Headers.traceId]: traceId, [Headers.receivedAt]: receivedAt };
+      const acks = await together(() =>
+        Promise.all(
+          entries.map(({ pageId, data, reason }) =>
+            pageId !== undefined
+              ? publishEntry({
+                  subject: subjects.webhookEntry(pageId),
+                  data,
+                  msgId: contentId(data),
+                  headers,
+                  pageId,
+                })
+              : publishEntry({
+                  subject: subjects.unrouted(ENTRY_WITHOUT_PAGE),
+                  data,
+                  msgId: contentId(data),
+                  headers: {
+                    ...headers,
+                    ...unroutedHeaders({
+                      pageId: ENTRY_WITHOUT_PAGE,
+                      reason: `undecodable: ${reason}`,
+                      originalSubject: subjects.webhookEntry(ENTRY_WITHOUT_PAGE),
+                    }),
+                  },
+                  pageId: ENTRY_WITHOUT_PAGE,
+                }),
+          ),
+        ),
+      );
+      const now = receivedAt / 1000;
+      let stored = 0;
+      acks.forEach((ack, index) => {
+        const { pageId, reason } = entries[index]!;
+        if (pageId === undefined) {
+          metrics.invalidEntries.inc();
+          log.warn({ traceId, reason, seq: ack.seq }, "webhook entry without a page kept as unrouted");
           return;
         }
-        // Each entry is checked on its own: one that names no page is kept alone, the others are routed.
-        const entries = (parsed as { entry: unknown[] }).entry.map((entry, index) => {
-          const data = Buffer.from(JSON.stringify(entry));
-          const address = WebhookEntryAddress.safeParse(entry);
-          if (address.success) return { pageId: address.data.id, data, reason: undefined };
-          return { pageId: undefined, data, reason: describeIssues(address.error.issues, ["entry", index]) };
-        });
-        const headers = { [Headers.traceId]: traceId, [Headers.receivedAt]: receivedAt };
-        const acks = await together(() =>
-          Promise.all(
-            entries.map(({ pageId, data, reason }) =>
-              pageId !== undefined
-                ? publishEntry({
-                    subject: subjects.webhookEntry(pageId),
-                    data,
-                    msgId: contentId(data),
-                    headers,
-                    pageId,
-                  })
-                : publishEntry({
-                    subject: subjects.unrouted(ENTRY_WITHOUT_PAGE),
-                    data,
-                    msgId: contentId(data),
-                    headers: {
-                      ...headers,
-                      ...unroutedHeaders({
-                        pageId: ENTRY_WITHOUT_PAGE,
-                        reason: `undecodable: ${reason}`,
-                        originalSubject: subjects.webhookEntry(ENTRY_WITHOUT_PAGE),
-                      }),
-                    },
-                    pageId: ENTRY_WITHOUT_PAGE,
-                  }),
-            ),
-          ),
-        );
-        const now = receivedAt / 1000;
-        let stored = 0;
-        acks.forEach((ack, index) => {
-          const { pageId, reason } = entries[index]!;
-          if (pageId === undefined) {
-            metrics.invalidEntries.inc();
-            log.warn({ traceId, reason, seq: ack.seq }, "webhook entry without a page kept as unrouted");
-            return;
-          }
-          stored++;
-          const page = forPage(pageId);
-          page.entries.inc();
-          page.lastReceived.set(now);
-          if (ack.duplicate) page.duplicates.inc();
-        });
-        accepted.inc();
-        metrics.publishSeconds.observe((performance.now() - started) / 1000);
-        res.status(200).json({ status: "stored", entries: stored, kept: acks.length - stored, traceId });
-      } catch (error) {
-        metrics.webhooks.inc({ outcome: "broker_unavailable" });
-        log.error({ traceId, err: error }, "could not store webhook; answering 503 so Meta retries");
-        res.status(503).json({ error: "could not store the webhook, retry later", traceId });
-      }
-    },
-  );
+        stored++;
+        const page = forPage(pageId);
+        page.entries.inc();
+        page.lastReceived.set(now);
+        if (ack.duplicate) page.duplicates.inc();
+      });
+      accepted.inc();
+      metrics.publishSeconds.observe((performance.now() - started) / 1000);
+      res.status(200).json({ status: "stored", entries: stored, kept: acks.length - stored, traceId });
+    } catch (error) {
+      metrics.webhooks.inc({ outcome: "broker_unavailable" });
+      log.error({ traceId, err: error }, "could not store webhook; answering 503 so Meta retries");
+      res.status(503).json({ error: "could not store the webhook, retry later", traceId });
+    }
+  });
 
   const bodyErrors: ErrorRequestHandler = (error, _req, res, next) => {
     const status = (error as { status?: number; type?: string }).status;
@@ -303,5 +356,4 @@ export function createWebhookRouter(options: WebhookOptions): Router {
     next(error);
   };
   router.use(bodyErrors);
-  return router;
 }

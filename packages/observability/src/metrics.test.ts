@@ -39,6 +39,18 @@ describe("per-page series", () => {
     expect(text).toContain(`t_last_seconds{page_id="${OTHER_PAGES}",service="test"} 99999`);
   });
 
+  it("bound labels given by position too (a cached child per page)", async () => {
+    const registry = createMetricsRegistry("test");
+    const counter = boundPageLabel(
+      new Counter({ name: "t_children_total", help: "h", labelNames: ["page_id"], registers: [registry] }),
+      createPageSeriesLimit(2),
+    );
+    for (const page of ["1", "2", "3", "4"]) counter.labels(page).inc();
+    const text = await registry.metrics();
+    expect(text).toContain('t_children_total{page_id="2",service="test"} 1');
+    expect(text).toContain(`t_children_total{page_id="${OTHER_PAGES}",service="test"} 2`);
+  });
+
   it("leaves metrics without a page label alone", async () => {
     const registry = createMetricsRegistry("test");
     const counter = boundPageLabel(

@@ -52,6 +52,8 @@ export function boundPageLabel<M extends PageLabelledMetric>(
   pageLabel: (pageId: string) => string,
 ): M {
   const target = metric as unknown as Record<string, unknown>;
+  // `labels("123", …)` and `remove("123", …)` name labels by position.
+  const position = ((metric as { labelNames?: string[] }).labelNames ?? []).indexOf("page_id");
   for (const method of ["inc", "dec", "set", "observe", "labels", "remove"] as const) {
     const original = target[method];
     if (typeof original !== "function") continue;
@@ -60,6 +62,15 @@ export function boundPageLabel<M extends PageLabelledMetric>(
       if (first && typeof first === "object" && "page_id" in (first as Labels)) {
         const labels = first as Labels;
         return original.call(metric, { ...labels, page_id: pageLabel(String(labels.page_id)) }, ...rest);
+      }
+      if (
+        (method === "labels" || method === "remove") &&
+        position >= 0 &&
+        typeof args[position] === "string"
+      ) {
+        const positional = [...args];
+        positional[position] = pageLabel(String(args[position]));
+        return original.call(metric, ...positional);
       }
       return original.call(metric, ...args);
     };
