@@ -478,6 +478,75 @@ describe("operator console", () => {
       .set("Authorization", `Bearer ${OPERATOR_TOKEN}`);
     expect(spoofed.status).toBe(429);
   });
+
+  it("pages the overview, problems first across pages, with NATS requests that grow with the page size, not the pages", async () => {
+    const cipher = deps.overview.cipher;
+    await db.pageConnection.createMany({
+      data: Array.from({ length: 300 }, (_, i) => {
+        const pageId = String(5_000_000 + i);
+        return {
+          pageId,
+          name: `Shop ${i}`,
+          companyId: "bulk",
+          pageAccessTokenEnc: cipher.encrypt(`token-${i}`, { context: `page:${pageId}` }),
+        };
+      }),
+    });
+    const requests = { getMessage: 0, info: 0 };
+    const streams = bus.jsm.streams;
+    const getMessage = streams.getMessage.bind(streams);
+    const info = streams.info.bind(streams);
+    streams.getMessage = ((...args: Parameters<typeof getMessage>) => {
+      requests.getMessage++;
+      return getMessage(...args);
+    }) as typeof getMessage;
+    streams.info = ((...args: Parameters<typeof info>) => {
+      requests.info++;
+      return info(...args);
+    }) as typeof info;
+    try {
+      const list = async (query: string) => {
+        Object.assign(requests, { getMessage: 0, info: 0 });
+        const res = await request(app).get(`/api/pages?${query}`).set("Cookie", cookie).expect(200);
+        return {
+          body: res.body as {
+            pages: Array<{ pageId: string; problems: string[] }>;
+            total: number;
+            withProblems: number;
+            next: number | null;
+          },
+          ...requests,
+        };
+      };
+      const first = await list("limit=20");
+      expect(first.body.pages).toHaveLength(20);
+      expect(first.body.total).toBe(303);
+      expect(first.body.next).toBe(20);
+      // The pages in trouble come first, whichever screen they would have been on alphabetically.
+      expect(first.body.pages[0]?.problems.length).toBeGreaterThan(0);
+      expect(first.body.withProblems).toBeGreaterThanOrEqual(2);
+      expect(first.getMessage).toBe(20);
+      const fixed = first.info;
+
+      const wider = await list("offset=20&limit=40");
+      expect(wider.body.pages).toHaveLength(40);
+      expect(wider.getMessage).toBe(40);
+      expect(wider.info).toBe(fixed);
+      expect(wider.body.pages.map((p) => p.pageId)).not.toContain(first.body.pages[0]?.pageId);
+
+      const last = await list("offset=300&limit=20");
+      expect(last.body.pages).toHaveLength(3);
+      expect(last.body.next).toBeNull();
+
+      const html = await request(app).get("/?page=2").set("Cookie", cookie).expect(200);
+      expect(html.text).toContain("page 2 of 7");
+      expect(html.text).toContain('href="/?page=3"');
+    } finally {
+      streams.getMessage = getMessage;
+      streams.info = info;
+      await db.pageConnection.deleteMany({ where: { companyId: "bulk" } });
+    }
+  });
 });
 
 describe("sign-in throttle", () => {

@@ -18,6 +18,8 @@ export interface ConsoleDeps {
   log: Logger;
   registry: Registry;
   checks: ReadinessCheck[];
+  /** Rows per page of the overview (CONSOLE_PAGE_SIZE). */
+  pageSize?: number;
   /** CONSOLE_TRUST_PROXY: which X-Forwarded-For hops name the client the sign-in throttle counts. */
   trustProxy?: TrustProxy;
 }
@@ -121,11 +123,22 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
     return false;
   };
 
+  const pageSize = deps.pageSize ?? 50;
+  /** `?page=2` (1-based) for the HTML view; `?offset=&limit=` (at most 500) for the API. */
+  const windowOf = (query: Request["query"]) => {
+    const number = (value: unknown) =>
+      typeof value === "string" && /^\d+$/.test(value) ? Number(value) : undefined;
+    const page = number(query.page);
+    const limit = Math.min(500, number(query.limit) ?? pageSize);
+    const offset = number(query.offset) ?? (page && page > 0 ? (page - 1) * limit : 0);
+    return { offset, limit };
+  };
+
   app.get("/", async (req, res) => {
-    const rows = await loadOverview(deps.overview);
+    const overview = await loadOverview(deps.overview, windowOf(req.query));
     const operator = operatorOf(res);
     res.type("html").send(
-      overviewPage(rows, {
+      overviewPage(overview, {
         csrf: auth.csrfToken(operator),
         signOut: operator.via === "session",
         now: new Date(),
@@ -133,8 +146,10 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
       }),
     );
   });
-  app.get("/api/pages", async (_req, res) => {
-    res.json({ pages: await loadOverview(deps.overview) });
+  app.get("/api/pages", async (req, res) => {
+    const { rows, ...rest } = await loadOverview(deps.overview, windowOf(req.query));
+    const next = rest.offset + rows.length < rest.total ? rest.offset + rows.length : null;
+    res.json({ pages: rows, ...rest, next });
   });
 
   app.post("/pages/:pageId/resubscribe", async (req, res) => {

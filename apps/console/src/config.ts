@@ -62,6 +62,8 @@ export const consoleConfigSchema = z
     /** The operator credential: a bearer token, the password of basic auth, or typed into the sign-in form. */
     OPERATOR_TOKEN: env.secret(16),
     CONSOLE_TRUST_PROXY: trustProxyEnv(),
+    /** Pages per screen of the overview (problems first): its cost grows with this, not with the pages. */
+    CONSOLE_PAGE_SIZE: env.positiveInt(50),
     /** How long a sign-in lasts: the session cookie is refused after it, however active the operator is. */
     CONSOLE_SESSION_TTL: env.duration("12h").pipe(
       z

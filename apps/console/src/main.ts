@@ -57,6 +57,7 @@ runMain(async () => {
     log,
     registry,
     trustProxy: config.CONSOLE_TRUST_PROXY,
+    pageSize: config.CONSOLE_PAGE_SIZE,
     checks: [
       { name: "nats", check: () => bus.isConnected() },
       {

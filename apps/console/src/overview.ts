@@ -73,7 +73,47 @@ function problemsOf(row: Omit<PageRow, "problems" | "severity">): Pick<PageRow, 
   };
 }
 
-export async function loadOverview(deps: OverviewDeps): Promise<PageRow[]> {
+/** One page of the overview: its rows, and what the whole list holds. */
+export interface Overview {
+  rows: PageRow[];
+  /** Pages in the whole list, and how many of them have problems. */
+  total: number;
+  withProblems: number;
+  offset: number;
+  limit: number;
+}
+
+/**
+ * The overview, problems first, `limit` rows from `offset`. What ranks the pages comes from the database
+ * and a fixed number of JetStream requests whatever the number of pages (stream infos with per-subject
+ * counts, the dead letters); only the shown rows cost a request each (their last webhook).
+ */
+export async function loadOverview(
+  deps: OverviewDeps,
+  window: { offset?: number; limit?: number } = {},
+): Promise<Overview> {
+  const offset = Math.max(0, window.offset ?? 0);
+  const limit = Math.max(1, window.limit ?? 50);
+  const ranked = (await rankPages(deps)).sort(byProblemsFirst);
+  const rows = ranked.slice(offset, offset + limit);
+  const limitRequests = pLimit(16);
+  await Promise.all(
+    rows.map((row) =>
+      limitRequests(async () => {
+        row.lastWebhookAt = await lastWebhookAt(deps.bus, row.pageId);
+      }),
+    ),
+  );
+  return {
+    rows,
+    total: ranked.length,
+    withProblems: ranked.filter((r) => r.problems.length > 0).length,
+    offset,
+    limit,
+  };
+}
+
+async function rankPages(deps: OverviewDeps): Promise<PageRow[]> {
   const { db, bus, cipher } = deps;
   const now = deps.now?.() ?? new Date();
   const hourAgo = new Date(now.getTime() - 3_600_000);
@@ -90,14 +130,6 @@ export async function loadOverview(deps: OverviewDeps): Promise<PageRow[]> {
   // Pages Meta sends for that are not connected show up through their unrouted entries.
   const strangers = [...jetstream.unroutedByPage.keys()].filter(
     (id) => !known.has(id) && !id.startsWith("_"),
-  );
-  const limit = pLimit(16);
-  const lastWebhooks = new Map(
-    await Promise.all(
-      [...known, ...strangers].map((pageId) =>
-        limit(async () => [pageId, await lastWebhookAt(bus, pageId)] as const),
-      ),
-    ),
   );
 
   const rows = pages.map((page) => {
@@ -122,7 +154,7 @@ export async function loadOverview(deps: OverviewDeps): Promise<PageRow[]> {
       lastCheckedAt: subscription?.lastCheckedAt ?? null,
       tokenStatus,
       tokenKeyId: page.tokenKeyId,
-      lastWebhookAt: lastWebhooks.get(page.pageId) ?? null,
+      lastWebhookAt: null as Date | null,
       messagesLastHour: messagesOf.get(page.pageId) ?? 0,
       unrouted: jetstream.unroutedByPage.get(page.pageId) ?? 0,
       deadLettered: deadLetters.get(page.pageId) ?? 0,
@@ -143,12 +175,12 @@ export async function loadOverview(deps: OverviewDeps): Promise<PageRow[]> {
       lastCheckedAt: null,
       tokenStatus: "none" as const,
       tokenKeyId: null,
-      lastWebhookAt: lastWebhooks.get(pageId) ?? null,
+      lastWebhookAt: null as Date | null,
       messagesLastHour: 0,
       unrouted: jetstream.unroutedByPage.get(pageId) ?? 0,
       deadLettered: deadLetters.get(pageId) ?? 0,
     };
     return { ...row, ...problemsOf(row) };
   });
-  return [...rows, ...strangerRows].sort(byProblemsFirst);
+  return [...rows, ...strangerRows];
 }

@@ -1,4 +1,4 @@
-import type { PageRow } from "./overview";
+import type { Overview, PageRow } from "./overview";
 
 const escapeHtml = (value: unknown): string =>
   String(value ?? "").replace(
@@ -107,13 +107,20 @@ export interface Notice {
 }
 
 export function overviewPage(
-  rows: PageRow[],
+  overview: Overview,
   options: { csrf: string; signOut: boolean; now: Date; notice?: Notice },
 ): string {
-  const problems = rows.filter((r) => r.problems.length > 0).length;
+  const { rows, total, withProblems, offset, limit } = overview;
+  const current = Math.floor(offset / limit) + 1;
+  const last = Math.max(1, Math.ceil(total / limit));
+  const pager =
+    last > 1
+      ? html`<nav class="pager" data-summary="pager">${current > 1 ? html`<a href="/?page=${String(current - 1)}" rel="prev">← previous</a> · ` : ""}page ${String(current)} of ${String(last)}${current < last ? html` · <a href="/?page=${String(current + 1)}" rel="next">next →</a>` : ""}</nav>`
+      : "";
   const body = html`
 <h1>Switchboard — pages</h1>
-<div class="meta">${rows.length} pages, <span data-summary="problems">${problems}</span> with problems · ${options.now.toISOString()}${options.signOut ? html` · <form method="post" action="/logout"><button type="submit" data-action="sign-out">Sign out</button></form>` : ""}</div>
+<div class="meta">${String(total)} pages, <span data-summary="problems">${String(withProblems)}</span> with problems · ${options.now.toISOString()}${options.signOut ? html` · <form method="post" action="/logout"><button type="submit" data-action="sign-out">Sign out</button></form>` : ""}</div>
+${pager}
 ${options.notice ? html`<div class="notice ${options.notice.error ? "error" : ""}" role="status">${options.notice.text}</div>` : ""}
 <table>
 <thead><tr><th>Page</th><th>Company</th><th>Subscription</th><th>Token</th><th>Last webhook</th>
@@ -133,7 +140,8 @@ ${rows.map(
 <td>${actions(row, options.csrf)}</td>
 </tr>`,
 )}
-</tbody></table>`;
+</tbody></table>
+${pager}`;
   return page("Switchboard console", body);
 }
 
