@@ -69,11 +69,7 @@ export async function listConversations(
   pageId: string,
   { limit, cursor }: { limit: number; cursor?: string },
 ): Promise<PageOf<ConversationView>> {
-  // '-infinity' puts conversations without a message last and keeps the keyset a total order.
   const after = cursor ? decodeCursor(cursor, ConversationCursor) : undefined;
-  const startAfter = after
-    ? Prisma.sql`AND (COALESCE(c.last_message_at, '-infinity'), c.id) < (${after[0] ?? "-infinity"}::timestamptz, ${after[1]}::uuid)`
-    : Prisma.empty;
   const rows = await db.$queryRaw<
     Array<{
       id: string;
@@ -86,23 +82,7 @@ export async function listConversations(
         | (Omit<MessageRow, "sent_at" | "created_at"> & { sent_at: string; created_at: string })
         | null;
     }>
-  >`
-    SELECT c.id, ct.psid, ct.first_name, ct.last_name, ct.profile_pic_url, c.last_message_at,
-           lm.row AS last_message
-    FROM conversations c
-    JOIN contacts ct ON ct.id = c.contact_id
-    LEFT JOIN LATERAL (
-      SELECT to_jsonb(m) AS row FROM (
-        SELECT id, mid, direction, kind, text, payload, status, error, sent_at, created_at
-        FROM messages
-        WHERE conversation_id = c.id
-        ORDER BY sent_at DESC, COALESCE(mid, '') DESC, id DESC
-        LIMIT 1
-      ) m
-    ) lm ON true
-    WHERE c.page_id = ${pageId} ${startAfter}
-    ORDER BY COALESCE(c.last_message_at, '-infinity') DESC, c.id DESC
-    LIMIT ${limit + 1}`;
+  >(conversationsQuery(pageId, limit + 1, after));
   const page = rows.slice(0, limit);
   const last = page.at(-1);
   return {
@@ -140,18 +120,7 @@ export async function listMessages(
   { limit, cursor, order }: { limit: number; cursor?: string; order: "asc" | "desc" },
 ): Promise<PageOf<MessageView>> {
   const after = cursor ? decodeCursor(cursor, MessageCursor) : undefined;
-  const key = Prisma.sql`(sent_at, COALESCE(mid, ''), id)`;
-  const startAfter = after
-    ? Prisma.sql`AND ${key} ${order === "asc" ? Prisma.raw(">") : Prisma.raw("<")} (${after[0]}::timestamptz, ${after[1]}, ${after[2]}::uuid)`
-    : Prisma.empty;
-  const direction = Prisma.raw(order === "asc" ? "ASC" : "DESC");
-  const rows = await db.$queryRaw<MessageRow[]>`
-    SELECT id, mid, direction::text AS direction, kind, text, payload, status::text AS status, error,
-           sent_at, created_at
-    FROM messages
-    WHERE conversation_id = ${conversationId}::uuid ${startAfter}
-    ORDER BY sent_at ${direction}, COALESCE(mid, '') ${direction}, id ${direction}
-    LIMIT ${limit + 1}`;
+  const rows = await db.$queryRaw<MessageRow[]>(messagesQuery(conversationId, limit + 1, order, after));
   const page = rows.slice(0, limit);
   const last = page.at(-1);
   return {
@@ -161,4 +130,61 @@ export async function listMessages(
         ? encodeCursor([last.sent_at.toISOString(), last.mid ?? "", last.id])
         : null,
   };
+}
+
+/**
+ * A page's conversations, newest first, `limit` rows after the keyset `after`. Ordered by exactly the
+ * expressions of `conversations_page_listing_idx`: a screen reads its rows from the index, never sorts the
+ * page's conversations (EXPLAIN in the README).
+ */
+export function conversationsQuery(
+  pageId: string,
+  limit: number,
+  after?: [string | null, string],
+): Prisma.Sql {
+  // '-infinity' puts conversations without a message last and keeps the keyset a total order.
+  const startAfter = after
+    ? Prisma.sql`AND (COALESCE(c.last_message_at, '-infinity'::timestamptz), c.id) < (${after[0] ?? "-infinity"}::timestamptz, ${after[1]}::uuid)`
+    : Prisma.empty;
+  return Prisma.sql`
+    SELECT c.id, ct.psid, ct.first_name, ct.last_name, ct.profile_pic_url, c.last_message_at,
+           lm.row AS last_message
+    FROM conversations c
+    JOIN contacts ct ON ct.id = c.contact_id
+    LEFT JOIN LATERAL (
+      SELECT to_jsonb(m) AS row FROM (
+        SELECT id, mid, direction, kind, text, payload, status, error, sent_at, created_at
+        FROM messages
+        WHERE conversation_id = c.id
+        ORDER BY sent_at DESC, COALESCE(mid, '') DESC, id DESC
+        LIMIT 1
+      ) m
+    ) lm ON true
+    WHERE c.page_id = ${pageId} ${startAfter}
+    ORDER BY COALESCE(c.last_message_at, '-infinity'::timestamptz) DESC, c.id DESC
+    LIMIT ${limit}`;
+}
+
+/**
+ * A conversation's messages in Meta's order (or reversed), `limit` rows after the keyset `after`, by the
+ * expressions of `messages_conversation_listing_idx`: no sort of the conversation's history.
+ */
+export function messagesQuery(
+  conversationId: string,
+  limit: number,
+  order: "asc" | "desc",
+  after?: [string, string, string],
+): Prisma.Sql {
+  const key = Prisma.sql`(sent_at, COALESCE(mid, ''), id)`;
+  const startAfter = after
+    ? Prisma.sql`AND ${key} ${order === "asc" ? Prisma.raw(">") : Prisma.raw("<")} (${after[0]}::timestamptz, ${after[1]}, ${after[2]}::uuid)`
+    : Prisma.empty;
+  const direction = Prisma.raw(order === "asc" ? "ASC" : "DESC");
+  return Prisma.sql`
+    SELECT id, mid, direction::text AS direction, kind, text, payload, status::text AS status, error,
+           sent_at, created_at
+    FROM messages
+    WHERE conversation_id = ${conversationId}::uuid ${startAfter}
+    ORDER BY sent_at ${direction}, COALESCE(mid, '') ${direction}, id ${direction}
+    LIMIT ${limit}`;
 }
