@@ -19,6 +19,8 @@ export interface BenchSystem {
   /** Queries the bench's own database (row counts, latencies). */
   sql: pg.Pool;
   messageServiceUrl: string;
+  /** The run's bus (its streams: dead letters, unrouted). */
+  bus: Bus;
   connectPages(pageIds: string[]): Promise<void>;
   addUsers(users: Array<{ pageId: string; psid: string }>): Promise<void>;
   stop(): Promise<void>;
@@ -87,6 +89,7 @@ export async function startBenchSystem(nodeFlags: string[] = []): Promise<BenchS
     processes: Object.values(system.processes),
     sql,
     messageServiceUrl: urls["message-service"],
+    bus: pagesBus,
     async connectPages(pageIds) {
       await inBatches(pageIds, 20, async (pageId) => {
         const token = `EAAB-bench-${pageId}`;

@@ -234,7 +234,9 @@ export async function benchEndToEnd(
   const failures: string[] = [];
   const sampler = sampleResources(pipelinePids(system));
   for (const pageCount of options.pageCounts) {
-    const audience: Audience = { pages: allPages.slice(0, pageCount), conversations: options.conversations };
+    // At least one conversation per page: a run over 10,000 pages reaches every one of them.
+    const conversations = Math.max(options.conversations, pageCount);
+    const audience: Audience = { pages: allPages.slice(0, pageCount), conversations };
     await warmUp(system, audience, failures);
 
     log(`end to end, ${pageCount} page(s), full speed`);
@@ -248,7 +250,7 @@ export async function benchEndToEnd(
     });
     const fullRun: E2eRun = {
       pages: pageCount,
-      conversations: options.conversations,
+      conversations,
       mode: "full speed",
       webhooks: options.webhooks,
       http,
@@ -269,7 +271,7 @@ export async function benchEndToEnd(
     });
     const steadyRun: E2eRun = {
       pages: pageCount,
-      conversations: options.conversations,
+      conversations,
       mode: "fixed rate",
       offeredWebhooksPerSecond: rate,
       webhooks: Math.round(rate * options.fixedRateSeconds),

@@ -6,13 +6,14 @@ import { startBenchSystem } from "./bench-system";
 import { benchBroker } from "./broker-bench";
 import { benchContention } from "./contention-bench";
 import { benchEndToEnd, pipelinePids } from "./e2e-bench";
+import { benchFairness, benchMetricsAtScale, benchSoloPage } from "./fairness-bench";
 import { benchIngress } from "./ingress-bench";
 import { machineFacts } from "./machine";
 import { type BenchReport, writeReport } from "./report";
 import { machineCpu, sampleResources } from "./resources";
 import { root } from "./system";
 
-const PARTS = ["ingress", "broker", "e2e", "contention"] as const;
+const PARTS = ["ingress", "broker", "e2e", "contention", "fairness", "metrics"] as const;
 type Part = (typeof PARTS)[number];
 
 const { values } = parseArgs({
@@ -84,15 +85,17 @@ async function main() {
     report.broker = await benchBroker(quick ? 1 : 6);
   }
 
-  if (parts.has("e2e") || parts.has("contention")) {
+  if (parts.has("e2e") || parts.has("contention") || parts.has("fairness") || parts.has("metrics")) {
     step("starting fake Meta, ingress, page-router, message-service");
     const system = await startBenchSystem(nodeFlags);
     try {
-      const pageCounts = quick ? [1, 20] : [1, 100, 1000];
+      const pageCounts = quick ? [1, 20] : [1, 100, 1000, 10_000];
+      // The pages of the e2e runs, then: hot and spread (contention), flood and quiet (fairness), solo.
       const pages = Array.from(
-        { length: Math.max(...pageCounts) + 2 },
+        { length: (parts.has("e2e") ? Math.max(...pageCounts) : 0) + 5 },
         (_, i) => `${510_000_000_000_000 + i}`,
       );
+      const [hot, spread, flood, quiet, solo] = pages.slice(-5) as [string, string, string, string, string];
       step(`connecting ${pages.length} pages`);
       await system.connectPages(pages);
       if (parts.has("e2e")) {
@@ -102,6 +105,7 @@ async function main() {
           {
             pageCounts,
             conversations: quick ? 40 : 1000,
+            // Every page of a run gets conversations: 10,000 pages are 10,000 conversations at least.
             webhooks: quick ? 60 : 2000,
             fixedRateSeconds: quick ? 2 : 10,
             connections: 32,
@@ -116,11 +120,36 @@ async function main() {
         const sampler = sampleResources(pipelinePids(system));
         const runs = await benchContention(
           system,
-          { hot: pages.at(-2)!, spread: pages.at(-1)! },
+          { hot, spread },
           { messages: quick ? 60 : 600, spreadConversations: quick ? 20 : 100, connections: 32 },
           report.failures,
         );
         report.contention = { runs, resources: sampler.stop() };
+      }
+      if (parts.has("fairness")) {
+        step("one page alone, then a flood beside a quiet page");
+        const sampler = sampleResources(pipelinePids(system));
+        const soloRun = await benchSoloPage(
+          system,
+          solo,
+          { messagesPerSecond: quick ? 100 : 500, seconds: quick ? 2 : 10 },
+          report.failures,
+        );
+        const fairness = await benchFairness(
+          system,
+          { flood, quiet },
+          {
+            floodEntries: quick ? 2000 : 30_000,
+            quietMessagesPerSecond: quick ? 20 : 50,
+            quietSeconds: quick ? 3 : 20,
+          },
+          report.failures,
+        );
+        report.fairness = { solo: soloRun, fairness, resources: sampler.stop() };
+      }
+      if (parts.has("metrics")) {
+        step(`/metrics after entries for ${quick ? "2,000" : "100,000"} pages`);
+        report.metrics = await benchMetricsAtScale(system, quick ? 2000 : 100_000);
       }
     } finally {
       await system.stop();

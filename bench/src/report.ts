@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { BrokerBenchResult } from "./broker-bench";
 import type { ContentionRun } from "./contention-bench";
 import type { E2eRun } from "./e2e-bench";
+import type { FairnessRun, MetricsRun, SoloRun } from "./fairness-bench";
 import type { IngressBenchResult } from "./ingress-bench";
 import type { LoadResult } from "./load";
 import type { MachineFacts } from "./machine";
@@ -20,6 +21,8 @@ export interface BenchReport {
   broker?: BrokerBenchResult;
   endToEnd?: { runs: E2eRun[]; resources: Record<string, ProcessUsage> };
   contention?: { runs: ContentionRun[]; resources: Record<string, ProcessUsage> };
+  fairness?: { solo: SoloRun; fairness: FairnessRun; resources: Record<string, ProcessUsage> };
+  metrics?: MetricsRun;
   /** Why the run failed (lost or duplicated messages…); a non-empty list means exit code 1. */
   failures: string[];
 }
@@ -30,6 +33,11 @@ const TARGETS = {
   endToEndVsBroker: 0.5,
   flatness: 0.15,
   endToEndP99AtHalfPeakMs: 250,
+  soloP99Ms: 250,
+  quietP99Ms: 2000,
+  metricsBytes: 1_000_000,
+  metricsMs: 50,
+  cpuMsPerMessage: 1,
 };
 
 const mark = (ok: boolean) => (ok ? "✅" : "❌");
@@ -86,6 +94,33 @@ export function renderMarkdown(report: BenchReport, jsonName: string): string {
     lines.push(
       `| stored/s flat (±${TARGETS.flatness * 100} %) from ${full[0]!.pages} to ${full.at(-1)!.pages} pages | ${full.map((r, i) => `${r.pages} p: ${r.storedPerSecond}/s (${spread[i]! >= 0 ? "+" : ""}${Math.round(spread[i]! * 100)} %)`).join(", ")} | ${mark(spread.every((d) => Math.abs(d) <= TARGETS.flatness))} |`,
       `| end-to-end p99 < ${TARGETS.endToEndP99AtHalfPeakMs} ms at half the peak | ${steady.map((r) => `${r.pages} p: ${r.p99Ms} ms`).join(", ")} | ${mark(steady.every((r) => r.p99Ms < TARGETS.endToEndP99AtHalfPeakMs))} |`,
+    );
+  }
+  if (full.length > 0 && report.endToEnd) {
+    // CPU of every process of the pipeline (services, NATS, Redis, Postgres; not the load generator) over
+    // the e2e runs, per message stored in them.
+    const usage = Object.entries(report.endToEnd.resources).filter(([name]) => !name.startsWith("bench"));
+    const cpuMs = usage.reduce((sum, [, u]) => sum + (u.cpuSeconds ?? 0) * 1000, 0);
+    const stored = report.endToEnd.runs.reduce((sum, r) => sum + r.stored, 0);
+    if (cpuMs > 0 && stored > 0) {
+      const perMessage = Math.round((cpuMs / stored) * 100) / 100;
+      lines.push(
+        `| CPU per stored message ≤ ${TARGETS.cpuMsPerMessage} ms (every process of the pipeline) | ${perMessage} ms (${Math.round(cpuMs / 1000)} CPU-s for ${stored} messages; the warm-ups' CPU is counted, their messages are not: an upper bound) | ${mark(perMessage <= TARGETS.cpuMsPerMessage)} |`,
+      );
+    }
+  }
+  if (report.fairness) {
+    const { solo, fairness } = report.fairness;
+    lines.push(
+      `| one page alone at ${solo.messagesPerSecond} msg/s: p99 < ${TARGETS.soloP99Ms} ms | ${solo.p99Ms} ms | ${mark(solo.p99Ms < TARGETS.soloP99Ms)} |`,
+      `| flood of ${fairness.floodEntries} entries beside a page at ${fairness.quietMessagesPerSecond}/s: quiet p99 < ${TARGETS.quietP99Ms} ms, flood stored whole, nothing dead-lettered | quiet p99 ${fairness.quiet.p99Ms} ms; flood ${fairness.flood.stored}/${fairness.flood.expected} (drained ${fairness.flood.drainSeconds} s after its last answer); ${fairness.deadLettered} dead letters | ${mark(fairness.quiet.p99Ms < TARGETS.quietP99Ms && fairness.flood.stored === fairness.flood.expected && fairness.deadLettered === 0)} |`,
+    );
+  }
+  if (report.metrics) {
+    const worst = report.metrics.services.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+    const slowest = report.metrics.services.reduce((a, b) => (b.medianMs > a.medianMs ? b : a));
+    lines.push(
+      `| /metrics at ${report.metrics.pages} pages < 1 MB and < ${TARGETS.metricsMs} ms | largest ${worst.service} ${Math.round(worst.bytes / 1024)} KiB; slowest ${slowest.service} ${slowest.medianMs} ms (median of 5) | ${mark(worst.bytes < TARGETS.metricsBytes && slowest.medianMs < TARGETS.metricsMs)} |`,
     );
   }
   lines.push(
@@ -169,6 +204,39 @@ export function renderMarkdown(report: BenchReport, jsonName: string): string {
       ),
       "",
       usageTable("contention runs", report.contention.resources),
+    );
+  }
+  if (report.fairness) {
+    const { solo, fairness } = report.fairness;
+    lines.push(
+      "",
+      "## 5. Fair share: one page alone, then a flood beside a quiet page",
+      "",
+      `One page alone, ${solo.messagesPerSecond} messages/s evenly paced (5-entry webhooks) for ${solo.seconds} s: no other page waits, so the fair share (PAGE_MESSAGE_RATE 50/s) must not shape it. Then page A flooded with ${fairness.floodEntries} entries${fairness.floodEntries > 20_000 ? " (more than ROUTER_MAX_ACK_PENDING, 20,000)" : ""} at full speed while page B sends ${fairness.quietMessagesPerSecond} messages/s.`,
+      "",
+      "| run | messages | rows | stored msg/s | e2e p50 ms | e2e p99 ms | e2e max ms | HTTP p99 ms | drain s |",
+      "|---|---|---|---|---|---|---|---|---|",
+      `| one page alone | ${solo.expected} | ${solo.stored} | ${solo.storedPerSecond} | ${solo.p50Ms} | ${solo.p99Ms} | ${solo.maxMs} | ${solo.http.p99Ms} | ${solo.drainSeconds} |`,
+      `| flooded page A | ${fairness.flood.expected} | ${fairness.flood.stored} | ${fairness.flood.storedPerSecond} | ${fairness.flood.p50Ms} | ${fairness.flood.p99Ms} | ${fairness.flood.maxMs} | ${fairness.floodHttp.p99Ms} | ${fairness.flood.drainSeconds} |`,
+      `| quiet page B | ${fairness.quiet.expected} | ${fairness.quiet.stored} | ${fairness.quiet.storedPerSecond} | ${fairness.quiet.p50Ms} | ${fairness.quiet.p99Ms} | ${fairness.quiet.maxMs} | ${fairness.quietHttp.p99Ms} | ${fairness.quiet.drainSeconds} |`,
+      "",
+      `Dead letters during the flood: ${fairness.deadLettered}.`,
+      "",
+      usageTable("fair-share runs", report.fairness.resources),
+    );
+  }
+  if (report.metrics) {
+    lines.push(
+      "",
+      `## 6. /metrics after entries for ${report.metrics.pages} pages`,
+      "",
+      "Signed entries for that many distinct pages (not connected: the ingress counts them, the router keeps them unrouted), then each service's /metrics read five times.",
+      "",
+      "| service | bytes | series | median ms | max ms |",
+      "|---|---|---|---|---|",
+      ...report.metrics.services.map(
+        (s) => `| ${s.service} | ${s.bytes} | ${s.series} | ${s.medianMs} | ${s.maxMs} |`,
+      ),
     );
   }
   return `${lines.join("\n")}\n`;

@@ -10,6 +10,8 @@ export interface ProcessUsage {
   peakCpuPercent: number;
   /** Highest resident set size seen, in MiB. */
   peakRssMiB: number;
+  /** CPU time used over the window, in seconds. */
+  cpuSeconds?: number;
 }
 
 function cpuTicks(pid: number): number | undefined {
@@ -103,6 +105,7 @@ export function sampleResources(groups: Record<string, number[] | (() => number[
           ),
           peakCpuPercent: round(peakCpu.get(name) ?? 0),
           peakRssMiB: round((peakRss.get(name) ?? 0) / 1024),
+          cpuSeconds: round((busyTicks.get(name) ?? 0) / TICKS_PER_SECOND, 2),
         };
       }
       return out;
