@@ -82,11 +82,12 @@ export function renderMarkdown(report: BenchReport, jsonName: string): string {
   const full = report.endToEnd?.runs.filter((r) => r.mode === "full speed") ?? [];
   const steady = report.endToEnd?.runs.filter((r) => r.mode === "fixed rate") ?? [];
   if (full.length > 0) {
-    const broker = report.broker?.bestPerSecond;
+    // The issue's baseline: sequential publish-with-ack (one in flight), from the same run.
+    const broker = report.broker?.runs.find((r) => r.inFlight === 1)?.perSecond;
     const worst = Math.min(...full.map((r) => r.storedPerSecond));
     if (broker) {
       lines.push(
-        `| end to end ≥ ${TARGETS.endToEndVsBroker * 100} % of raw JetStream publishes/s | ${full.map((r) => `${r.pages} p: ${Math.round((r.storedPerSecond / broker) * 100)} %`).join(", ")} (${broker}/s raw) | ${mark(worst / broker >= TARGETS.endToEndVsBroker)} |`,
+        `| end to end ≥ ${TARGETS.endToEndVsBroker * 100} % of sequential raw JetStream publish-with-ack/s | ${full.map((r) => `${r.pages} p: ${Math.round((r.storedPerSecond / broker) * 100)} %`).join(", ")} (${broker}/s raw, one in flight) | ${mark(worst / broker >= TARGETS.endToEndVsBroker)} |`,
       );
     }
     const base = full[0]!.storedPerSecond;

@@ -86,19 +86,25 @@ describe("page-router failure policy", () => {
       log,
       metrics: createPageRouterMetrics(createMetricsRegistry("page-router")),
       settings: {
-        concurrency: 4,
-        pageCacheTtlMs: 60_000,
-        unroutedSweepIntervalMs: 60_000,
-        maxTransientAttempts: 3,
-        graph: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+        consumer: {
+          concurrency: 4,
+          maxTransientAttempts: 3,
+        },
+        pages: {
+          cacheTtlMs: 60_000,
+          unroutedSweepIntervalMs: 60_000,
+        },
+        profiles: {
+          graph: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+          staleAfterMs: 60_000,
+          unavailableTtlMs: 60_000,
+          timeoutMs: 1_000,
+          callsPerPage: 100,
+          callsWindowMs: 10_000,
+          usageBackoffPercent: 90,
+          backoffMs: 60_000,
+        },
         keyPrefix: `${uniqueId()}:`,
-        staleAfterMs: 60_000,
-        unavailableTtlMs: 60_000,
-        timeoutMs: 1_000,
-        callsPerPage: 100,
-        callsWindowMs: 10_000,
-        usageBackoffPercent: 90,
-        backoffMs: 60_000,
       },
     });
   });

@@ -49,22 +49,31 @@ runMain(async () => {
     // entries are routed unshaped and without profiles, so its outage must not pause the router.
     probeDependencies: () => postgresAnswers(db),
     settings: {
-      concurrency: config.ROUTER_CONCURRENCY,
-      pageCacheTtlMs: config.PAGE_CACHE_TTL,
-      unroutedSweepIntervalMs: config.UNROUTED_SWEEP_INTERVAL,
-      graph: {
-        baseUrl: config.GRAPH_API_BASE_URL,
-        version: config.GRAPH_API_VERSION,
-        appSecret: config.FB_APP_SECRET,
+      consumer: {
+        concurrency: config.ROUTER_CONCURRENCY,
+        maxAckPending: config.ROUTER_MAX_ACK_PENDING,
+        // An entry waits for PostgreSQL, Redis (1 s per command), one profile lookup and its publishes.
+        handlerTimeoutMs: config.PROFILE_TIMEOUT + 30_000,
+      },
+      pages: {
+        cacheTtlMs: config.PAGE_CACHE_TTL,
+        unroutedSweepIntervalMs: config.UNROUTED_SWEEP_INTERVAL,
+      },
+      profiles: {
+        graph: {
+          baseUrl: config.GRAPH_API_BASE_URL,
+          version: config.GRAPH_API_VERSION,
+          appSecret: config.FB_APP_SECRET,
+        },
+        staleAfterMs: config.PROFILE_STALE_AFTER,
+        unavailableTtlMs: config.PROFILE_UNAVAILABLE_TTL,
+        timeoutMs: config.PROFILE_TIMEOUT,
+        callsPerPage: config.GRAPH_CALLS_PER_PAGE,
+        callsWindowMs: config.GRAPH_CALLS_WINDOW,
+        usageBackoffPercent: config.GRAPH_USAGE_BACKOFF_PERCENT,
+        backoffMs: config.GRAPH_BACKOFF,
       },
       keyPrefix: config.REDIS_KEY_PREFIX,
-      staleAfterMs: config.PROFILE_STALE_AFTER,
-      unavailableTtlMs: config.PROFILE_UNAVAILABLE_TTL,
-      timeoutMs: config.PROFILE_TIMEOUT,
-      callsPerPage: config.GRAPH_CALLS_PER_PAGE,
-      callsWindowMs: config.GRAPH_CALLS_WINDOW,
-      usageBackoffPercent: config.GRAPH_USAGE_BACKOFF_PERCENT,
-      backoffMs: config.GRAPH_BACKOFF,
       canaryPageId: config.CANARY_PAGE_ID,
       fairShare: {
         ratePerSecond: config.PAGE_MESSAGE_RATE,
@@ -74,9 +83,6 @@ runMain(async () => {
         psidFloodWindowMs: config.PSID_FLOOD_WINDOW,
         maxDelayMs: config.PAGE_SHAPING_MAX_DELAY,
       },
-      maxAckPending: config.ROUTER_MAX_ACK_PENDING,
-      // An entry waits for PostgreSQL, Redis (1 s per command), one profile lookup and its publishes.
-      handlerTimeoutMs: config.PROFILE_TIMEOUT + 30_000,
     },
   });
 

@@ -55,19 +55,26 @@ describe("page-router fair share: a page's excess waits in its overflow, off the
       log,
       metrics: createPageRouterMetrics(registry),
       settings: {
-        concurrency: 4,
-        pageCacheTtlMs: 60_000,
-        unroutedSweepIntervalMs: 60_000,
+        consumer: {
+          concurrency: 4,
+          maxAckPending: MAX_ACK_PENDING,
+        },
+        pages: {
+          cacheTtlMs: 60_000,
+          unroutedSweepIntervalMs: 60_000,
+        },
+        profiles: {
+          graph: { baseUrl: "http://127.0.0.1:9", version: "v21.0", appSecret: "secret" },
+          staleAfterMs: 60_000,
+          unavailableTtlMs: 60_000,
+          timeoutMs: 200,
+          callsPerPage: 100,
+          callsWindowMs: 10_000,
+          usageBackoffPercent: 90,
+          backoffMs: 60_000,
+        },
         // No Graph answers here: profiles come out unavailable, which never blocks routing.
-        graph: { baseUrl: "http://127.0.0.1:9", version: "v21.0", appSecret: "secret" },
         keyPrefix,
-        staleAfterMs: 60_000,
-        unavailableTtlMs: 60_000,
-        timeoutMs: 200,
-        callsPerPage: 100,
-        callsWindowMs: 10_000,
-        usageBackoffPercent: 90,
-        backoffMs: 60_000,
         fairShare: {
           ratePerSecond: 10,
           burst: 5,
@@ -76,7 +83,6 @@ describe("page-router fair share: a page's excess waits in its overflow, off the
           psidFloodWindowMs: 60_000,
           maxDelayMs: 120_000,
         },
-        maxAckPending: MAX_ACK_PENDING,
       },
     });
     for (const pageId of [FLOOD, QUIET]) {

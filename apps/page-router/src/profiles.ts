@@ -2,13 +2,7 @@ import type { Bus } from "@switchboard/bus";
 import { type ContactProfile, NO_PERSON_PSID, USER_REF_PSID_PREFIX } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
-import {
-  createGraphClient,
-  GraphApiError,
-  type GraphCallRecord,
-  InvalidTokenError,
-  RateLimitError,
-} from "@switchboard/graph-api";
+import { createGraphClient, type GraphCallRecord, graphFailurePolicy } from "@switchboard/graph-api";
 import type { Logger } from "@switchboard/observability";
 import { decryptPageToken, setPageStatus } from "@switchboard/pages";
 import type { Redis } from "ioredis";
@@ -154,35 +148,38 @@ export function createProfileLookup(deps: ProfileDeps): ProfileLookup {
   const freshFor = (stored: StoredProfile) =>
     stored.profile ? settings.staleAfterMs : settings.unavailableTtlMs;
 
+  /** The one Graph-failure policy (`graphFailurePolicy`), applied to a profile lookup. */
   const onFailure = async (page: RoutablePage, psid: string, error: unknown) => {
     const { pageId } = page;
-    if (error instanceof InvalidTokenError) {
-      log.error({ pageId, code: error.code }, "page token rejected by Meta: page needs re-authorisation");
-      deps.directory.invalidate(pageId);
-      await setPageStatus(
-        { db: deps.db, bus: deps.bus },
-        pageId,
-        "reauthorization_required",
-        `Graph API rejected the page token (code ${error.code ?? "?"}) while fetching a profile`,
-      ).catch((err: unknown) => log.error({ pageId, err }, "could not mark page for re-authorisation"));
-      return;
+    const policy = graphFailurePolicy(error, { defaultBackoffMs: settings.backoffMs });
+    switch (policy?.action) {
+      case "reauthorize":
+        log.error(
+          { pageId, code: policy.error.code },
+          "page token rejected by Meta: page needs re-authorisation",
+        );
+        deps.directory.invalidate(pageId);
+        await setPageStatus(
+          { db: deps.db, bus: deps.bus },
+          pageId,
+          "reauthorization_required",
+          `Graph API rejected the page token (code ${policy.error.code ?? "?"}) while fetching a profile`,
+        ).catch((err: unknown) => log.error({ pageId, err }, "could not mark page for re-authorisation"));
+        return;
+      case "back_off":
+        await backOff(pageId, policy.retryAfterMs, "rate_limit_error").catch(() => undefined);
+        return;
+      case "give_up":
+        // This person cannot be looked up (blocked the page, privacy, deleted): do not ask on every message.
+        log.info(
+          { pageId, kind: policy.error.kind, code: policy.error.code },
+          "profile not available for this person",
+        );
+        await save(pageId, psid, { profile: null, fetchedAt: Date.now() });
+        return;
+      default:
+        log.warn({ pageId, err: policy ? policy.error.toJSON() : error }, "profile fetch failed");
     }
-    if (error instanceof RateLimitError) {
-      await backOff(pageId, error.retryAfterMs ?? settings.backoffMs, "rate_limit_error").catch(
-        () => undefined,
-      );
-      return;
-    }
-    if (error instanceof GraphApiError && !error.retryable) {
-      // This person cannot be looked up (blocked the page, privacy, deleted): do not ask on every message.
-      log.info({ pageId, kind: error.kind, code: error.code }, "profile not available for this person");
-      await save(pageId, psid, { profile: null, fetchedAt: Date.now() });
-      return;
-    }
-    log.warn(
-      { pageId, err: error instanceof GraphApiError ? error.toJSON() : error },
-      "profile fetch failed",
-    );
   };
 
   return {

@@ -55,18 +55,24 @@ describe("page-router", () => {
       log,
       metrics: createPageRouterMetrics(registry),
       settings: {
-        concurrency: 8,
-        pageCacheTtlMs: 60_000,
-        unroutedSweepIntervalMs: 1_000,
-        graph: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+        consumer: {
+          concurrency: 8,
+        },
+        pages: {
+          cacheTtlMs: 60_000,
+          unroutedSweepIntervalMs: 1_000,
+        },
+        profiles: {
+          graph: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+          staleAfterMs: 60_000,
+          unavailableTtlMs: 60_000,
+          timeoutMs: 2_000,
+          callsPerPage: 100,
+          callsWindowMs: 10_000,
+          usageBackoffPercent: 90,
+          backoffMs: 60_000,
+        },
         keyPrefix,
-        staleAfterMs: 60_000,
-        unavailableTtlMs: 60_000,
-        timeoutMs: 2_000,
-        callsPerPage: 100,
-        callsWindowMs: 10_000,
-        usageBackoffPercent: 90,
-        backoffMs: 60_000,
       },
     });
     replicas.push(replica);

@@ -19,23 +19,30 @@ import type { PageRouterMetrics } from "./metrics";
 import { normaliseEntry } from "./normalise";
 import { moveToOverflow, startOverflowDrain } from "./overflow";
 import { createPageDirectory, followPageLifecycle, type RoutablePage } from "./page-directory";
-import { createProfileLookup, type ProfileLookup, type ProfileSettings } from "./profiles";
+import { createProfileLookup, type ProfileSettings } from "./profiles";
 import { createUnroutedReplayer, parkEntry, type UnroutedReason } from "./unrouted";
 
-export interface PageRouterSettings extends ProfileSettings {
-  concurrency: number;
-  pageCacheTtlMs: number;
-  unroutedSweepIntervalMs: number;
-  /** Attempts for a transient failure before the entry is dead-lettered. */
-  maxTransientAttempts?: number;
-  /** The webhook canary's page id: its entries go to the canary subject, never to the messaging events. */
-  canaryPageId?: string;
+export interface PageRouterSettings {
+  /** REDIS_KEY_PREFIX: profiles, fair share, flood counters and replay locks live under it. */
+  keyPrefix: string;
+  /** The shared consumer of the webhooks stream (and the overflow drains). */
+  consumer: {
+    concurrency: number;
+    /** Entries of the shared consumer held un-acknowledged across replicas (delayed ones are not held). */
+    maxAckPending?: number;
+    /** Attempts for a transient failure before the entry is dead-lettered. */
+    maxTransientAttempts?: number;
+    /** Beyond this an entry's handler is hung and given up (retried); longer than a slow profile lookup. */
+    handlerTimeoutMs?: number;
+  };
+  /** The page directory and the entries waiting for their page. */
+  pages: { cacheTtlMs: number; unroutedSweepIntervalMs: number };
+  /** Contact profiles from the Graph API (see profiles.ts). */
+  profiles: Omit<ProfileSettings, "keyPrefix">;
   /** Per-page rate and per-person flood flag; without it no page is shaped. */
   fairShare?: FairShareSettings;
-  /** Entries of the shared consumer held un-acknowledged across replicas (delayed ones are not held). */
-  maxAckPending?: number;
-  /** Beyond this an entry's handler is hung and given up (retried); longer than a slow profile lookup. */
-  handlerTimeoutMs?: number;
+  /** The webhook canary's page id: its entries go to the canary subject, never to the messaging events. */
+  canaryPageId?: string;
 }
 
 export interface PageRouterDeps {
@@ -66,8 +73,12 @@ export interface RunningPageRouter {
 export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPageRouter> {
   const { bus, db, log, metrics, settings } = deps;
   const { streams, subjects, consumers } = bus.topology;
-  const directory = createPageDirectory({ db, ttlMs: settings.pageCacheTtlMs });
-  const profiles = createProfileLookup({ ...deps, directory });
+  const directory = createPageDirectory({ db, ttlMs: settings.pages.cacheTtlMs });
+  const profiles = createProfileLookup({
+    ...deps,
+    directory,
+    settings: { ...settings.profiles, keyPrefix: settings.keyPrefix },
+  });
   const replayer = createUnroutedReplayer({ ...deps, keyPrefix: settings.keyPrefix });
   const fairShare = settings.fairShare
     ? createFairShare({ ...deps, keyPrefix: settings.keyPrefix, settings: settings.fairShare })
@@ -148,14 +159,19 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     await publishJson(bus.js, subjects.canaryEvent(entry.id), event, { msgId: `canary:${event.canaryId}` });
   };
 
-  /** The routing stages, for an entry of the shared consumer and for one drained from an overflow alike. */
-  const route = async (msg: JsMsg, subjectPageId: string, shared: boolean) => {
+  // The routing stages, in order: decode → resolve page → normalise → enrich → publish. An entry a stage
+  // cannot take further is parked (undecodable, unknown or disabled page) or ignored (no Messenger item).
+
+  /** decode: the entry's bytes (inline or in the large-entries store) as a WebhookEntry, or parked. */
+  const decode = async (msg: JsMsg, subjectPageId: string): Promise<WebhookEntry | undefined> => {
     const decoded = decodeEntry(await entryData(msg));
-    if (!decoded.ok) return park(msg, subjectPageId, "undecodable", decoded.detail);
-    const entry = decoded.entry;
-    if (settings.canaryPageId !== undefined && entry.id === settings.canaryPageId) {
-      return routeCanary(msg, entry);
-    }
+    if (decoded.ok) return decoded.entry;
+    await park(msg, subjectPageId, "undecodable", decoded.detail);
+    return undefined;
+  };
+
+  /** resolve page: the entry's PageConnection (`entry.id`), or parked until its page is connected. */
+  const resolvePage = async (msg: JsMsg, entry: WebhookEntry): Promise<RoutablePage | undefined> => {
     const page = await directory.resolve(entry.id);
     if (!page) {
       await park(msg, entry.id, "unknown_page");
@@ -163,27 +179,50 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
       if (await db.pageConnection.findFirst({ where: { pageId: entry.id, status: { not: "disabled" } } })) {
         await replayer.replayPage(entry.id);
       }
-      return;
+      return undefined;
     }
-    if (page.status === "disabled") return park(msg, entry.id, "page_disabled");
+    if (page.status === "disabled") {
+      await park(msg, entry.id, "page_disabled");
+      return undefined;
+    }
+    return page;
+  };
 
-    const receivedAt = Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6;
+  /** normalise: the entry's items as typed events of the page; none for feed changes and test pings. */
+  const normalise = (msg: JsMsg, entry: WebhookEntry, page: RoutablePage): Normalised | undefined => {
+    const receivedAt = Math.trunc(
+      Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6,
+    );
     const traceId = header(msg.headers, Headers.traceId) ?? `webhook-seq-${msg.seq}`;
     const events = normaliseEntry(entry, {
       pageId: page.pageId,
       companyId: page.companyId,
       traceId,
-      receivedAt: Math.trunc(receivedAt),
+      receivedAt,
     });
-    if (events.length === 0) {
-      // Feed `changes` (and the App Dashboard's test pings) are not Messenger conversations.
-      const reason = entry.changes?.length ? "changes" : "empty";
-      metrics.entriesIgnored.inc({ page_id: page.pageId, reason });
-      log.info({ pageId: page.pageId, reason, traceId }, "entry has no messaging items");
-      return;
-    }
+    if (events.length > 0) return { events, traceId, receivedAt };
+    const reason = entry.changes?.length ? "changes" : "empty";
+    metrics.entriesIgnored.inc({ page_id: page.pageId, reason });
+    log.info({ pageId: page.pageId, reason, traceId }, "entry has no messaging items");
+    return undefined;
+  };
+
+  /** enrich: the fair share counts the entry's messages once; each message gets its contact's profile. */
+  const enrich = async (msg: JsMsg, page: RoutablePage, { events }: Normalised, shared: boolean) => {
     await fairShare?.account(msg, page.pageId, events, shared);
-    await enrich(profiles, page, events);
+    await Promise.all(
+      events.map(async (event) => {
+        if (event.kind !== "message") return;
+        const { profile, status } = await profiles.profileFor(page, event.psid);
+        event.profile = profile;
+        event.profileStatus = status;
+        metrics.profileLookups.inc({ page_id: page.pageId, status });
+      }),
+    );
+  };
+
+  /** publish: each event checked against the contracts, then published with the entries routed beside it. */
+  const publish = async (page: RoutablePage, { events, traceId, receivedAt }: Normalised) => {
     for (const event of events) {
       const checked = MessagingEvent.safeParse(event);
       // A bug of ours, not a passing failure: retrying cannot help, the dead-letter stream keeps the entry.
@@ -191,21 +230,28 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
         throw new PermanentError(`normalised ${event.kind} event is invalid: ${checked.error.message}`);
       }
     }
-    const acks = await publisher.add({
-      pageId: page.pageId,
-      events,
-      traceId,
-      receivedAt: Math.trunc(receivedAt),
-    });
+    const acks = await publisher.add({ pageId: page.pageId, events, traceId, receivedAt });
     for (const [index, event] of events.entries()) {
       if (acks[index]!.duplicate) metrics.eventsDuplicate.inc({ page_id: page.pageId });
       else metrics.eventsRouted.inc({ page_id: page.pageId, kind: event.kind });
-      if (event.kind === "message") {
-        metrics.profileLookups.inc({ page_id: page.pageId, status: event.profileStatus });
-      }
     }
     metrics.routingSeconds.observe(Math.max(0, Date.now() - receivedAt) / 1000);
     log.debug({ pageId: page.pageId, traceId, events: events.length }, "entry routed");
+  };
+
+  /** The stages, for an entry of the shared consumer and for one drained from an overflow alike. */
+  const route = async (msg: JsMsg, subjectPageId: string, shared: boolean) => {
+    const entry = await decode(msg, subjectPageId);
+    if (!entry) return;
+    if (settings.canaryPageId !== undefined && entry.id === settings.canaryPageId) {
+      return routeCanary(msg, entry);
+    }
+    const page = await resolvePage(msg, entry);
+    if (!page) return;
+    const normalised = normalise(msg, entry, page);
+    if (!normalised) return;
+    await enrich(msg, page, normalised, shared);
+    await publish(page, normalised);
   };
 
   const overflow = fairShare
@@ -215,13 +261,17 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
         metrics,
         fairShare,
         settings: {
-          concurrency: Math.max(4, Math.ceil(settings.concurrency / 4)),
+          concurrency: Math.max(4, Math.ceil(settings.consumer.concurrency / 4)),
           maxPages: 256,
           pollIntervalMs: 500,
           idleStopMs: 30_000,
           metricPages: 20,
-          ...(settings.maxTransientAttempts ? { maxTransientAttempts: settings.maxTransientAttempts } : {}),
-          ...(settings.handlerTimeoutMs ? { handlerTimeoutMs: settings.handlerTimeoutMs } : {}),
+          ...(settings.consumer.maxTransientAttempts
+            ? { maxTransientAttempts: settings.consumer.maxTransientAttempts }
+            : {}),
+          ...(settings.consumer.handlerTimeoutMs
+            ? { handlerTimeoutMs: settings.consumer.handlerTimeoutMs }
+            : {}),
         },
         ...(deps.probeDependencies ? { probeDependencies: deps.probeDependencies } : {}),
         route,
@@ -256,10 +306,12 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     filterSubject: subjects.webhookEntries,
     stage: "page-router",
     log,
-    concurrency: settings.concurrency,
-    ...(settings.maxTransientAttempts ? { maxTransientAttempts: settings.maxTransientAttempts } : {}),
-    ...(settings.maxAckPending ? { maxAckPending: settings.maxAckPending } : {}),
-    ...(settings.handlerTimeoutMs ? { handlerTimeoutMs: settings.handlerTimeoutMs } : {}),
+    concurrency: settings.consumer.concurrency,
+    ...(settings.consumer.maxTransientAttempts
+      ? { maxTransientAttempts: settings.consumer.maxTransientAttempts }
+      : {}),
+    ...(settings.consumer.maxAckPending ? { maxAckPending: settings.consumer.maxAckPending } : {}),
+    ...(settings.consumer.handlerTimeoutMs ? { handlerTimeoutMs: settings.consumer.handlerTimeoutMs } : {}),
     ...(deps.probeDependencies ? { probeDependencies: deps.probeDependencies } : {}),
     handle,
     onOutcome: (outcome, msg) => retriedOrDeadLettered(outcome, pageOfSubject(msg.subject)),
@@ -268,7 +320,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
   const sweep = () =>
     replayer.sweep().catch((err: unknown) => log.warn({ err }, "unrouted sweep failed, will try again"));
   void sweep();
-  const sweepTimer = setInterval(sweep, settings.unroutedSweepIntervalMs);
+  const sweepTimer = setInterval(sweep, settings.pages.unroutedSweepIntervalMs);
   sweepTimer.unref();
 
   return {
@@ -280,6 +332,13 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
       await replayer.idle();
     },
   };
+}
+
+/** An entry's typed events, as the normalise stage hands them on. */
+interface Normalised {
+  events: MessagingEvent[];
+  traceId: string;
+  receivedAt: number;
 }
 
 interface PublishItem {
@@ -306,16 +365,4 @@ function decodeEntry(data: Uint8Array): Decoded {
     };
   }
   return { ok: true, entry: parsed.data };
-}
-
-/** Attaches a profile to each incoming message; lookups run together and never fail the entry. */
-async function enrich(profiles: ProfileLookup, page: RoutablePage, events: MessagingEvent[]) {
-  await Promise.all(
-    events.map(async (event) => {
-      if (event.kind !== "message") return;
-      const { profile, status } = await profiles.profileFor(page, event.psid);
-      event.profile = profile;
-      event.profileStatus = status;
-    }),
-  );
 }

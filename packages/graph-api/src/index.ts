@@ -1,4 +1,5 @@
 export * from "./client";
 export * from "./errors";
 export * from "./messages";
+export * from "./policy";
 export * from "./usage";

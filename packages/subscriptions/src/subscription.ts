@@ -1,7 +1,12 @@
 import type { Bus } from "@switchboard/bus";
 import { type TokenCipher, TokenDecryptionError } from "@switchboard/crypto";
 import type { Db, SubscriptionStatus } from "@switchboard/db";
-import { GraphApiError, type GraphClient, type GraphErrorKind, RateLimitError } from "@switchboard/graph-api";
+import {
+  type GraphClient,
+  type GraphErrorKind,
+  graphFailurePolicy,
+  RateLimitError,
+} from "@switchboard/graph-api";
 import { readPageToken, setPageStatus } from "@switchboard/pages";
 import type { Logger } from "pino";
 import { missingFields } from "./fields";
@@ -103,14 +108,19 @@ function describeView(view: SubscriptionView): string | null {
  * database is down, a bug) says nothing about the page and is rethrown, so the event or job is retried.
  */
 function failureOf(error: unknown): SubscriptionFailure {
-  if (error instanceof GraphApiError) {
+  // The one Graph-failure policy: a dead token is re-authorisation (recorded below), a throttle waits,
+  // a passing failure counts towards `error` only when it repeats, the rest is `error` at once.
+  const policy = graphFailurePolicy(error);
+  if (policy) {
     return {
-      kind: error.kind,
-      retryable: error.retryable,
-      ...(error instanceof RateLimitError && error.retryAfterMs !== undefined
-        ? { retryAfterMs: error.retryAfterMs }
+      kind: policy.error.kind,
+      retryable: policy.action === "retry" || policy.action === "back_off",
+      ...(policy.action === "back_off" &&
+      policy.error instanceof RateLimitError &&
+      policy.error.retryAfterMs !== undefined
+        ? { retryAfterMs: policy.retryAfterMs }
         : {}),
-      message: error.message,
+      message: policy.error.message,
     };
   }
   if (error instanceof UnreadableTokenError) {

@@ -1,5 +1,5 @@
 import { RetryLaterError } from "@switchboard/bus";
-import { GraphApiError, RateLimitError } from "@switchboard/graph-api";
+import { type GraphErrorKind, graphFailurePolicy } from "@switchboard/graph-api";
 
 /**
  * What a failed Send API call means for the message: failed for good with a reason a person can act on,
@@ -9,46 +9,44 @@ export type SendFailure =
   | { outcome: "failed"; reason: string; reauthorize: boolean }
   | { outcome: "retry"; error: Error };
 
-/** Meta's own wording stays in the reason (it never carries the token: the client redacts it). */
+/**
+ * Meta's own wording stays in the reason (it never carries the token: the client redacts it). The action
+ * comes from the one Graph-failure policy (`graphFailurePolicy`); this says what it means for a message.
+ */
 export function explainSendFailure(error: unknown): SendFailure {
-  if (!(error instanceof GraphApiError)) return { outcome: "retry", error: error as Error };
-  const meta = `(Meta: ${error.message})`;
-  switch (error.kind) {
-    case "outside_window":
-      return failed(
-        "outside the 24-hour messaging window: the person last wrote to the page more than 24 hours ago; " +
-          `reply with messaging_type MESSAGE_TAG and a tag such as HUMAN_AGENT ${meta}`,
-      );
-    case "user_unavailable":
-      return failed(
-        "the person cannot receive messages from this page right now (they blocked it, or deactivated " +
-          `or deleted their account) ${meta}`,
-      );
-    case "invalid_token":
+  const policy = graphFailurePolicy(error);
+  if (!policy) return { outcome: "retry", error: error as Error };
+  const meta = `(Meta: ${policy.error.message})`;
+  switch (policy.action) {
+    case "reauthorize":
       return failed(
         "the page's access token was revoked or has expired: the page needs re-authorisation " +
           `(pnpm sb pages connect) ${meta}`,
         true,
       );
-    case "permission":
-      return failed(`the page's token lacks a permission this message needs ${meta}`);
-    case "bad_request":
-    case "unknown":
-      return failed(`Meta refused the message ${meta}`);
-    case "rate_limit": {
-      const retryAfterMs = error instanceof RateLimitError ? error.retryAfterMs : undefined;
+    case "back_off":
       return {
         outcome: "retry",
-        error: new RetryLaterError(`Meta rate limit ${meta}`, Math.min(retryAfterMs ?? 30_000, 300_000), {
-          cause: error,
-        }),
+        error: new RetryLaterError(`Meta rate limit ${meta}`, policy.retryAfterMs, { cause: policy.error }),
       };
-    }
-    case "transient":
+    case "retry":
       // Known not to have gone out (the caller handles a call whose outcome is unknown before this).
-      return { outcome: "retry", error };
+      return { outcome: "retry", error: policy.error };
+    case "give_up":
+      return failed(`${GIVE_UP_REASONS[policy.error.kind] ?? "Meta refused the message"} ${meta}`);
   }
 }
+
+/** Why a message was given up, in words a person can act on, by Meta's error kind. */
+const GIVE_UP_REASONS: Partial<Record<GraphErrorKind, string>> = {
+  outside_window:
+    "outside the 24-hour messaging window: the person last wrote to the page more than 24 hours ago; " +
+    "reply with messaging_type MESSAGE_TAG and a tag such as HUMAN_AGENT",
+  user_unavailable:
+    "the person cannot receive messages from this page right now (they blocked it, or deactivated " +
+    "or deleted their account)",
+  permission: "the page's token lacks a permission this message needs",
+};
 
 function failed(reason: string, reauthorize = false): SendFailure {
   return { outcome: "failed", reason, reauthorize };
