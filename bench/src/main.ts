@@ -112,7 +112,7 @@ async function main() {
           },
           step,
         );
-        report.endToEnd = { runs: e2e.runs, resources: e2e.resources };
+        report.endToEnd = { runs: e2e.runs, warmupMessages: e2e.warmupMessages, resources: e2e.resources };
         report.failures.push(...e2e.failures);
       }
       if (parts.has("contention")) {

@@ -19,7 +19,7 @@ export interface BenchReport {
   machineCpuBusyPercent?: number;
   ingress?: IngressBenchResult;
   broker?: BrokerBenchResult;
-  endToEnd?: { runs: E2eRun[]; resources: Record<string, ProcessUsage> };
+  endToEnd?: { runs: E2eRun[]; warmupMessages?: number; resources: Record<string, ProcessUsage> };
   contention?: { runs: ContentionRun[]; resources: Record<string, ProcessUsage> };
   fairness?: { solo: SoloRun; fairness: FairnessRun; resources: Record<string, ProcessUsage> };
   metrics?: MetricsRun;
@@ -102,11 +102,12 @@ export function renderMarkdown(report: BenchReport, jsonName: string): string {
     // the e2e runs, per message stored in them.
     const usage = Object.entries(report.endToEnd.resources).filter(([name]) => !name.startsWith("bench"));
     const cpuMs = usage.reduce((sum, [, u]) => sum + (u.cpuSeconds ?? 0) * 1000, 0);
-    const stored = report.endToEnd.runs.reduce((sum, r) => sum + r.stored, 0);
+    const stored =
+      report.endToEnd.runs.reduce((sum, r) => sum + r.stored, 0) + (report.endToEnd.warmupMessages ?? 0);
     if (cpuMs > 0 && stored > 0) {
       const perMessage = Math.round((cpuMs / stored) * 100) / 100;
       lines.push(
-        `| CPU per stored message ≤ ${TARGETS.cpuMsPerMessage} ms (every process of the pipeline) | ${perMessage} ms (${Math.round(cpuMs / 1000)} CPU-s for ${stored} messages; the warm-ups' CPU is counted, their messages are not: an upper bound) | ${mark(perMessage <= TARGETS.cpuMsPerMessage)} |`,
+        `| CPU per stored message ≤ ${TARGETS.cpuMsPerMessage} ms (every process of the pipeline, the fake Meta included) | ${perMessage} ms (${Math.round(cpuMs / 1000)} CPU-s for ${stored} messages, warm-ups included; paced runs idle part of the time) | ${mark(perMessage <= TARGETS.cpuMsPerMessage)} |`,
       );
     }
   }

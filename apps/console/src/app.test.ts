@@ -538,9 +538,15 @@ describe("operator console", () => {
       expect(last.body.pages).toHaveLength(3);
       expect(last.body.next).toBeNull();
 
-      const html = await request(app).get("/?page=2").set("Cookie", cookie).expect(200);
+      const html = await request(app).get("/?offset=50").set("Cookie", cookie).expect(200);
       expect(html.text).toContain("page 2 of 7");
-      expect(html.text).toContain('href="/?page=3"');
+      expect(html.text).toContain('href="/?offset=100"');
+      // An action's notice names its page with `page=`: it never moves the screen.
+      const notice = await request(app)
+        .get("/?action=resubscribe&page=1002&status=subscribed")
+        .set("Cookie", cookie)
+        .expect(200);
+      expect(notice.text).toContain("page 1 of 7");
     } finally {
       streams.getMessage = getMessage;
       streams.info = info;

@@ -124,14 +124,11 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
   };
 
   const pageSize = deps.pageSize ?? 50;
-  /** `?page=2` (1-based) for the HTML view; `?offset=&limit=` (at most 500) for the API. */
+  /** `?offset=&limit=` (at most 500 rows); not `page`: the action notices name a page id with it. */
   const windowOf = (query: Request["query"]) => {
     const number = (value: unknown) =>
       typeof value === "string" && /^\d+$/.test(value) ? Number(value) : undefined;
-    const page = number(query.page);
-    const limit = Math.min(500, number(query.limit) ?? pageSize);
-    const offset = number(query.offset) ?? (page && page > 0 ? (page - 1) * limit : 0);
-    return { offset, limit };
+    return { offset: number(query.offset) ?? 0, limit: Math.min(500, number(query.limit) ?? pageSize) };
   };
 
   app.get("/", async (req, res) => {

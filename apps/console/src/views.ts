@@ -115,7 +115,7 @@ export function overviewPage(
   const last = Math.max(1, Math.ceil(total / limit));
   const pager =
     last > 1
-      ? html`<nav class="pager" data-summary="pager">${current > 1 ? html`<a href="/?page=${String(current - 1)}" rel="prev">← previous</a> · ` : ""}page ${String(current)} of ${String(last)}${current < last ? html` · <a href="/?page=${String(current + 1)}" rel="next">next →</a>` : ""}</nav>`
+      ? html`<nav class="pager" data-summary="pager">${current > 1 ? html`<a href="/?offset=${String(Math.max(0, offset - limit))}" rel="prev">← previous</a> · ` : ""}page ${String(current)} of ${String(last)}${current < last ? html` · <a href="/?offset=${String(offset + limit)}" rel="next">next →</a>` : ""}</nav>`
       : "";
   const body = html`
 <h1>Switchboard — pages</h1>
