@@ -133,6 +133,14 @@ describe("operator console", () => {
       subjects.webhookEntry("1001"),
       JSON.stringify({ id: "1001", time: 1, messaging: [] }),
     );
+    // A flood's excess waiting in the healthy page's overflow for its fair share.
+    for (let i = 0; i < 3; i++) {
+      await publishRaw(
+        bus.js,
+        subjects.pageOverflow("1001"),
+        JSON.stringify({ id: "1001", time: i, messaging: [] }),
+      );
+    }
 
     const registry = createMetricsRegistry("console");
     registerJetStreamMetrics({ registry, bus, log });
@@ -206,7 +214,8 @@ describe("operator console", () => {
     expect(pages[1]).toMatchObject({
       subscriptionStatus: "subscribed",
       deadLettered: 1,
-      problems: ["1 dead-lettered"],
+      waitingForShare: 3,
+      problems: ["1 dead-lettered", "3 waiting for its fair share"],
     });
     expect(pages[1]!.lastWebhookAt).not.toBeNull();
     expect(pages[0]!.lastWebhookAt).toBeNull();

@@ -28,6 +28,8 @@ export interface JetStreamState {
   consumers: ConsumerState[];
   /** Unrouted entries waiting, per page id (from the per-subject counts of the unrouted stream). */
   unroutedByPage: Map<string, number>;
+  /** Entries waiting in a page's overflow for its fair share, per page id. */
+  overflowByPage: Map<string, number>;
   /** Dead letters waiting, per stage (`<ns>.dlq.<stage>`). */
   deadLettersByStage: Map<string, number>;
 }
@@ -60,9 +62,10 @@ export async function readJetStreamState(bus: Bus): Promise<JetStreamState> {
       });
     }
   }
-  const [unrouted, deadLetters] = await Promise.all([
+  const [unrouted, deadLetters, overflow] = await Promise.all([
     subjectCounts(bus, streams.unrouted.name, subjects.unroutedAll),
     subjectCounts(bus, streams.deadLetter.name, subjects.deadLetters),
+    subjectCounts(bus, streams.overflow.name, subjects.pageOverflows),
   ]);
   return {
     streams: infos.map((info, index) => ({
@@ -74,6 +77,7 @@ export async function readJetStreamState(bus: Bus): Promise<JetStreamState> {
     })),
     consumers,
     unroutedByPage: withoutPrefix(unrouted, subjects.unrouted("")),
+    overflowByPage: withoutPrefix(overflow, subjects.pageOverflow("")),
     deadLettersByStage: withoutPrefix(deadLetters, subjects.deadLetter("")),
   };
 }

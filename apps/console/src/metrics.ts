@@ -1,5 +1,5 @@
 import type { Bus } from "@switchboard/bus";
-import { Counter, Gauge, type Registry } from "@switchboard/observability";
+import { Counter, Gauge, OTHER_PAGES, type Registry } from "@switchboard/observability";
 import type { Logger } from "pino";
 import { type JetStreamState, readJetStreamState } from "./jetstream";
 
@@ -97,10 +97,25 @@ export function registerJetStreamMetrics({
   );
   gauge(
     "switchboard_jetstream_unrouted_waiting",
-    "Webhook entries waiting on the unrouted stream, per page",
+    "Webhook entries waiting on the unrouted stream, per page: the 100 pages with the most, the rest summed as _other",
     ["page_id"],
     (g, s) => {
-      for (const [pageId, count] of s.unroutedByPage) g.set({ page_id: pageId }, count);
+      // Bounded however many pages have entries waiting (the console lists them all).
+      const ranked = [...s.unroutedByPage].sort((a, b) => b[1] - a[1]);
+      for (const [pageId, count] of ranked.slice(0, 100)) g.set({ page_id: pageId }, count);
+      const rest = ranked.slice(100).reduce((sum, [, count]) => sum + count, 0);
+      if (rest > 0) g.set({ page_id: OTHER_PAGES }, rest);
+    },
+  );
+  gauge(
+    "switchboard_jetstream_overflow_waiting",
+    "Entries waiting in pages' overflows for their fair share, per page: the 100 pages with the most, the rest as _other",
+    ["page_id"],
+    (g, s) => {
+      const ranked = [...s.overflowByPage].sort((a, b) => b[1] - a[1]);
+      for (const [pageId, count] of ranked.slice(0, 100)) g.set({ page_id: pageId }, count);
+      const rest = ranked.slice(100).reduce((sum, [, count]) => sum + count, 0);
+      if (rest > 0) g.set({ page_id: OTHER_PAGES }, rest);
     },
   );
   gauge(

@@ -25,6 +25,8 @@ export interface PageRow {
   lastWebhookAt: Date | null;
   messagesLastHour: number;
   unrouted: number;
+  /** Entries waiting in the page's overflow: over its fair share while other pages wait. */
+  waitingForShare: number;
   deadLettered: number;
   /** What an operator should look at, most serious first; empty when the page is healthy. */
   problems: string[];
@@ -67,6 +69,7 @@ function problemsOf(row: Omit<PageRow, "problems" | "severity">): Pick<PageRow, 
   }
   if (row.deadLettered > 0) found.push([`${row.deadLettered} dead-lettered`, 2]);
   if (row.unrouted > 0) found.push([`${row.unrouted} unrouted`, 1]);
+  if (row.waitingForShare > 0) found.push([`${row.waitingForShare} waiting for its fair share`, 1]);
   return {
     problems: found.map(([text]) => text),
     severity: found.reduce((sum, [, weight]) => sum + weight, 0),
@@ -157,6 +160,7 @@ async function rankPages(deps: OverviewDeps): Promise<PageRow[]> {
       lastWebhookAt: null as Date | null,
       messagesLastHour: messagesOf.get(page.pageId) ?? 0,
       unrouted: jetstream.unroutedByPage.get(page.pageId) ?? 0,
+      waitingForShare: jetstream.overflowByPage.get(page.pageId) ?? 0,
       deadLettered: deadLetters.get(page.pageId) ?? 0,
     };
     return { ...row, ...problemsOf(row) };
@@ -178,6 +182,7 @@ async function rankPages(deps: OverviewDeps): Promise<PageRow[]> {
       lastWebhookAt: null as Date | null,
       messagesLastHour: 0,
       unrouted: jetstream.unroutedByPage.get(pageId) ?? 0,
+      waitingForShare: 0,
       deadLettered: deadLetters.get(pageId) ?? 0,
     };
     return { ...row, ...problemsOf(row) };

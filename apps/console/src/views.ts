@@ -124,7 +124,7 @@ ${pager}
 ${options.notice ? html`<div class="notice ${options.notice.error ? "error" : ""}" role="status">${options.notice.text}</div>` : ""}
 <table>
 <thead><tr><th>Page</th><th>Company</th><th>Subscription</th><th>Token</th><th>Last webhook</th>
-<th class="num">Messages (1 h)</th><th class="num">Unrouted</th><th class="num">Dead-lettered</th><th>Problems</th><th>Actions</th></tr></thead>
+<th class="num">Messages (1 h)</th><th class="num">Waiting for share</th><th class="num">Unrouted</th><th class="num">Dead-lettered</th><th>Problems</th><th>Actions</th></tr></thead>
 <tbody>
 ${rows.map(
   (row) => html`<tr class="${row.problems.length > 0 ? "problem" : "healthy"}" data-page-id="${row.pageId}">
@@ -134,6 +134,7 @@ ${rows.map(
 <td>${tokenCell(row)}</td>
 <td data-field="last-webhook">${ago(row.lastWebhookAt, options.now)}</td>
 <td class="num" data-field="messages">${row.messagesLastHour}</td>
+<td class="num" data-field="waiting-for-share">${row.waitingForShare}</td>
 <td class="num" data-field="unrouted">${row.unrouted}</td>
 <td class="num" data-field="dead-lettered">${row.deadLettered}</td>
 <td>${row.problems.length > 0 ? html`<ul class="problems">${row.problems.map((p) => html`<li>${p}</li>`)}</ul>` : html`<span class="good">healthy</span>`}</td>
