@@ -21,6 +21,37 @@ describe("page quota (GCRA over Redis)", () => {
     for (let i = 6; i < 25; i++) expect(delays[i]).toBeGreaterThanOrEqual(delays[i - 1]!);
   });
 
+  it("sends its scripts once, then calls them by hash (EVALSHA), not with their text on every entry", async () => {
+    // Its own connection: the counts are this client's, whatever other suites run on the same Redis.
+    const own = new Redis(testServices().redisUrl);
+    try {
+      const quota = createPageQuota({
+        redis: own,
+        keyPrefix: `${uniqueId()}:`,
+        ratePerSecond: 100,
+        burst: 50,
+      });
+      const sent: string[] = [];
+      const sendCommand = own.sendCommand.bind(own);
+      own.sendCommand = ((command: { name: string }) => {
+        sent.push(command.name);
+        return sendCommand(command as Parameters<typeof sendCommand>[0]);
+      }) as typeof own.sendCommand;
+      for (let i = 0; i < 10; i++) {
+        await quota.take("p", 1);
+        await quota.reserve("p");
+      }
+      // Twenty calls by hash (one more per script the first time, when Redis answers NOSCRIPT) …
+      const bySha = sent.filter((name) => name === "evalsha").length;
+      expect(bySha).toBeGreaterThanOrEqual(20);
+      expect(bySha).toBeLessThanOrEqual(22);
+      // A script this Redis has not seen yet goes once with its text (NOSCRIPT fallback), never again.
+      expect(sent.filter((name) => name === "eval").length).toBeLessThanOrEqual(2);
+    } finally {
+      own.disconnect();
+    }
+  });
+
   it("keeps pages apart: a flooding page does not delay another", async () => {
     const quota = createPageQuota({ redis, keyPrefix: `${uniqueId()}:`, ratePerSecond: 10, burst: 1 });
     await quota.reserve("flood", 500);

@@ -62,17 +62,24 @@ export interface PageQuota {
   rateOf(pageId: string): number;
 }
 
+/** The scripts as commands: ioredis sends `EVALSHA` (the script itself only once per node), not the body each time. */
+interface QuotaCommands {
+  sbPageQuotaReserve(key: string, interval: string, tolerance: string): Promise<number>;
+  sbPageQuotaTake(key: string, interval: string, tolerance: string, want: string): Promise<number>;
+}
+
 export function createPageQuota(options: PageQuotaOptions): PageQuota {
   const rateOf = (pageId: string) => options.overrides?.get(pageId) ?? options.ratePerSecond;
   const intervalOf = (pageId: string) => 1000 / rateOf(pageId);
   const keyOf = (pageId: string) => `${options.keyPrefix}page-quota:${pageId}`;
+  options.redis.defineCommand("sbPageQuotaReserve", { numberOfKeys: 1, lua: RESERVE });
+  options.redis.defineCommand("sbPageQuotaTake", { numberOfKeys: 1, lua: TAKE });
+  const redis = options.redis as unknown as QuotaCommands;
   return {
     rateOf,
     async reserve(pageId, count = 1) {
       const intervalMs = intervalOf(pageId);
-      const wait = await options.redis.eval(
-        RESERVE,
-        1,
+      const wait = await redis.sbPageQuotaReserve(
         keyOf(pageId),
         String(intervalMs * count),
         String(intervalMs * options.burst),
@@ -82,9 +89,7 @@ export function createPageQuota(options: PageQuotaOptions): PageQuota {
     async take(pageId, count) {
       if (count <= 0) return 0;
       const intervalMs = intervalOf(pageId);
-      const granted = await options.redis.eval(
-        TAKE,
-        1,
+      const granted = await redis.sbPageQuotaTake(
         keyOf(pageId),
         String(intervalMs),
         String(intervalMs * options.burst),
