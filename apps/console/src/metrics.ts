@@ -99,24 +99,13 @@ export function registerJetStreamMetrics({
     "switchboard_jetstream_unrouted_waiting",
     "Webhook entries waiting on the unrouted stream, per page: the 100 pages with the most, the rest summed as _other",
     ["page_id"],
-    (g, s) => {
-      // Bounded however many pages have entries waiting (the console lists them all).
-      const ranked = [...s.unroutedByPage].sort((a, b) => b[1] - a[1]);
-      for (const [pageId, count] of ranked.slice(0, 100)) g.set({ page_id: pageId }, count);
-      const rest = ranked.slice(100).reduce((sum, [, count]) => sum + count, 0);
-      if (rest > 0) g.set({ page_id: OTHER_PAGES }, rest);
-    },
+    (g, s) => setLargestPages(g, s.unroutedByPage),
   );
   gauge(
     "switchboard_jetstream_overflow_waiting",
     "Entries waiting in pages' overflows for their fair share, per page: the 100 pages with the most, the rest as _other",
     ["page_id"],
-    (g, s) => {
-      const ranked = [...s.overflowByPage].sort((a, b) => b[1] - a[1]);
-      for (const [pageId, count] of ranked.slice(0, 100)) g.set({ page_id: pageId }, count);
-      const rest = ranked.slice(100).reduce((sum, [, count]) => sum + count, 0);
-      if (rest > 0) g.set({ page_id: OTHER_PAGES }, rest);
-    },
+    (g, s) => setLargestPages(g, s.overflowByPage),
   );
   gauge(
     "switchboard_jetstream_dead_letters_waiting",
@@ -126,4 +115,15 @@ export function registerJetStreamMetrics({
       for (const [stage, count] of s.deadLettersByStage) g.set({ stage }, count);
     },
   );
+}
+
+/**
+ * Per-page counts as a gauge bounded however many pages have some (the console lists them all): the 100
+ * largest keep their `page_id`, the rest are summed as `_other`.
+ */
+export function setLargestPages(gauge: Gauge, counts: ReadonlyMap<string, number>, keep = 100) {
+  const ranked = [...counts].sort((a, b) => b[1] - a[1]);
+  for (const [pageId, count] of ranked.slice(0, keep)) gauge.set({ page_id: pageId }, count);
+  const rest = ranked.slice(keep).reduce((sum, [, count]) => sum + count, 0);
+  if (rest > 0) gauge.set({ page_id: OTHER_PAGES }, rest);
 }
