@@ -1,10 +1,5 @@
-import { type Bus, header, type JsMsg, publishJson } from "@switchboard/bus";
-import {
-  Headers,
-  type MessagingEvent,
-  PSID_FLOOD_FLAGGED,
-  type PsidFloodFlaggedEvent,
-} from "@switchboard/contracts";
+import { type Bus, type JsMsg, publishJson, receivedAtOf } from "@switchboard/bus";
+import { type MessagingEvent, PSID_FLOOD_FLAGGED, type PsidFloodFlaggedEvent } from "@switchboard/contracts";
 import type { Logger } from "@switchboard/observability";
 import { createActivePages, createPageQuota, createPsidFloodDetector } from "@switchboard/page-quota";
 import type { Redis } from "ioredis";
@@ -106,7 +101,7 @@ export function createFairShare(deps: {
 
   /** Time left before the bound on shaping delays; past it the entry goes on without waiting for its share. */
   const untilOverdue = (msg: JsMsg) => {
-    const receivedAt = Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6;
+    const receivedAt = receivedAtOf(msg);
     return receivedAt + settings.maxDelayMs - Date.now();
   };
 

@@ -1,12 +1,12 @@
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import {
   type Bus,
-  header,
   headersToObject,
   isNotFound,
   type JsMsg,
   publishRaw,
   type RunningConsumer,
+  receivedAtOf,
   runConsumer,
 } from "@switchboard/bus";
 import { Headers } from "@switchboard/contracts";
@@ -120,7 +120,7 @@ export function startOverflowDrain(deps: {
       ...(deps.probeDependencies ? { probeDependencies: deps.probeDependencies } : {}),
       handle: async (msg) => {
         const shared = await fairShare.awaitShare(msg, pageId, stopWaiting.signal);
-        const receivedAt = Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6;
+        const receivedAt = receivedAtOf(msg);
         lastWait.set(pageId, Math.max(0, Date.now() - receivedAt) / 1000);
         await deps.route(msg, pageId, shared);
       },

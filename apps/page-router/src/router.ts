@@ -5,6 +5,7 @@ import {
   type JsMsg,
   PermanentError,
   publishJson,
+  receivedAtOf,
   runConsumer,
   type Settled,
 } from "@switchboard/bus";
@@ -153,7 +154,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
   };
 
   const routeCanary = async (msg: JsMsg, entry: WebhookEntry) => {
-    const receivedAt = Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6;
+    const receivedAt = receivedAtOf(msg);
     const event = canaryEventOf(entry, receivedAt, Date.now());
     if (!event) throw new PermanentError("entry for the canary page without a canary message");
     await publishJson(bus.js, subjects.canaryEvent(entry.id), event, { msgId: `canary:${event.canaryId}` });
@@ -190,9 +191,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
 
   /** normalise: the entry's items as typed events of the page; none for feed changes and test pings. */
   const normalise = (msg: JsMsg, entry: WebhookEntry, page: RoutablePage): Normalised | undefined => {
-    const receivedAt = Math.trunc(
-      Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6,
-    );
+    const receivedAt = Math.trunc(receivedAtOf(msg));
     const traceId = header(msg.headers, Headers.traceId) ?? `webhook-seq-${msg.seq}`;
     const events = normaliseEntry(entry, {
       pageId: page.pageId,

@@ -2,7 +2,7 @@ import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManage
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type BusTopology, busTopology } from "@switchboard/contracts";
 import type { Logger } from "pino";
-import { isClusterNotReady, type ProvisionOptions, provisionStreams, verifyStreams } from "./streams";
+import { type ProvisionOptions, provisionStreams, verifyStreams, whileClusterNotReady } from "./streams";
 
 export interface Bus {
   nc: NatsConnection;
@@ -58,12 +58,15 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     }
   })();
   const topology = busTopology(namespace);
-  const jsm = await managerOnceAnswered(nc, options.streamsWaitMs ?? 30_000, log).catch(
-    async (error: unknown) => {
-      await nc.close().catch(() => undefined);
-      throw error;
-    },
-  );
+  // The manager asks for the account's JetStream info first; a cluster still electing its leader may not
+  // answer yet.
+  const jsm = await whileClusterNotReady(() => jetstreamManager(nc, { timeout: 10_000 }), {
+    waitMs: options.streamsWaitMs ?? 30_000,
+    onRetry: (error) => log.warn({ err: error }, "waiting for JetStream to answer"),
+  }).catch(async (error: unknown) => {
+    await nc.close().catch(() => undefined);
+    throw error;
+  });
   const streams = options.streams ?? "verify";
   if (streams === "provision") await provisionStreams(jsm, topology, options.provision);
   if (streams === "verify") {
@@ -86,22 +89,4 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       if (!nc.isClosed()) await nc.drain();
     },
   };
-}
-
-/** The manager asks for the account's JetStream info first; a cluster still electing its leader may not answer yet. */
-async function managerOnceAnswered(
-  nc: NatsConnection,
-  waitMs: number,
-  log: Logger,
-): Promise<JetStreamManager> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    try {
-      return await jetstreamManager(nc, { timeout: 10_000 });
-    } catch (error) {
-      if (!isClusterNotReady(error) || Date.now() >= deadline) throw error;
-      log.warn({ err: error }, "waiting for JetStream to answer");
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-  }
 }

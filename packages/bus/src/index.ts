@@ -13,7 +13,15 @@ export {
 } from "./consumer";
 export { decodeMessage } from "./decode";
 export { PermanentError, RetryLaterError } from "./errors";
-export { header, headersToObject, type PublishOptions, publishJson, publishRaw, toHeaders } from "./publish";
+export {
+  header,
+  headersToObject,
+  type PublishOptions,
+  publishJson,
+  publishRaw,
+  receivedAtOf,
+  toHeaders,
+} from "./publish";
 export { listStored, replayStored, type StoredMessage } from "./stored";
 export {
   deleteStreams,
@@ -26,4 +34,5 @@ export {
   type StreamOptions,
   StreamsMissingError,
   verifyStreams,
+  whileClusterNotReady,
 } from "./streams";

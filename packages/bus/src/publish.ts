@@ -1,5 +1,6 @@
-import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import type { JetStreamClient, JsMsg, PubAck } from "@nats-io/jetstream";
 import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
+import { Headers } from "@switchboard/contracts";
 
 export interface PublishOptions {
   /** Becomes `Nats-Msg-Id`: the stream drops a repeat within its duplicate window. */
@@ -43,6 +44,14 @@ export function publishJson(
 export function header(h: MsgHdrs | undefined, name: string): string | undefined {
   const value = h?.get(name);
   return value ? value : undefined;
+}
+
+/**
+ * When the ingress received the webhook a message stems from (ms, its `Sb-Received-At` header), or, for a
+ * message published without it, when JetStream stored it.
+ */
+export function receivedAtOf(msg: Pick<JsMsg, "headers" | "info">): number {
+  return Number(header(msg.headers, Headers.receivedAt)) || msg.info.timestampNanos / 1e6;
 }
 
 export function headersToObject(h: MsgHdrs | undefined): Record<string, string> {

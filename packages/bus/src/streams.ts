@@ -81,7 +81,12 @@ export async function provisionStreams(
     [StreamName, { name: string; subjects: readonly string[] }]
   >) {
     const wanted = desiredStreamConfig(key, stream, options);
-    results.push(await withClusterRetry(stream.name, options, () => provisionOne(jsm, wanted, options)));
+    results.push(
+      await whileClusterNotReady(() => provisionOne(jsm, wanted, options), {
+        waitMs: options.waitMs ?? 60_000,
+        onRetry: (error) => options.onRetry?.(stream.name, error),
+      }),
+    );
   }
   return results;
 }
@@ -146,14 +151,21 @@ function show(value: unknown) {
   return Array.isArray(value) ? value.join(",") : String(value);
 }
 
-async function withClusterRetry<T>(stream: string, options: ProvisionOptions, run: () => Promise<T>) {
-  const deadline = Date.now() + (options.waitMs ?? 60_000);
+/**
+ * Runs `run` again, backing off (0.5 s … 5 s), while the cluster is not ready to answer it (see
+ * `isClusterNotReady`), for at most `waitMs`; any other error, or one past the deadline, is thrown.
+ */
+export async function whileClusterNotReady<T>(
+  run: () => Promise<T>,
+  options: { waitMs: number; onRetry?: (error: unknown) => void },
+): Promise<T> {
+  const deadline = Date.now() + options.waitMs;
   for (let attempt = 1; ; attempt++) {
     try {
       return await run();
     } catch (error) {
       if (!isClusterNotReady(error) || Date.now() > deadline) throw error;
-      options.onRetry?.(stream, error);
+      options.onRetry?.(error);
       await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt)));
     }
   }
