@@ -96,7 +96,12 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
   };
 
   const storeBatch = async (events: MessagingEvent[]): Promise<Array<Settled<StoreResult>>> => {
-    if (events.length === 1) return [await storeAlone(events[0]!)];
+    if (events.length === 1) {
+      // A batch of one: one lock call and one transaction too.
+      const outcome = await storeAlone(events[0]!);
+      if (outcome.ok) metrics.batchSize.observe(1);
+      return [outcome];
+    }
     let results: StoreResult[];
     try {
       results = await lock.withConversationLocks(events, (signal) =>
