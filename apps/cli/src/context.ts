@@ -12,6 +12,8 @@ export const cliConfigSchema = z.object({
   NATS_URL: env.natsUrl(),
   BUS_NAMESPACE: env.busNamespace(),
   TOKEN_ENCRYPTION_KEYS: env.secret(10),
+  /** `webhooks create` accepts http and private targets (tests and laptops only). */
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: env.boolean(false),
   LOG_LEVEL: env.logLevel().default("warn"),
 });
 

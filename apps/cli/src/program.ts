@@ -5,6 +5,7 @@ import { registerMessageCommands } from "./commands/messages";
 import { registerPageCommands } from "./commands/pages";
 import { registerSubscriptionCommands } from "./commands/subscriptions";
 import { registerUnroutedCommands } from "./commands/unrouted";
+import { registerWebhookCommands } from "./commands/webhooks";
 import type { CliContext } from "./context";
 
 /** `pnpm sb …`: the operator CLI. Each command group registers itself from src/commands. */
@@ -16,5 +17,6 @@ export function buildProgram(context: CliContext): Command {
   registerMessageCommands(program, context);
   registerUnroutedCommands(program, context);
   registerDeadLetterCommands(program, context);
+  registerWebhookCommands(program, context);
   return program;
 }

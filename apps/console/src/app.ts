@@ -1,14 +1,16 @@
 import type { Bus } from "@switchboard/bus";
+import { parseDuration } from "@switchboard/config";
 import { createOpsRouter, type ReadinessCheck, type Registry } from "@switchboard/observability";
 import { PageNotFoundError } from "@switchboard/pages";
 import type { SubscriptionContext } from "@switchboard/subscriptions";
+import { endpointCompanies, listEndpoints, replayDeliveries } from "@switchboard/webhooks";
 import express, { type Express, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { replayUnrouted, resubscribePage } from "./actions";
 import { needsCsrf, type Operator, type OperatorAuth, SESSION_COOKIE } from "./auth";
 import type { TrustProxy } from "./config";
 import { loadOverview, type OverviewDeps } from "./overview";
-import { loginPage, type Notice, overviewPage } from "./views";
+import { loginPage, type Notice, overviewPage, webhooksPage } from "./views";
 
 export interface ConsoleDeps {
   auth: OperatorAuth;
@@ -176,6 +178,37 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
       303,
       `/?${new URLSearchParams({ action: "replay", page: pageId, replayed: String(replayed), failed: String(failed) })}`,
     );
+  });
+
+  const webhookEndpoints = async () => {
+    const [endpoints, companies] = await Promise.all([
+      listEndpoints(deps.overview.db),
+      endpointCompanies(deps.overview.db),
+    ]);
+    return endpoints.map((endpoint) => ({ ...endpoint, companyId: companies.get(endpoint.id) ?? "" }));
+  };
+  app.get("/webhooks", async (req, res) => {
+    const replayed = typeof req.query.replayed === "string" ? req.query.replayed : undefined;
+    res.type("html").send(
+      webhooksPage(await webhookEndpoints(), {
+        csrf: auth.csrfToken(operatorOf(res)),
+        now: new Date(),
+        ...(replayed ? { notice: { text: `${replayed} deliveries queued again`, error: false } } : {}),
+      }),
+    );
+  });
+  app.get("/api/webhooks", async (_req, res) => {
+    res.json({ endpoints: await webhookEndpoints() });
+  });
+  app.post("/webhooks/:endpointId/replay", async (req, res) => {
+    if (!checkCsrf(req, res)) return;
+    const endpointId = String(req.params.endpointId);
+    const sinceMs = parseDuration(String(req.body?.since ?? "24h")) ?? 86_400_000;
+    const replayed = /^[0-9a-f-]{36}$/i.test(endpointId)
+      ? await replayDeliveries(deps.overview.db, endpointId, new Date(Date.now() - sinceMs))
+      : 0;
+    log.info({ endpointId, replayed, sinceMs }, "operator replayed webhook deliveries");
+    res.redirect(303, `/webhooks?${new URLSearchParams({ replayed: String(replayed) })}`);
   });
 
   app.use((error: unknown, _req: Request, res: Response, _next: express.NextFunction) => {

@@ -119,7 +119,7 @@ export function overviewPage(
       : "";
   const body = html`
 <h1>Switchboard — pages</h1>
-<div class="meta">${String(total)} pages, <span data-summary="problems">${String(withProblems)}</span> with problems · ${options.now.toISOString()}${options.signOut ? html` · <form method="post" action="/logout"><button type="submit" data-action="sign-out">Sign out</button></form>` : ""}</div>
+<div class="meta">${String(total)} pages, <span data-summary="problems">${String(withProblems)}</span> with problems · <a href="/webhooks">outbound webhooks</a> · ${options.now.toISOString()}${options.signOut ? html` · <form method="post" action="/logout"><button type="submit" data-action="sign-out">Sign out</button></form>` : ""}</div>
 ${pager}
 ${options.notice ? html`<div class="notice ${options.notice.error ? "error" : ""}" role="status">${options.notice.text}</div>` : ""}
 <table>
@@ -157,4 +157,51 @@ ${failed ? html`<div class="notice error" role="alert">That operator token is no
 <button type="submit">Sign in</button>
 </form>`,
   );
+}
+
+export interface WebhookEndpointRow {
+  id: string;
+  companyId: string;
+  url: string;
+  events: string[] | null;
+  enabled: boolean;
+  disabledReason: string | null;
+  health: {
+    pending: number;
+    oldestPendingAt: string | null;
+    failingSince: string | null;
+    consecutiveFailures: number;
+    lastDeliveredAt: string | null;
+  };
+}
+
+/** Every company's outbound webhook endpoints with their health, and a replay button for each. */
+export function webhooksPage(
+  endpoints: WebhookEndpointRow[],
+  options: { csrf: string; now: Date; notice?: Notice },
+): string {
+  const date = (value: string | null) => (value ? new Date(value) : null);
+  const body = html`
+<h1>Switchboard — outbound webhooks</h1>
+<div class="meta">${String(endpoints.length)} endpoints · <a href="/">pages</a> · ${options.now.toISOString()}</div>
+${options.notice ? html`<div class="notice ${options.notice.error ? "error" : ""}" role="status">${options.notice.text}</div>` : ""}
+<table>
+<thead><tr><th>Endpoint</th><th>Company</th><th>Events</th><th>State</th><th class="num">Pending</th><th>Oldest pending</th><th>Failing since</th><th>Last delivered</th><th>Actions</th></tr></thead>
+<tbody>
+${endpoints.map((endpoint) => {
+  const problem = !endpoint.enabled || endpoint.health.failingSince !== null;
+  return html`<tr class="${problem ? "problem" : "healthy"}" data-endpoint-id="${endpoint.id}">
+<td><strong>${endpoint.url}</strong><div class="id">${endpoint.id}</div></td>
+<td>${endpoint.companyId}</td>
+<td class="fields">${endpoint.events ? endpoint.events.join(", ") : "all"}</td>
+<td data-field="state">${endpoint.enabled ? (endpoint.health.failingSince ? html`<span class="bad">failing (${String(endpoint.health.consecutiveFailures)} in a row)</span>` : html`<span class="good">enabled</span>`) : html`<span class="bad">disabled</span><div class="id">${endpoint.disabledReason ?? ""}</div>`}</td>
+<td class="num" data-field="pending">${String(endpoint.health.pending)}</td>
+<td>${endpoint.health.oldestPendingAt ? ago(date(endpoint.health.oldestPendingAt), options.now) : "—"}</td>
+<td>${endpoint.health.failingSince ? ago(date(endpoint.health.failingSince), options.now) : "—"}</td>
+<td>${ago(date(endpoint.health.lastDeliveredAt), options.now)}</td>
+<td><form method="post" action="/webhooks/${endpoint.id}/replay"><input type="hidden" name="csrf" value="${options.csrf}"><select name="since" aria-label="replay since"><option value="1h">last hour</option><option value="24h" selected>last 24 h</option><option value="7d">last 7 days</option></select><button type="submit" data-action="replay-webhooks">Replay</button></form></td>
+</tr>`;
+})}
+</tbody></table>`;
+  return page("Switchboard console — webhooks", body);
 }

@@ -29,6 +29,8 @@ export const messageServiceConfigSchema = z.object({
   CONVERSATION_LOCK_MAX_ATTEMPTS: env.positiveInt(8),
   /** Domain events left unpublished (a crash between commit and publish) are published after this. */
   OUTBOX_SWEEP_INTERVAL: env.duration("5s"),
+  /** Outbound webhook endpoints may be plain http or private addresses (tests and laptops only). */
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: env.boolean(false),
   /** The send worker calls the Send API with each page's token (decrypted here) and appsecret_proof. */
   FB_APP_SECRET: env.secret(),
   TOKEN_ENCRYPTION_KEYS: env.secret(10),

@@ -116,7 +116,18 @@ runMain(async () => {
 
   const app = express();
   app.disable("x-powered-by");
-  app.use(createConversationsApi({ db, bus, log, metrics: registry }));
+  app.use(
+    createConversationsApi({
+      db,
+      bus,
+      log,
+      metrics: registry,
+      webhooks: {
+        cipher: createTokenCipher(config.TOKEN_ENCRYPTION_KEYS),
+        policy: { allowPrivateTargets: config.WEBHOOK_ALLOW_PRIVATE_TARGETS },
+      },
+    }),
+  );
   app.use(
     createOpsRouter({
       registry,

@@ -106,7 +106,8 @@ describe("subscription-service failures", () => {
       return i.num_ack_pending === 0 && i.num_pending === 0 ? i : undefined;
     });
     expect(info.num_redelivered).toBe(0);
-    expect(info.delivered.consumer_seq).toBe(1);
+    // page.connected, then the service's own page.subscription_changed (→ error), each delivered once.
+    expect(info.delivered.consumer_seq).toBe(2);
     expect(h.fake.state.callsTo("3101")).toEqual([]);
     expect(await deadLetters()).toEqual([]);
     expect(await replica.registry.metrics()).toMatch(

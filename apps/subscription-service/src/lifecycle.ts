@@ -51,7 +51,8 @@ export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
 
   const handle = async (msg: JsMsg) => {
     const event = decodeMessage(msg, PageLifecycleEvent, "page lifecycle event");
-    if (event.type === "page.status_changed") return;
+    // Announcements of what happened, not changes to act on (the second one is this service's own).
+    if (event.type === "page.status_changed" || event.type === "page.subscription_changed") return;
     const page = await db.pageConnection.findUnique({
       where: { pageId: event.pageId },
       select: { status: true },

@@ -1,7 +1,7 @@
 import { listStored, publishJson } from "@switchboard/bus";
 import { PageLifecycleEvent } from "@switchboard/contracts";
 import { disconnectPage } from "@switchboard/pages";
-import { DEFAULT_SUBSCRIBED_FIELDS } from "@switchboard/subscriptions";
+import { DEFAULT_SUBSCRIBED_FIELDS, reconcileSubscription } from "@switchboard/subscriptions";
 import { eventually } from "@switchboard/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createHarness, type Harness } from "./test-harness";
@@ -151,6 +151,42 @@ describe("subscription-service", () => {
     await h.connectPage("2301");
     await waitSubscribed("2301");
     expect((await h.db.pageConnection.findUnique({ where: { pageId: "2301" } }))?.status).toBe("active");
+
+    // Each move of the subscription's health is announced once (outbound webhooks deliver it), and a
+    // check that changes nothing announces nothing.
+    const moves = await eventually(async () => {
+      const stored = await listStored(h.control.js, h.control.jsm, h.control.topology.streams.pages.name);
+      const changes = stored
+        .map((m) => PageLifecycleEvent.parse(JSON.parse(new TextDecoder().decode(m.data))))
+        .filter((e) => e.type === "page.subscription_changed" && e.pageId === "2301")
+        .map((e) => `${e.previousSubscriptionStatus ?? "none"}→${e.subscriptionStatus}`);
+      return changes.length === 3 ? changes : undefined;
+    });
+    expect(moves).toEqual([
+      "none→subscribed",
+      "subscribed→reauthorization_required",
+      "reauthorization_required→subscribed",
+    ]);
+  });
+
+  it("announces a subscription's move once when two replicas check the page at the same time", async () => {
+    await h.connectPage("2351"); // no replica runs: the two checks below are the only ones
+    const ctx = h.context(h.control);
+    const results = await Promise.all([
+      reconcileSubscription(ctx, "2351", "subscribe"),
+      reconcileSubscription(ctx, "2351", "subscribe"),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["subscribed", "subscribed"]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const stored = await listStored(h.control.js, h.control.jsm, h.control.topology.streams.pages.name);
+    const announced = stored
+      .map((m) => PageLifecycleEvent.parse(JSON.parse(new TextDecoder().decode(m.data))))
+      .filter((e) => e.type === "page.subscription_changed" && e.pageId === "2351");
+    expect(announced).toHaveLength(1);
+    expect(announced[0]).toMatchObject({
+      subscriptionStatus: "subscribed",
+      previousSubscriptionStatus: null,
+    });
   });
 
   it("backs off a rate-limited page while the other pages are still checked", async () => {

@@ -44,11 +44,11 @@ const url = (protocols: string[], fallback?: string) => {
   return z.preprocess(emptyAsUndefined, fallback === undefined ? base : base.default(fallback));
 };
 
-/** `30s`, `10m`, `1h`, `250ms` or a bare number of milliseconds → milliseconds. */
+/** `30s`, `10m`, `1h`, `5d`, `250ms` or a bare number of milliseconds → milliseconds. */
 export function parseDuration(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
   if (!match) return undefined;
-  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? "ms") as "ms"];
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match[2] ?? "ms") as "ms"];
   return Math.round(Number(match[1]) * factor);
 }
 

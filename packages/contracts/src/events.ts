@@ -133,11 +133,21 @@ export type PageStatus = z.infer<typeof PageStatus>;
 
 /** Page lifecycle events. They never carry a token: consumers read it from the database. */
 export const PageLifecycleEvent = z.object({
-  type: z.enum(["page.connected", "page.disconnected", "page.token_updated", "page.status_changed"]),
+  type: z.enum([
+    "page.connected",
+    "page.disconnected",
+    "page.token_updated",
+    "page.status_changed",
+    /** The page's webhook subscription became healthy or unhealthy (subscribed, missing, error, …). */
+    "page.subscription_changed",
+  ]),
   pageId: z.string(),
   companyId: z.string(),
   status: PageStatus,
   reason: z.string().nullable().default(null),
+  /** For `page.subscription_changed`: the subscription's status now and before. */
+  subscriptionStatus: z.string().optional(),
+  previousSubscriptionStatus: z.string().nullable().optional(),
   occurredAt: z.number().int(),
 });
 export type PageLifecycleEvent = z.infer<typeof PageLifecycleEvent>;

@@ -3,6 +3,7 @@ export * from "./api";
 export * from "./canary";
 export * from "./events";
 export * from "./fixtures";
+export * from "./outbound-webhooks";
 export * from "./reconcile";
 export * from "./send";
 export * from "./topology";

@@ -68,6 +68,9 @@ export function busTopology(namespace = "sb") {
     sendWorker: `${ns}-send-worker`,
     reconcileWorker: `${ns}-reconcile-worker`,
     canarySink: `${ns}-canary-sink`,
+    /** The webhook-dispatcher's fan-out of domain events and of page lifecycle events to endpoints. */
+    webhookDispatcher: `${ns}-webhook-dispatcher`,
+    webhookDispatcherPages: `${ns}-webhook-dispatcher-pages`,
     /** One per page with an overflow (filtered on its subject); removed by JetStream once idle. */
     pageOverflowDrain: (pageId: string) => `${ns}-overflow-${token(pageId)}`,
   } as const;

@@ -45,10 +45,12 @@ export async function publishPageEvent(
   bus: Bus,
   event: Omit<PageLifecycleEvent, "occurredAt">,
   at = new Date(),
+  /** What makes two publishes the same event (JetStream drops the second); by default its time. */
+  msgId = `${event.type}:${event.pageId}:${at.getTime()}`,
 ) {
   const full: PageLifecycleEvent = { ...event, occurredAt: at.getTime() };
   await publishJson(bus.js, bus.topology.subjects.pageLifecycle(event.type, event.pageId), full, {
-    msgId: `${event.type}:${event.pageId}:${at.getTime()}`,
+    msgId,
   });
   return full;
 }

@@ -7,7 +7,7 @@ import {
   graphFailurePolicy,
   RateLimitError,
 } from "@switchboard/graph-api";
-import { readPageToken, setPageStatus } from "@switchboard/pages";
+import { publishPageEvent, readPageToken, setPageStatus } from "@switchboard/pages";
 import type { Logger } from "pino";
 import { missingFields } from "./fields";
 
@@ -181,6 +181,14 @@ export async function reconcileSubscription(
   pageId: string,
   mode: ReconcileMode,
 ): Promise<ReconcileResult> {
+  return announcingChange(ctx, pageId, () => reconcileOnce(ctx, pageId, mode));
+}
+
+async function reconcileOnce(
+  ctx: SubscriptionContext,
+  pageId: string,
+  mode: ReconcileMode,
+): Promise<ReconcileResult> {
   let before: string[] | null = null;
   try {
     const token = await tokenOf(ctx, pageId);
@@ -207,6 +215,54 @@ export async function reconcileSubscription(
 
 /** `DELETE /{page-id}/subscribed_apps` for a disconnected page, recorded as `unsubscribed`. */
 export async function unsubscribePage(ctx: SubscriptionContext, pageId: string): Promise<ReconcileResult> {
+  return announcingChange(ctx, pageId, () => unsubscribeOnce(ctx, pageId));
+}
+
+/**
+ * Runs a check or change and, when the page's subscription status moved (subscribed → error, missing →
+ * subscribed…), announces `page.subscription_changed` so the product hears about its health. The status
+ * itself is in `page_subscriptions` whatever happens to the announcement.
+ */
+async function announcingChange(
+  ctx: SubscriptionContext,
+  pageId: string,
+  run: () => Promise<ReconcileResult>,
+): Promise<ReconcileResult> {
+  const previous = await ctx.db.pageSubscription.findUnique({
+    where: { pageId },
+    select: { status: true, updatedAt: true },
+  });
+  const result = await run();
+  if (!ctx.bus || result.status === previous?.status) return result;
+  const page = await ctx.db.pageConnection.findUnique({
+    where: { pageId },
+    select: { companyId: true, status: true },
+  });
+  if (!page) return result;
+  try {
+    await publishPageEvent(
+      ctx.bus,
+      {
+        type: "page.subscription_changed",
+        pageId,
+        companyId: page.companyId,
+        status: page.status,
+        reason: result.problem,
+        subscriptionStatus: result.status,
+        previousSubscriptionStatus: previous?.status ?? null,
+      },
+      new Date(),
+      // Two replicas that saw the same row move it the same way (a page.connected and a scheduled check at
+      // once): one event, not two.
+      `page.subscription_changed:${pageId}:${previous?.status ?? "none"}@${previous?.updatedAt.getTime() ?? 0}:${result.status}`,
+    );
+  } catch (error) {
+    ctx.log.warn({ pageId, err: error }, "could not announce the subscription's new status");
+  }
+  return result;
+}
+
+async function unsubscribeOnce(ctx: SubscriptionContext, pageId: string): Promise<ReconcileResult> {
   try {
     const token = await tokenOf(ctx, pageId);
     await ctx.graph.unsubscribeApp(pageId, token);

@@ -104,6 +104,7 @@ describe("Conversations API and send worker", () => {
         bus: world.bus,
         log,
         metrics: createMetricsRegistry("api-test"),
+        webhooks: { cipher, policy: { allowPrivateTargets: false } },
       }),
     );
   });

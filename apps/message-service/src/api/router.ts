@@ -11,12 +11,15 @@ import { InvalidCursorError } from "./cursor";
 import { sendError, sendInvalid } from "./errors";
 import { buildOpenApiDocument } from "./openapi";
 import { findConversationId, listCompanyPages, listConversations, listMessages } from "./queries";
+import { mountWebhookEndpointRoutes, type WebhookEndpointsApiDeps } from "./webhook-endpoints";
 
 export interface ConversationsApiDeps {
   db: Db;
   bus: Bus;
   log: Logger;
   metrics?: Registry;
+  /** Outbound webhook endpoints: secrets are encrypted with the token keys; targets checked by the policy. */
+  webhooks: Omit<WebhookEndpointsApiDeps, "db">;
 }
 
 const IdempotencyKey = /^[\x21-\x7e]{1,255}$/;
@@ -26,7 +29,7 @@ const IdempotencyKey = /^[\x21-\x7e]{1,255}$/;
  * and a page of another company is answered exactly like a page that does not exist (404), so page ids
  * do not leak across tenants.
  */
-export function createConversationsApi({ db, bus, log, metrics }: ConversationsApiDeps): Router {
+export function createConversationsApi({ db, bus, log, metrics, webhooks }: ConversationsApiDeps): Router {
   const router = express.Router();
   const openApiDocument = buildOpenApiDocument();
   const requests = metrics
@@ -118,6 +121,8 @@ export function createConversationsApi({ db, bus, log, metrics }: ConversationsA
       throw error;
     }
   });
+
+  mountWebhookEndpointRoutes(router, { db, ...webhooks });
 
   router.use("/v1", (_req, res) => {
     sendError(res, 404, "not_found", "no such route");

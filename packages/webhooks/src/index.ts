@@ -1,0 +1,5 @@
+export * from "./endpoint-store";
+export * from "./http-delivery";
+export * from "./schedule";
+export * from "./signature";
+export * from "./target-policy";
