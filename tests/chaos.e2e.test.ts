@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 /**
  * `pnpm chaos --quick` inside `pnpm test`: the production-shaped bed (3 NATS nodes with R3 streams, 3 Redis
  * nodes, a private PostgreSQL, 2 replicas of every service) under load while a replica of every service is
- * killed, then while a NATS node is. Every message is stored once, every send reaches Meta once and in
+ * killed, while both webhook-dispatchers are killed mid-delivery, then while a NATS node is. Every message is stored once, every send reaches Meta once and in
  * order, nothing is dead-lettered, every stream stays R3. The full set of faults is `pnpm chaos`.
  */
 describe("production-shaped: faults under load lose, duplicate and let in nothing", () => {
@@ -35,6 +35,9 @@ describe("production-shaped: faults under load lose, duplicate and let in nothin
       expect(result.doubleSends).toBe(0);
       expect(result.deadLetters).toBe(0);
       expect(result.streamsNotR3).toBe(0);
+      // The product's endpoint got every incoming message, each conversation in order.
+      expect(result.webhooksDelivered).toBe(result.sent);
+      expect(result.webhooksOutOfOrder).toBe(0);
     }, 240_000);
   }
 });

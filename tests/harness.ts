@@ -1,8 +1,10 @@
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { type FakeMetaControl, fakeMetaControl } from "@switchboard/fake-meta";
 import {
+  ALL_SERVICES,
   type LocalSystem,
   SERVICES,
+  type ServiceName,
   type ServiceProcess,
   type SystemApp,
   startLocalSystem,
@@ -10,7 +12,7 @@ import {
 import { testServices, uniqueId } from "@switchboard/testing";
 
 export { freePort } from "@switchboard/local-system";
-export { SERVICES };
+export { ALL_SERVICES, SERVICES };
 
 /**
  * The whole system as processes, built as in production (`node dist/main.js`), on the real local
@@ -26,8 +28,12 @@ export interface System extends LocalSystem<Db> {
   appSecret: string;
 }
 
-export async function startSystem(extraEnv: Record<string, string> = {}): Promise<System> {
+export async function startSystem(
+  extraEnv: Record<string, string> = {},
+  { apps = SERVICES }: { apps?: readonly ServiceName[] } = {},
+): Promise<System> {
   const system = await startLocalSystem({
+    apps,
     stores: testServices(),
     migrate: applyMigrations,
     connectDb: (url) => createDb(url),

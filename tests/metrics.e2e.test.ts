@@ -1,7 +1,7 @@
 import { queriedMetricNames } from "@switchboard/observability-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningConsole, startConsole } from "./console-process";
-import { SERVICES, type System, startSystem } from "./harness";
+import { ALL_SERVICES, type System, startSystem } from "./harness";
 
 /** Metric names on a /metrics page, with the series names a histogram or summary adds. */
 function exportedNames(exposition: string): Set<string> {
@@ -21,7 +21,7 @@ describe("metrics the alerts and the dashboard query", () => {
 
   beforeAll(async () => {
     // With the webhook canary on, so its metrics are there too.
-    system = await startSystem({ CANARY_PAGE_ID: "999000000000001" });
+    system = await startSystem({ CANARY_PAGE_ID: "999000000000001" }, { apps: ALL_SERVICES });
     operatorConsole = await startConsole(system, {
       CANARY_INGRESS_URL: `${system.ingressUrl}/webhooks/facebook`,
     });
@@ -33,7 +33,7 @@ describe("metrics the alerts and the dashboard query", () => {
   });
 
   it("are each exported by a running service", async () => {
-    const urls = [...SERVICES.map((name) => system.services[name].url), operatorConsole.url];
+    const urls = [...ALL_SERVICES.map((name) => system.services[name].url), operatorConsole.url];
     const exported = new Map<string, string[]>();
     for (const url of urls) {
       const res = await fetch(`${url}/metrics`);

@@ -1,11 +1,11 @@
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import {
+  ALL_SERVICES,
   deleteNamespaceStreams,
   freePort,
   type LocalSystem,
   migrateBus,
   type NatsCluster,
-  SERVICES,
   startLocalSystem,
   startNatsCluster,
   startServiceProcess,
@@ -33,6 +33,7 @@ describe("stream configuration has one owner (3-node NATS cluster)", () => {
       connectDb: (url) => createDb(url),
       runId: uniqueId("own"),
       databasePrefix: "sb_test_",
+      apps: ALL_SERVICES,
       env: { NATS_STREAM_REPLICAS: "3" },
     });
   }, 120_000);
@@ -97,10 +98,10 @@ describe("stream configuration has one owner (3-node NATS cluster)", () => {
     expect(new Set(Object.values(await replicasOfRun()))).toEqual(new Set([3]));
   }, 120_000);
 
-  it("eight service processes started with the migration on a new namespace wait for their streams instead of crash-looping", async () => {
+  it("ten service processes started with the migration on a new namespace wait for their streams instead of crash-looping", async () => {
     const namespace = uniqueId("fresh");
     const env = { ...system.env, BUS_NAMESPACE: namespace, REDIS_KEY_PREFIX: `${namespace}:` };
-    const starting = SERVICES.flatMap((app) =>
+    const starting = ALL_SERVICES.flatMap((app) =>
       [0, 1].map(async () =>
         startServiceProcess(app, { env, port: await freePort(), readyTimeoutMs: 90_000 }),
       ),

@@ -6,11 +6,11 @@ import { createTokenCipher } from "@switchboard/crypto";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { type FakeMetaControl, fakeMetaControl } from "@switchboard/fake-meta";
 import {
+  ALL_SERVICES,
   type LocalSystem,
   type NatsCluster,
   type PrivatePostgres,
   type RedisNodes,
-  SERVICES,
   type ServiceName,
   startLocalSystem,
   startNatsCluster,
@@ -21,6 +21,7 @@ import {
 import { createLogger } from "@switchboard/observability";
 import { connectPage } from "@switchboard/pages";
 import pg from "pg";
+import { startWebhookReceiver, type WebhookReceiver } from "./webhook-receiver";
 
 export interface BedOptions {
   pages: number;
@@ -43,6 +44,9 @@ export interface TestBed {
   pageIds: string[];
   people: Map<string, string[]>;
   appSecret: string;
+  /** The product's endpoint, registered through `POST /v1/webhook-endpoints` for the bed's company. */
+  receiver: WebhookReceiver;
+  endpointId: string;
   /** The message-service replicas' URLs (the product's API), tried in turn. */
   apiUrls(): string[];
   stop(): Promise<void>;
@@ -52,8 +56,8 @@ export const quietLog = createLogger({ service: "chaos", level: "silent" });
 
 /**
  * The production-shaped test bed: a 3-node NATS cluster with R3 streams, three independent Redis nodes,
- * a private PostgreSQL, two replicas of every service (the ingress behind a balancer), and the fake Meta
- * sending echoes as Meta does. Everything is a process this run owns: faults never touch the machine's
+ * a private PostgreSQL, two replicas of every service (the ingress behind a balancer), the fake Meta
+ * sending echoes as Meta does, and the product's webhook endpoint receiving every change. Everything is a process this run owns: faults never touch the machine's
  * own services.
  */
 export async function startTestBed(options: BedOptions): Promise<TestBed> {
@@ -63,6 +67,7 @@ export async function startTestBed(options: BedOptions): Promise<TestBed> {
   let system: LocalSystem<Db> | undefined;
   let bus: Bus | undefined;
   let sql: pg.Pool | undefined;
+  const receiver = await startWebhookReceiver();
   const stop = async () => {
     await bus?.drain().catch(() => undefined);
     await sql?.end().catch(() => undefined);
@@ -70,6 +75,7 @@ export async function startTestBed(options: BedOptions): Promise<TestBed> {
     await cluster.stop();
     await redis.stop();
     await postgres.stop();
+    await receiver.close();
   };
   try {
     system = await startLocalSystem({
@@ -78,6 +84,7 @@ export async function startTestBed(options: BedOptions): Promise<TestBed> {
       connectDb: (url) => createDb(url, { poolSize: 4 }),
       runId: uniqueId("c"),
       databasePrefix: "sb_chaos_",
+      apps: ALL_SERVICES,
       replicas: options.replicas ?? 2,
       ...(options.logDir ? { logDir: options.logDir } : {}),
       env: {
@@ -85,6 +92,11 @@ export async function startTestBed(options: BedOptions): Promise<TestBed> {
         FAKE_META_ECHO_MODE: "random",
         LOG_LEVEL: "warn",
         RECONCILE_INTERVAL: "2m",
+        // The receiver answers a delivery in 50 ms and one request in ten with a 503: retries come soon.
+        WEBHOOK_RETRY_SCHEDULE: "1s,2s,5s,10s,10s,10s,10s,10s,10s,10s",
+        WEBHOOK_TIMEOUT: "5s",
+        WEBHOOK_ENDPOINT_CONCURRENCY: "16",
+        WEBHOOK_POLL_INTERVAL: "200ms",
         ...options.env,
       },
     });
@@ -120,6 +132,16 @@ export async function startTestBed(options: BedOptions): Promise<TestBed> {
     }
     const { key, keyHash, prefix } = newApiKey();
     await system.db.apiKey.create({ data: { companyId: "chaos", keyHash, prefix, name: "chaos" } });
+    const registered = await fetch(`${system.urls["message-service"]}/v1/webhook-endpoints`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ url: receiver.url, description: "chaos product" }),
+    });
+    if (registered.status !== 201) {
+      throw new Error(`POST /v1/webhook-endpoints: ${registered.status} ${await registered.text()}`);
+    }
+    const endpoint = (await registered.json()) as { id: string; secret: string };
+    receiver.useSecret(endpoint.secret);
     const live = system;
     return {
       cluster,
@@ -133,6 +155,8 @@ export async function startTestBed(options: BedOptions): Promise<TestBed> {
       pageIds,
       people,
       appSecret: env.FB_APP_SECRET!,
+      receiver,
+      endpointId: endpoint.id,
       apiUrls: () =>
         (live.replicas["message-service"] ?? [])
           .filter((p) => p.process.exitCode === null && p.process.signalCode === null)
@@ -152,7 +176,7 @@ async function expectOk(response: Promise<Response>) {
 
 /** Every replica of every service answers /readyz 200. */
 export async function allReady(bed: TestBed): Promise<boolean> {
-  const urls = SERVICES.flatMap((app: ServiceName) => (bed.system.replicas[app] ?? []).map((p) => p.url));
+  const urls = ALL_SERVICES.flatMap((app: ServiceName) => (bed.system.replicas[app] ?? []).map((p) => p.url));
   const answers = await Promise.all(
     urls.map((url) =>
       fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })

@@ -57,11 +57,11 @@ async function untilReady(bed: TestBed) {
 
 export function resultTable(results: ScenarioResult[]): string {
   const header =
-    "| scenario | sent | stored | duplicates | sends sent | double sends | out of order | dead letters | ready after heal (s) | drained after load (s) | result |";
-  const rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+    "| scenario | sent | stored | duplicates | sends sent | double sends | out of order | dead letters | webhooks delivered (again) | ready after heal (s) | drained after load (s) | result |";
+  const rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
   const rows = results.map(
     (r) =>
-      `| ${r.scenario} | ${r.sent} | ${r.stored} | ${r.duplicates} | ${r.sendsSent}/${r.sendsQueued} | ${r.doubleSends} | ${r.outOfOrder} | ${r.deadLetters} | ${r.readySeconds} | ${Number.isNaN(r.recoverySeconds) ? "—" : r.recoverySeconds} | ${r.ok ? "pass" : `FAIL: ${r.problems.join("; ")}`} |`,
+      `| ${r.scenario} | ${r.sent} | ${r.stored} | ${r.duplicates} | ${r.sendsSent}/${r.sendsQueued} | ${r.doubleSends} | ${r.outOfOrder} | ${r.deadLetters} | ${r.webhooksDelivered}/${r.sent} (${r.webhooksRedelivered}) | ${r.readySeconds} | ${Number.isNaN(r.recoverySeconds) ? "—" : r.recoverySeconds} | ${r.ok ? "pass" : `FAIL: ${r.problems.join("; ")}`} |`,
   );
   return [header, rule, ...rows].join("\n");
 }

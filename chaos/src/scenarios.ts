@@ -1,4 +1,4 @@
-import { SERVICES, type ServiceName } from "@switchboard/local-system";
+import { ALL_SERVICES, type ServiceName } from "@switchboard/local-system";
 import type { TestBed } from "./bed";
 import { broadcast, type Ledger, type LoadOptions } from "./load";
 
@@ -43,20 +43,36 @@ export const scenarios: Scenario[] = [
   {
     name: "kill -9 one replica of each service",
     fault:
-      "SIGKILL the second replica of ingress, page-router, message-service and subscription-service; restarted at heal",
+      "SIGKILL the second replica of ingress, page-router, message-service, subscription-service and webhook-dispatcher; restarted at heal",
     quick: true,
     async inject(bed) {
-      for (const app of SERVICES) await bed.system.killReplica(app, 1);
+      for (const app of ALL_SERVICES) await bed.system.killReplica(app, 1);
     },
     async heal(bed) {
-      await Promise.all(SERVICES.map((app) => bed.system.startReplica(app, 1)));
+      await Promise.all(ALL_SERVICES.map((app) => bed.system.startReplica(app, 1)));
     },
+  },
+  {
+    name: "kill -9 the webhook-dispatcher mid-delivery",
+    fault:
+      "SIGKILL both webhook-dispatcher replicas while deliveries are in flight (the receiver answers after 50 ms); started again at heal",
+    quick: true,
+    async inject(bed) {
+      const before = bed.receiver.accepted.length;
+      // Wait for traffic at the receiver, so attempts are in flight when the replicas die.
+      for (let i = 0; i < 100 && bed.receiver.accepted.length === before; i++) await sleep(50);
+      await Promise.all([
+        bed.system.killReplica("webhook-dispatcher", 0),
+        bed.system.killReplica("webhook-dispatcher", 1),
+      ]);
+    },
+    heal: (bed) => restartAll(bed, "webhook-dispatcher"),
   },
   {
     name: "kill -9 each service entirely, then restart it",
     fault: "one service after the other: SIGKILL both replicas, 3 s down, both started again",
     async inject(bed) {
-      for (const app of SERVICES) {
+      for (const app of ALL_SERVICES) {
         await Promise.all([bed.system.killReplica(app, 0), bed.system.killReplica(app, 1)]);
         await sleep(3000);
         await restartAll(bed, app);

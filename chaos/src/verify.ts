@@ -22,6 +22,13 @@ export interface ScenarioResult {
   /** From the heal to every replica ready again. */
   readySeconds: number;
   webhookRetries: number;
+  /** Incoming messages whose message.created the product's endpoint accepted (at least once). */
+  webhooksDelivered: number;
+  webhooksMissing: number;
+  /** message.created deliveries of one conversation accepted out of the domain stream's order. */
+  webhooksOutOfOrder: number;
+  /** Deliveries accepted more than once (at least once: the receiver deduplicates on webhook-id). */
+  webhooksRedelivered: number;
   ok: boolean;
   problems: string[];
 }
@@ -57,13 +64,18 @@ export async function verifyScenario(
       `SELECT count(*) FROM messages WHERE id = ANY($1::uuid[]) AND (status = 'sending' OR mid IS NULL)`,
       [sendIds],
     );
-    if (ready && stored >= mids.length && unsettled === 0) {
+    const undelivered = await count(
+      bed,
+      `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`,
+      [],
+    );
+    if (ready && stored >= mids.length && unsettled === 0 && undelivered === 0) {
       recoveredAt = Date.now();
       break;
     }
     if (Date.now() > deadline) {
       problems.push(
-        `not recovered within ${timeoutMs / 1000} s: ready=${ready}, stored ${stored}/${mids.length}, ${unsettled} sends unsettled`,
+        `not recovered within ${timeoutMs / 1000} s: ready=${ready}, stored ${stored}/${mids.length}, ${unsettled} sends unsettled, ${undelivered} webhook deliveries pending`,
       );
       break;
     }
@@ -153,6 +165,8 @@ export async function verifyScenario(
     [],
   );
   if (unsubscribed > 0) problems.push(`${unsubscribed} pages not subscribed`);
+  const webhooks = await checkWebhooks(bed, ledger);
+  problems.push(...webhooks.problems);
   const replicas = await runStreamReplicas(bed);
   const expected = Object.keys(bed.bus.topology.streams).length;
   const streamsNotR3 = replicas.filter((r) => r !== 3).length + Math.max(0, expected - replicas.length);
@@ -179,6 +193,10 @@ export async function verifyScenario(
       : Number.NaN,
     readySeconds: 0,
     webhookRetries: ledger.webhookRetries,
+    webhooksDelivered: webhooks.delivered,
+    webhooksMissing: webhooks.missing,
+    webhooksOutOfOrder: webhooks.outOfOrder,
+    webhooksRedelivered: webhooks.redelivered,
     ok: problems.length === 0,
     problems,
   };
@@ -217,4 +235,54 @@ async function statusesBackwards(bed: TestBed, ids: Set<string>): Promise<number
     last.set(event.messageId, Math.max(rank, last.get(event.messageId) ?? -1));
   }
   return backwards;
+}
+
+/**
+ * Outbound webhooks: every incoming message of the scenario reached the product's endpoint (verified with
+ * the `standardwebhooks` package), each conversation's in the domain stream's order, nothing failed for
+ * good, no signature refused.
+ */
+async function checkWebhooks(bed: TestBed, ledger: Ledger) {
+  const problems: string[] = [];
+  const firstAccepted = new Map<string, number>(); // mid → index of its first accepted delivery
+  const acceptedIds = new Map<string, number>();
+  bed.receiver.accepted.forEach((delivery, index) => {
+    acceptedIds.set(delivery.webhookId, (acceptedIds.get(delivery.webhookId) ?? 0) + 1);
+    const mid = delivery.data.mid;
+    if (delivery.type === "message.created" && mid && ledger.incoming.has(mid) && !firstAccepted.has(mid)) {
+      firstAccepted.set(mid, index);
+    }
+  });
+  const delivered = firstAccepted.size;
+  const missing = ledger.incoming.size - delivered;
+  if (missing > 0) problems.push(`${missing} incoming messages never reached the webhook endpoint`);
+  const redelivered = [...acceptedIds.values()].reduce((sum, n) => sum + n - 1, 0);
+
+  // The stream's order of each conversation's message.created, as the dispatcher recorded it.
+  const rows = await bed.sql.query<{ mid: string; ordering_key: string }>(
+    `SELECT body::jsonb -> 'data' ->> 'mid' AS mid, ordering_key FROM webhook_deliveries
+      WHERE endpoint_id = $1::uuid AND event_type = 'message.created' ORDER BY stream_seq`,
+    [bed.endpointId],
+  );
+  const byConversation = new Map<string, string[]>();
+  for (const row of rows.rows) {
+    if (!firstAccepted.has(row.mid)) continue;
+    byConversation.set(row.ordering_key, [...(byConversation.get(row.ordering_key) ?? []), row.mid]);
+  }
+  let outOfOrder = 0;
+  for (const streamOrder of byConversation.values()) {
+    const acceptedOrder = [...streamOrder].sort((a, b) => firstAccepted.get(a)! - firstAccepted.get(b)!);
+    for (let i = 0; i < streamOrder.length; i++) if (streamOrder[i] !== acceptedOrder[i]) outOfOrder++;
+  }
+  if (outOfOrder > 0) problems.push(`${outOfOrder} webhook deliveries out of conversation order`);
+  const failed = await count(
+    bed,
+    `SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1::uuid AND status = 'failed'`,
+    [bed.endpointId],
+  );
+  if (failed > 0) problems.push(`${failed} webhook deliveries failed for good`);
+  if (bed.receiver.badSignatures() > 0) {
+    problems.push(`${bed.receiver.badSignatures()} webhook deliveries with a signature that does not verify`);
+  }
+  return { delivered, missing, outOfOrder, redelivered, problems };
 }

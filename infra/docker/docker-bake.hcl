@@ -16,7 +16,7 @@ group "default" {
 
 target "app" {
   name       = app
-  matrix     = { app = ["ingress", "page-router", "message-service", "subscription-service", "console"] }
+  matrix     = { app = ["ingress", "page-router", "message-service", "subscription-service", "webhook-dispatcher", "console"] }
   context    = "."
   dockerfile = "infra/docker/Dockerfile"
   args       = { APP = app }

@@ -9,6 +9,7 @@ import { createLogger, createMetricsRegistry, listen } from "@switchboard/observ
 import { connectPage } from "@switchboard/pages";
 import { DEFAULT_SUBSCRIBED_FIELDS } from "@switchboard/subscriptions";
 import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
+import { createEndpoint } from "@switchboard/webhooks";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ConsoleDeps, createConsoleApp } from "./app";
@@ -284,6 +285,65 @@ describe("operator console", () => {
     expect(await listStored(bus.js, bus.jsm, streams.unrouted.name, subjects.unrouted("9009"))).toHaveLength(
       1,
     );
+  });
+
+  it("lists each company's webhook endpoints with their health, and replays one's deliveries", async () => {
+    const cipher = createTokenCipher(generateTokenKey("k1"));
+    const policy = { allowPrivateTargets: true };
+    const healthy = await createEndpoint({ db, cipher, policy }, "acme", {
+      url: "https://hooks.acme.test/a",
+    });
+    const failing = await createEndpoint({ db, cipher, policy }, "globex", {
+      url: "https://hooks.globex.test/",
+    });
+    await db.webhookEndpoint.update({
+      where: { id: failing.id },
+      data: { failingSince: new Date(Date.now() - 3 * 3_600_000), consecutiveFailures: 7 },
+    });
+    const delivery = (endpointId: string, n: number, status: "pending" | "delivered") =>
+      db.webhookDelivery.create({
+        data: {
+          endpointId,
+          eventId: `event-${endpointId}-${n}`,
+          webhookId: `msg_${n}`,
+          eventType: "message.created",
+          source: "domain",
+          streamSeq: n,
+          orderingKey: "conversation:1001:1",
+          body: "{}",
+          status,
+          occurredAt: new Date(),
+          ...(status === "delivered" ? { deliveredAt: new Date() } : {}),
+        },
+      });
+    await delivery(failing.id, 1, "pending");
+    await delivery(healthy.id, 2, "delivered");
+    await delivery(healthy.id, 3, "delivered");
+
+    const page = await request(app).get("/webhooks").set("Cookie", cookie).expect(200);
+    const row = (id: string) =>
+      new RegExp(`<tr class="(\\w+)" data-endpoint-id="${id}">([\\s\\S]*?)</tr>`).exec(page.text);
+    expect(row(healthy.id)?.[1]).toBe("healthy");
+    expect(row(failing.id)?.[1]).toBe("problem");
+    expect(row(failing.id)?.[2]).toContain("failing (7 in a row)");
+    expect(row(failing.id)?.[2]).toMatch(/data-field="pending">1</);
+    expect(page.text).not.toContain(healthy.secret);
+    const api = await request(app).get("/api/webhooks").set("Cookie", cookie).expect(200);
+    expect(api.body.endpoints.map((e: { companyId: string }) => e.companyId).sort()).toEqual([
+      "acme",
+      "globex",
+    ]);
+
+    // Without the form's CSRF field nothing is replayed; with it, the healthy endpoint's two go again.
+    const replay = () =>
+      request(app).post(`/webhooks/${healthy.id}/replay`).set("Cookie", cookie).type("form");
+    expect((await replay().send({ since: "1h" })).status).toBe(403);
+    const done = await replay().send({ since: "1h", csrf: csrfOf(page.text) });
+    expect(done.status).toBe(303);
+    expect(done.headers.location).toContain("replayed=2");
+    const again = await db.webhookDelivery.findMany({ where: { endpointId: healthy.id } });
+    expect(again.map((d) => d.status)).toEqual(["pending", "pending"]);
+    await db.webhookEndpoint.deleteMany({});
   });
 
   it("ends a session CONSOLE_SESSION_TTL after sign-in: the cookie says so, and the server refuses it after", async () => {

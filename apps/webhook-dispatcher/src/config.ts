@@ -35,7 +35,10 @@ export const dispatcherConfigSchema = z.object({
   WEBHOOK_CIRCUIT_OPEN: env.duration("30s"),
   /** How often a replica looks for due deliveries when nothing pokes it (retries, other replicas' rows). */
   WEBHOOK_POLL_INTERVAL: env.duration("500ms"),
-  /** Delivered deliveries (and their attempts) are removed after this long. */
+  /**
+   * Delivered deliveries (and their attempts) are removed after this long; one still waiting after it (its
+   * endpoint disabled) is marked failed, and removed after twice as long.
+   */
   WEBHOOK_DELIVERY_RETENTION: env.duration("30d"),
   /** Events fanned out at once per replica. */
   WEBHOOK_FAN_OUT_CONCURRENCY: env.positiveInt(16),

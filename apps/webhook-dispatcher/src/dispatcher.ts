@@ -69,7 +69,19 @@ export async function startDispatcher({ bus, db, cipher, log, metrics, policy, s
       // Delivered long ago: the log a company can read is bounded (attempts go with their delivery).
       await db.$executeRaw`
         DELETE FROM webhook_deliveries
-        WHERE status = 'delivered' AND delivered_at < now() - ${settings.retentionMs} * interval '1 millisecond'`;
+        WHERE (status = 'delivered' AND delivered_at < now() - ${settings.retentionMs} * interval '1 millisecond')
+           OR (status = 'failed' AND created_at < now() - ${2 * settings.retentionMs} * interval '1 millisecond')`;
+      // Waiting longer than that (an endpoint disabled for weeks): given up, still in the log and retryable.
+      const expired = await db.$executeRaw`
+        UPDATE webhook_deliveries SET status = 'failed', locked_until = NULL
+        WHERE status = 'pending' AND created_at < now() - ${settings.retentionMs} * interval '1 millisecond'`;
+      if (expired > 0) {
+        metrics.deliveriesFailed.inc(expired);
+        log.warn(
+          { expired },
+          "webhook deliveries waited longer than WEBHOOK_DELIVERY_RETENTION; marked failed",
+        );
+      }
     } catch (error) {
       log.warn({ err: error }, "webhook housekeeping failed; trying again later");
     }

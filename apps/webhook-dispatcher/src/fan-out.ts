@@ -87,8 +87,9 @@ export function deliveryBody(event: FannedOutEvent): string {
 }
 
 /**
- * One statement: the company (given, or the page's), its enabled endpoints that take this type, one row
- * each; a redelivered event finds its rows and adds none. Returns the rows written.
+ * One statement: the company (given, or the page's), its endpoints that take this type, one row each; a
+ * redelivered event finds its rows and adds none. A disabled endpoint's rows wait (disabling pauses; enabling
+ * again delivers them in order) until WEBHOOK_DELIVERY_RETENTION. Returns the rows written.
  */
 export async function recordDeliveries(
   db: Db,
@@ -106,7 +107,6 @@ export async function recordDeliveries(
     WHERE e.company_id = COALESCE(
             ${event.companyId ?? null}::text,
             (SELECT company_id FROM page_connections WHERE page_id = ${event.pageId ?? null}::text))
-      AND e.enabled
       AND (cardinality(e.events) = 0 OR ${event.type} = ANY(e.events))
     ON CONFLICT (endpoint_id, event_id) DO NOTHING
     RETURNING id`;

@@ -88,8 +88,10 @@ export function createDispatcherMetrics(registry: Registry, endpointSeriesLimit 
     /** Backlog gauges from the database (the same on every replica: alerts take the max). */
     async refreshBacklog(db: Db) {
       const rows = await db.$queryRaw<Array<{ endpoint_id: string; pending: bigint; oldest: Date }>>`
-        SELECT endpoint_id::text AS endpoint_id, count(*) AS pending, min(created_at) AS oldest
-        FROM webhook_deliveries WHERE status = 'pending' GROUP BY endpoint_id`;
+        SELECT d.endpoint_id::text AS endpoint_id, count(*) AS pending, min(d.created_at) AS oldest
+        FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+        WHERE d.status = 'pending' AND e.enabled -- a disabled endpoint's rows are paused, not a backlog
+        GROUP BY d.endpoint_id`;
       const states = await db.$queryRaw<Array<{ state: string; n: bigint }>>`
         SELECT CASE WHEN NOT enabled THEN 'disabled' WHEN failing_since IS NOT NULL THEN 'failing'
                     ELSE 'enabled' END AS state, count(*) AS n

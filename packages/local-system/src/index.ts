@@ -19,6 +19,7 @@ export {
   startServiceProcess,
 } from "./service-process";
 export {
+  ALL_SERVICES,
   type CliResult,
   deleteNamespaceStreams,
   type LocalSystem,

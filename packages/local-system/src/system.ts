@@ -11,9 +11,14 @@ import { freePort, uniqueId } from "./ids";
 import { deleteRedisKeys } from "./redis-keys";
 import { repoRoot, type ServiceProcess, startServiceProcess } from "./service-process";
 
-/** Switchboard's services; the fake Meta (`packages/fake-meta`) always runs beside them as the Graph API. */
+/**
+ * The message pipeline, started by default (what `pnpm bench` measures); the fake Meta
+ * (`packages/fake-meta`) always runs beside them as the Graph API.
+ */
 export const SERVICES = ["ingress", "page-router", "message-service", "subscription-service"] as const;
-export type ServiceName = (typeof SERVICES)[number];
+/** Every service of a deployment: the pipeline and the webhook-dispatcher (outbound webhooks). */
+export const ALL_SERVICES = [...SERVICES, "webhook-dispatcher"] as const;
+export type ServiceName = (typeof ALL_SERVICES)[number];
 export type SystemApp = ServiceName | "fake-meta";
 
 /** The Postgres (a database to connect to for CREATE DATABASE), Redis and NATS the system runs on. */
@@ -32,7 +37,7 @@ export interface LocalSystemOptions<Db extends { $disconnect(): Promise<unknown>
    * @switchboard/db's own tests use @switchboard/testing, which builds on this package.
    */
   connectDb: (databaseUrl: string) => Db;
-  /** The services to start (all four by default). */
+  /** The services to start (the pipeline, SERVICES, by default; ALL_SERVICES adds the webhook-dispatcher). */
   apps?: readonly ServiceName[];
   /** Added to (or replacing) the shared environment: a service's own settings, a log level. */
   env?: Record<string, string>;
@@ -199,6 +204,8 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
     ...(urls.ingress ? { INGRESS_URL: `${urls.ingress}/webhooks/facebook` } : {}),
     // Reconciliation is tested on its own; a run should see only the subscriptions its steps cause.
     RECONCILE_INTERVAL: "1h",
+    // A run's webhook receivers listen on 127.0.0.1 over http (never in production).
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: "true",
     ...options.env,
   };
   const fakeMetaControlToken = randomBytes(24).toString("base64url");

@@ -289,7 +289,8 @@ export async function retryDelivery(
   if (!/^[0-9a-f-]{36}$/i.test(deliveryId)) return null;
   const result = await db.webhookDelivery.updateMany({
     where: { id: deliveryId, endpointId },
-    data: { status: "pending", nextAttemptAt: new Date(), deliveredAt: null },
+    // The retry schedule starts over (the attempt log keeps every earlier attempt).
+    data: { status: "pending", nextAttemptAt: new Date(), deliveredAt: null, attempts: 0 },
   });
   if (result.count === 0) return null;
   const delivery = await db.webhookDelivery.findUniqueOrThrow({
@@ -306,7 +307,8 @@ export async function retryDelivery(
 export async function replayDeliveries(db: Db, endpointId: string, since: Date): Promise<number> {
   const result = await db.webhookDelivery.updateMany({
     where: { endpointId, createdAt: { gte: since } },
-    data: { status: "pending", nextAttemptAt: new Date(), deliveredAt: null },
+    // The retry schedule starts over (the attempt log keeps every earlier attempt).
+    data: { status: "pending", nextAttemptAt: new Date(), deliveredAt: null, attempts: 0 },
   });
   return result.count;
 }

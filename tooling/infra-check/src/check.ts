@@ -63,6 +63,40 @@ export function checkNoTestDoubles(objects: K8sObject[]): Finding[] {
   return findings;
 }
 
+/** Lets the webhook-dispatcher (and the message-service's registration check) accept http and private targets. */
+export const PRIVATE_TARGETS_SETTING = "WEBHOOK_ALLOW_PRIVATE_TARGETS";
+
+/**
+ * No object of a non-local overlay turns on WEBHOOK_ALLOW_PRIVATE_TARGETS: in a ConfigMap or a container's
+ * env, any value but "false"/"0" (a value from a Secret included) would let a tenant's webhook reach
+ * the cluster's own network.
+ */
+export function checkNoPrivateTargets(objects: K8sObject[]): Finding[] {
+  const findings: Finding[] = [];
+  const off = (value: unknown) => value === "false" || value === "0";
+  const fail = (object: K8sObject, where: string) =>
+    findings.push({
+      rule: "private-targets",
+      object: objectName(object),
+      message: `${where} sets ${PRIVATE_TARGETS_SETTING}: only overlays/${LOCAL_OVERLAY} may allow private webhook targets`,
+    });
+  for (const object of objects) {
+    const data = (object as { data?: Record<string, unknown> }).data;
+    if (object.kind === "ConfigMap" && data && PRIVATE_TARGETS_SETTING in data) {
+      if (!off(data[PRIVATE_TARGETS_SETTING])) fail(object, "its data");
+    }
+    JSON.stringify(object.spec ?? {}, (key, value) => {
+      if (key === "env" && Array.isArray(value)) {
+        for (const entry of value as Array<{ name?: string; value?: unknown }>) {
+          if (entry?.name === PRIVATE_TARGETS_SETTING && !off(entry.value)) fail(object, "a container env");
+        }
+      }
+      return value;
+    });
+  }
+  return findings;
+}
+
 /** Everything `pnpm infra:check` checks, for the repository at `root`. */
 export async function checkRepository(root: string): Promise<Report> {
   const report: Report = { checked: [], findings: [] };
@@ -83,7 +117,7 @@ export async function checkRepository(root: string): Promise<Report> {
     const local = overlay.name === LOCAL_OVERLAY;
     report.findings.push(...(await checkObjects(objects)));
     report.findings.push(...checkImagesAreBuilt(objects, local ? [...apps, ...localImages] : apps));
-    if (!local) report.findings.push(...checkNoTestDoubles(objects));
+    if (!local) report.findings.push(...checkNoTestDoubles(objects), ...checkNoPrivateTargets(objects));
     report.checked.push(`infra/k8s/overlays/${overlay.name} (${objects.length} objects)`);
   }
   // Third-party images for laptops only: valid objects, but not held to Switchboard's own policies.

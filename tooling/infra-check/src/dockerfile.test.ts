@@ -16,8 +16,15 @@ describe("the image recipe", () => {
     expect(checkDockerfile(dockerfile)).toEqual([]);
   });
 
-  it("builds the four services and the console for a release, each an app with a build script", () => {
-    expect(apps).toEqual(["ingress", "page-router", "message-service", "subscription-service", "console"]);
+  it("builds the four services, the webhook-dispatcher and the console for a release, each an app with a build script", () => {
+    expect(apps).toEqual([
+      "ingress",
+      "page-router",
+      "message-service",
+      "subscription-service",
+      "webhook-dispatcher",
+      "console",
+    ]);
     expect(checkApps(apps, root)).toEqual([]);
     expect(checkReleaseImageSet(apps)).toEqual([]);
   });

@@ -2,12 +2,19 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { checkNoTestDoubles, checkRepository } from "./check";
+import { checkNoPrivateTargets, checkNoTestDoubles, checkRepository } from "./check";
 import { type K8sObject, renderKustomization } from "./manifests";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const render = (overlay: string) => renderKustomization(join(root, "infra/k8s/overlays", overlay));
-const services = ["ingress", "page-router", "message-service", "subscription-service", "console"];
+const services = [
+  "ingress",
+  "page-router",
+  "message-service",
+  "subscription-service",
+  "webhook-dispatcher",
+  "console",
+];
 
 const find = (objects: K8sObject[], kind: string, name: string) =>
   objects.find((o) => o.kind === kind && o.metadata.name === name) as any;
@@ -81,6 +88,47 @@ describe.each(["local", "production"])("the %s overlay", (overlay) => {
     ]);
   });
 
+  it("lets the webhook-dispatcher out to NATS, Postgres and https on public addresses only, and in only from Prometheus", () => {
+    const policy = find(objects, "NetworkPolicy", "webhook-dispatcher");
+    expect(policy.spec.podSelector).toEqual({
+      matchLabels: { "app.kubernetes.io/name": "webhook-dispatcher" },
+    });
+    expect(policy.spec.policyTypes).toEqual(["Ingress", "Egress"]);
+    expect(policy.spec.ingress).toEqual([
+      {
+        from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }],
+        ports: [{ protocol: "TCP", port: 3005 }],
+      },
+    ]);
+    const egress = policy.spec.egress as any[];
+    expect(egress).toContainEqual({ ports: [{ protocol: "TCP", port: 4222 }] });
+    expect(egress).toContainEqual({ ports: [{ protocol: "TCP", port: 5432 }] });
+    // Every rule that opens 443 is the public-only ipBlock; no rule opens every port or every address.
+    const https = egress.filter((rule) => rule.ports?.some((p: any) => p.port === 443));
+    expect(https).toHaveLength(1);
+    expect(https[0].ports).toEqual([{ protocol: "TCP", port: 443 }]);
+    expect(https[0].to).toHaveLength(1);
+    expect(https[0].to[0].ipBlock.cidr).toBe("0.0.0.0/0");
+    expect(https[0].to[0].ipBlock.except).toEqual(
+      expect.arrayContaining([
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+      ]),
+    );
+    for (const rule of egress) expect(rule.ports, JSON.stringify(rule)).toBeDefined();
+  });
+
+  it("gives the webhook-dispatcher only the Secret keys it uses", () => {
+    const container = find(objects, "Deployment", "webhook-dispatcher").spec.template.spec.containers[0];
+    const keys = container.env.map((e: any) => e.valueFrom?.secretKeyRef?.key).filter(Boolean);
+    expect(keys.sort()).toEqual(["DATABASE_URL", "TOKEN_ENCRYPTION_KEYS"]);
+    expect(container.ports).toEqual([{ name: "http", containerPort: 3005, protocol: "TCP" }]);
+    expect(find(objects, "ConfigMap", "webhook-dispatcher").data.PORT).toBe("3005");
+  });
+
   it("gives the console its OPERATOR_TOKEN from the Secret", () => {
     const env = find(objects, "Deployment", "console").spec.template.spec.containers[0].env;
     expect(env.find((e: any) => e.name === "OPERATOR_TOKEN").valueFrom.secretKeyRef).toEqual({
@@ -145,6 +193,39 @@ describe("the fake Meta (a test double)", () => {
     const leaked = [...production, find(local, "Deployment", "fake-meta")];
     expect(checkNoTestDoubles(leaked)).toEqual([
       expect.objectContaining({ rule: "test-double", object: "Deployment/fake-meta" }),
+    ]);
+  });
+});
+
+describe("private webhook targets (WEBHOOK_ALLOW_PRIVATE_TARGETS)", () => {
+  const local = render("local");
+  const production = render("production");
+
+  it("are allowed in the local overlay only, for the message-service and the webhook-dispatcher", () => {
+    expect(find(local, "ConfigMap", "switchboard-shared").data.WEBHOOK_ALLOW_PRIVATE_TARGETS).toBe("true");
+    expect(checkNoPrivateTargets(local)).toEqual([
+      expect.objectContaining({ rule: "private-targets", object: "ConfigMap/switchboard-shared" }),
+    ]);
+    expect(JSON.stringify(production)).not.toContain("WEBHOOK_ALLOW_PRIVATE_TARGETS");
+    expect(checkNoPrivateTargets(production)).toEqual([]);
+    // The laptop's receivers are reachable only from the local overlay.
+    expect(find(local, "NetworkPolicy", "webhook-dispatcher-to-local-receivers")).toBeDefined();
+    expect(find(production, "NetworkPolicy", "webhook-dispatcher-to-local-receivers")).toBeUndefined();
+  });
+
+  it("fail a production overlay that turns them on, in a ConfigMap or a container's env", () => {
+    const config = structuredClone(find(production, "ConfigMap", "webhook-dispatcher"));
+    config.data.WEBHOOK_ALLOW_PRIVATE_TARGETS = "true";
+    const deployment = structuredClone(find(production, "Deployment", "message-service"));
+    deployment.spec.template.spec.containers[0].env.push({
+      name: "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+      value: "1",
+    });
+    const harmless = structuredClone(find(production, "ConfigMap", "message-service"));
+    harmless.data.WEBHOOK_ALLOW_PRIVATE_TARGETS = "false";
+    expect(checkNoPrivateTargets([config, deployment, harmless])).toEqual([
+      expect.objectContaining({ rule: "private-targets", object: "ConfigMap/webhook-dispatcher" }),
+      expect.objectContaining({ rule: "private-targets", object: "Deployment/message-service" }),
     ]);
   });
 });

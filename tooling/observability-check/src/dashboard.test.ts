@@ -60,7 +60,7 @@ describe("Grafana dashboard", () => {
     for (const name of used) expect(recorded, name).toContain(name);
   });
 
-  it("covers reception per page, latency, locks, subscription health and the DLQ", () => {
+  it("covers reception per page, latency, locks, subscription health, the DLQ and outbound webhooks", () => {
     const all = expressions.join("\n");
     for (const metric of [
       "switchboard_webhook_entries_received_total",
@@ -68,6 +68,10 @@ describe("Grafana dashboard", () => {
       "switchboard_lock_wait_seconds_bucket",
       "switchboard_page_subscription_status",
       "switchboard_jetstream_dead_letters_waiting",
+      "switchboard_webhook_oldest_pending_seconds",
+      "switchboard_webhook_pending_deliveries",
+      "switchboard_webhook_attempts_total",
+      "switchboard_webhook_endpoints",
     ]) {
       expect(all).toContain(metric);
     }

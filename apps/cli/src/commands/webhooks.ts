@@ -95,7 +95,9 @@ export function registerWebhookCommands(program: Command, context: CliContext) {
 
   webhooks
     .command("disable")
-    .description("stop deliveries to an endpoint (they wait; PATCH enabled=true resumes them)")
+    .description(
+      "pause an endpoint: its deliveries wait (up to WEBHOOK_DELIVERY_RETENTION) until PATCH enabled=true",
+    )
     .requiredOption("--id <id>", "the endpoint's id (from webhooks list)")
     .option("--reason <text>", "shown to the company", "disabled by an operator")
     .action(async (options: { id: string; reason: string }) => {
