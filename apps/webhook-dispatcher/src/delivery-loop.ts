@@ -53,6 +53,9 @@ interface ClaimedDelivery {
   created_at: Date;
 }
 
+/** Beyond the attempt's timeout, time to write its outcome before the lease runs out. */
+const LEASE_MARGIN_MS = 10_000;
+
 /** Longest an error or a response excerpt stored with an attempt. */
 const MAX_ERROR_CHARS = 300;
 
@@ -63,7 +66,7 @@ export function startDeliveryLoop(options: DeliveryLoopOptions) {
   let wake: (() => void) | undefined;
   let pokedWhileClaiming = false;
   // Covers the attempt and the write of its outcome: a lease that runs out means the replica is gone.
-  const leaseMs = options.timeoutMs + 30_000;
+  const leaseMs = options.timeoutMs + LEASE_MARGIN_MS;
 
   const claim = async (limit: number): Promise<ClaimedDelivery[]> => {
     const floors = await options.floors();

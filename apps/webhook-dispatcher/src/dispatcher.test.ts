@@ -266,7 +266,7 @@ describe("webhook-dispatcher", () => {
     r.answerWith(() => (hang ? new Promise<number>(() => undefined) : 200));
     await createEndpoint({ db, cipher, policy }, "company-a", { url: r.url });
     // Replica one claims the delivery and hangs on the receiver; it is stopped from outside (as a crash
-    // would) only after a second replica is running. Its lease (timeout + 30 s) is cut short in SQL.
+    // would) only after a second replica is running. Its lease (timeout + 10 s) is cut short in SQL.
     const one = await start({ timeoutMs: 60_000 });
     await publish(messageCreated(PAGE_A, "9100000000000006", 1));
     await eventually(() => expect(r.received).toHaveLength(1));

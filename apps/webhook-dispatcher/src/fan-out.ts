@@ -124,6 +124,8 @@ export interface FanOutDeps {
   concurrency: number;
 }
 
+const FAN_OUT_ACK_WAIT_MS = 5_000;
+
 /** The two fan-out consumers (domain stream, pages stream). */
 export async function startFanOut(deps: FanOutDeps): Promise<RunningConsumer[]> {
   const { bus, db, log, metrics } = deps;
@@ -146,6 +148,9 @@ export async function startFanOut(deps: FanOutDeps): Promise<RunningConsumer[]> 
     concurrency: deps.concurrency,
     probeDependencies: deps.probeDependencies,
     onPauseChange: (paused: boolean) => metrics.paused.set(paused ? 1 : 0),
+    // Deliveries wait for the ack floor: what a killed replica held must come back soon, not after 30 s
+    // (a handler is one INSERT; a slow one is kept alive by the consumer's heartbeat).
+    ackWaitMs: FAN_OUT_ACK_WAIT_MS,
   };
   return Promise.all([
     runConsumer({
@@ -183,11 +188,18 @@ export function fanOutFloors(bus: Bus, maxAgeMs = 100) {
       floorOf(streams.domain.name, consumers.webhookDispatcher),
       floorOf(streams.pages.name, consumers.webhookDispatcherPages),
     ])
-      .then(([domain, pages]) => {
-        const floors = { domain, pages };
-        cached = { at: Date.now(), floors };
-        return floors;
-      })
+      .then(
+        ([domain, pages]) => {
+          const floors = { domain, pages };
+          cached = { at: Date.now(), floors };
+          return floors;
+        },
+        (error: unknown) => {
+          // A floor only grows: the last one read is still safe while JetStream elects a consumer leader.
+          if (cached) return cached.floors;
+          throw error;
+        },
+      )
       .finally(() => {
         pending = undefined;
       });
