@@ -59,6 +59,20 @@ const LEASE_MARGIN_MS = 10_000;
 /** Longest an error or a response excerpt stored with an attempt. */
 const MAX_ERROR_CHARS = 300;
 
+/** The attempt log's row for one attempt (what `GET …/deliveries` shows). */
+const attemptRow = (
+  delivery: ClaimedDelivery,
+  outcome: DeliveryOutcome,
+  at: Date,
+  result: { error: string | null; nextAttemptAt?: Date | null },
+) => ({
+  deliveryId: delivery.id,
+  attemptedAt: at,
+  statusCode: outcome.statusCode,
+  durationMs: Math.round(outcome.durationMs),
+  ...result,
+});
+
 export function startDeliveryLoop(options: DeliveryLoopOptions) {
   const { db, log, metrics } = options;
   const inFlight = new Set<Promise<void>>();
@@ -106,15 +120,7 @@ export function startDeliveryLoop(options: DeliveryLoopOptions) {
 
   const recordSuccess = async (delivery: ClaimedDelivery, outcome: DeliveryOutcome, at: Date) => {
     await db.$transaction([
-      db.webhookAttempt.create({
-        data: {
-          deliveryId: delivery.id,
-          attemptedAt: at,
-          statusCode: outcome.statusCode,
-          durationMs: Math.round(outcome.durationMs),
-          error: null,
-        },
-      }),
+      db.webhookAttempt.create({ data: attemptRow(delivery, outcome, at, { error: null }) }),
       db.webhookDelivery.update({
         where: { id: delivery.id },
         data: {
@@ -143,16 +149,7 @@ export function startDeliveryLoop(options: DeliveryLoopOptions) {
     const nextAttemptAt = delay === undefined ? null : new Date(Date.now() + delay);
     const error = (outcome.error ?? "failed").slice(0, MAX_ERROR_CHARS);
     const [, , endpointRows] = await db.$transaction([
-      db.webhookAttempt.create({
-        data: {
-          deliveryId: delivery.id,
-          attemptedAt: at,
-          statusCode: outcome.statusCode,
-          durationMs: Math.round(outcome.durationMs),
-          error,
-          nextAttemptAt,
-        },
-      }),
+      db.webhookAttempt.create({ data: attemptRow(delivery, outcome, at, { error, nextAttemptAt }) }),
       db.webhookDelivery.update({
         where: { id: delivery.id },
         data: {

@@ -1,7 +1,7 @@
-import dns, { type LookupAddress } from "node:dns";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { resolveEveryNameTo } from "./dns-double";
 import { postDelivery } from "./http-delivery";
 
 const allowPrivate = { allowPrivateTargets: true };
@@ -50,16 +50,6 @@ afterEach(async () => {
     ),
   );
 });
-
-/** Makes dns.lookup answer `addresses` for any name, as if that were the name's DNS records. */
-const resolveEveryNameTo = (addresses: LookupAddress[]) =>
-  vi
-    .spyOn(dns, "lookup")
-    .mockImplementation(((
-      _host: string,
-      _options: unknown,
-      callback: (error: null, addresses: LookupAddress[]) => void,
-    ) => callback(null, addresses)) as never);
 
 const delivery = (url: string, overrides: Partial<Parameters<typeof postDelivery>[0]> = {}) =>
   postDelivery({

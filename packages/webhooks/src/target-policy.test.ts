@@ -1,5 +1,6 @@
-import dns, { type LookupAddress } from "node:dns";
+import type { LookupAddress } from "node:dns";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { resolveEveryNameTo } from "./dns-double";
 import { checkTargetUrl, guardedLookup, isPublicAddress, TargetRefusedError } from "./target-policy";
 
 const strict = { allowPrivateTargets: false };
@@ -129,16 +130,6 @@ const lookupOne = (lookup: Lookup, hostname: string) =>
       error ? reject(error) : resolve({ address: address as string, family }),
     );
   });
-
-/** Makes dns.lookup answer `addresses` for any name, as if that were the name's DNS records. */
-const resolveEveryNameTo = (addresses: LookupAddress[]) =>
-  vi
-    .spyOn(dns, "lookup")
-    .mockImplementation(((
-      _host: string,
-      _options: unknown,
-      callback: (error: null, addresses: LookupAddress[]) => void,
-    ) => callback(null, addresses)) as never);
 
 describe("guardedLookup", () => {
   afterEach(() => {
