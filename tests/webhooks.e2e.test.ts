@@ -69,13 +69,11 @@ describe("outbound webhooks: the product hears every change of its pages, signed
       true,
     );
     apiKey = (await system.cli(["api-keys", "create", "--company", "acme"])).stdout.trim();
-    const otherKey = (await system.cli(["api-keys", "create", "--company", "globex"])).stdout.trim();
-    const other = await api(
-      "/v1/webhook-endpoints",
-      { method: "POST", body: JSON.stringify({ url: otherReceiver.url }) },
-      otherKey,
-    );
-    otherReceiver.useSecret(((await other.json()) as { secret: string }).secret);
+    // The other company's endpoint comes from the operator CLI: its secret is printed once, on stdout.
+    const other = await system.cli(["webhooks", "create", "--company", "globex", "--url", otherReceiver.url]);
+    expect(other.code, other.stderr).toBe(0);
+    expect(other.stderr).toMatch(/created webhook endpoint .* for globex; its secret is shown only now/);
+    otherReceiver.useSecret(other.stdout.trim());
   });
 
   afterAll(async () => {
