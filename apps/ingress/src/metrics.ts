@@ -13,8 +13,14 @@ export function createIngressMetrics(registry: Registry, pageLabel = createPageS
   return boundPageLabels(pageLabel, {
     webhooks: new Counter({
       name: "switchboard_webhooks_received_total",
-      help: "Webhook POSTs received, by outcome (accepted, bad_signature, malformed, too_large, invalid_schema, broker_unavailable)",
+      help: "Webhook POSTs received, by outcome (accepted, bad_signature, malformed, too_large, invalid_schema, app_object, broker_unavailable)",
       labelNames: ["outcome"],
+      registers: [registry],
+    }),
+    appObjects: new Counter({
+      name: "switchboard_webhook_app_objects_total",
+      help: "Signed bodies of an app-level object (user, permissions, application, other): answered 200, never published",
+      labelNames: ["object"],
       registers: [registry],
     }),
     entries: new Counter({

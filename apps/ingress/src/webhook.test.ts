@@ -99,6 +99,70 @@ describe("ingress webhook", () => {
     expect(Number(first!.headers[Headers.receivedAt])).toBeGreaterThan(0);
   });
 
+  it("says which object and platform each entry came from (Sb-Object, Sb-Platform), for Pages and Instagram", async () => {
+    const page = buildWebhookBody([
+      { pageId: "2101", messaging: [buildTextMessageItem({ pageId: "2101", psid: "u21", mid: "m_p" })] },
+    ]);
+    const instagram = {
+      object: "instagram",
+      entry: [
+        {
+          id: "17841400000000101",
+          time: 1569262486134,
+          messaging: [
+            {
+              sender: { id: "1234567890123456" },
+              recipient: { id: "17841400000000101" },
+              timestamp: 1569262485349,
+              message: { mid: "aWdfZAG1faW1", text: "hi from Instagram" },
+            },
+          ],
+        },
+      ],
+    };
+    await signedPost(app, JSON.stringify(page)).expect(200);
+    const res = await signedPost(app, JSON.stringify(instagram)).expect(200);
+    expect(res.body).toMatchObject({ status: "stored", entries: 1 });
+    const [fromPage] = await stored(bus.topology.subjects.webhookEntry("2101"));
+    const [fromInstagram] = await stored(bus.topology.subjects.webhookEntry("17841400000000101"));
+    expect(fromPage!.headers[Headers.object]).toBe("page");
+    expect(fromPage!.headers[Headers.platform]).toBe("messenger");
+    expect(fromInstagram!.headers[Headers.object]).toBe("instagram");
+    expect(fromInstagram!.headers[Headers.platform]).toBe("instagram");
+    expect(JSON.parse(decode(fromInstagram!.data))).toEqual(instagram.entry[0]);
+  });
+
+  it("answers app-level objects (user, permissions, application, any other) 200 as ignored: counted, nothing published", async () => {
+    const before = (await stored()).length;
+    const bodies = [
+      { object: "user", entry: [{ id: "3001", time: 1, changes: [{ field: "email", value: "x" }] }] },
+      { object: "permissions", entry: [{ id: "3002", time: 1, changes: [{ field: "pages_messaging" }] }] },
+      { object: "application", entry: [{ id: "3003", time: 1, changes: [{ field: "plugin_comment" }] }] },
+      { object: "something_new", entry: [{ id: "3004", time: 1, changes: [] }] },
+    ];
+    for (const body of bodies) {
+      const res = await signedPost(app, JSON.stringify(body)).expect(200);
+      expect(res.body).toMatchObject({ status: "ignored", object: body.object });
+    }
+    expect(await stored()).toHaveLength(before);
+    const unrouted = await listStored(
+      bus.js,
+      bus.jsm,
+      bus.topology.streams.unrouted.name,
+      bus.topology.subjects.unroutedAll,
+    );
+    expect(unrouted.filter((m) => /300[1-4]/.test(decode(m.data)))).toEqual([]);
+    const metrics = (await request(app).get("/metrics").expect(200)).text;
+    for (const object of ["user", "permissions", "application", "other"]) {
+      expect(metrics).toMatch(
+        new RegExp(`switchboard_webhook_app_objects_total\\{object="${object}",service="ingress"\\} 1`),
+      );
+    }
+    expect(metrics).toMatch(
+      /switchboard_webhooks_received_total\{outcome="app_object",service="ingress"\} 4/,
+    );
+  });
+
   it("deduplicates Meta's retry of the same delivery", async () => {
     const raw = JSON.stringify(
       buildWebhookBody([

@@ -1,9 +1,11 @@
 import { createHmac, hash, randomUUID, timingSafeEqual } from "node:crypto";
 import type { Bus } from "@switchboard/bus";
 import {
+  appObjectLabel,
   describeIssues,
   ENTRY_WITHOUT_PAGE,
   Headers,
+  platformOfObject,
   quoteLongIds,
   unroutedHeaders,
   WebhookEntryAddress,
@@ -280,6 +282,20 @@ export function mountWebhookRoutes(router: Express, options: WebhookOptions): vo
         res.status(200).json({ status: "kept", traceId });
         return;
       }
+      const object = envelope.data.object;
+      const platform = platformOfObject(object);
+      if (!platform) {
+        // A user, permissions or application change names no conversation: answered, counted, not kept.
+        const label = appObjectLabel(object);
+        metrics.appObjects.inc({ object: label });
+        metrics.webhooks.inc({ outcome: "app_object" });
+        log.info(
+          { traceId, object: label, entries: envelope.data.entry.length },
+          "app-level webhook object ignored",
+        );
+        res.status(200).json({ status: "ignored", object: object.slice(0, 64), traceId });
+        return;
+      }
       // Each entry is checked on its own: one that names no page is kept alone, the others are routed.
       const entries = (parsed as { entry: unknown[] }).entry.map((entry, index) => {
         const data = Buffer.from(JSON.stringify(entry));
@@ -287,7 +303,12 @@ export function mountWebhookRoutes(router: Express, options: WebhookOptions): vo
         if (address.success) return { pageId: address.data.id, data, reason: undefined };
         return { pageId: undefined, data, reason: describeIssues(address.error.issues, ["entry", index]) };
       });
-      const headers = { [Headers.traceId]: traceId, [Headers.receivedAt]: receivedAt };
+      const headers = {
+        [Headers.traceId]: traceId,
+        [Headers.receivedAt]: receivedAt,
+        [Headers.object]: object,
+        [Headers.platform]: platform,
+      };
       const acks = await together(() =>
         Promise.all(
           entries.map(({ pageId, data, reason }) =>

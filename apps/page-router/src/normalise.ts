@@ -103,7 +103,8 @@ export function normaliseItem(raw: unknown, entryTime: number, context: EntryCon
     };
   }
   if (item.read) {
-    return { ...common("read"), kind: "read", watermark: item.read.watermark };
+    // Instagram's seen names the message instead: everything sent before the moment it was seen is read.
+    return { ...common("read"), kind: "read", watermark: item.read.watermark ?? timestamp };
   }
   if (item.optin) {
     return { ...common("optin"), kind: "optin", optin: item.optin };

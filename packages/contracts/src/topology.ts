@@ -125,6 +125,10 @@ export const Headers = {
   eventType: "Sb-Event-Type",
   /** Name of the object (in the large-entries bucket) that holds an entry too large for one message. */
   entryRef: "Sb-Entry-Ref",
+  /** The webhook body's `object` an entry came in (`page`, `instagram`). */
+  object: "Sb-Object",
+  /** The platform that object means (`messenger`, `instagram`): see `platformOfObject`. */
+  platform: "Sb-Platform",
 } as const;
 
 /**

@@ -1,6 +1,13 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { MessagingItem, quoteLongIds, WebhookBody, WebhookEntry } from "./index";
+import {
+  appObjectLabel,
+  MessagingItem,
+  platformOfObject,
+  quoteLongIds,
+  WebhookBody,
+  WebhookEntry,
+} from "./index";
 
 const fixtures = JSON.parse(
   readFileSync(new URL("../fixtures/peer-webhooks.json", import.meta.url), "utf8"),
@@ -35,5 +42,84 @@ describe("webhook schemas", () => {
     expect(parsed.app_id).toBe("9007199254740993");
     expect(parsed.text).toBe('"id":12345678901234567');
     expect(WebhookEntry.parse({ id: parsed.id }).id).toBe("1234567890123456789");
+  });
+});
+
+describe("platforms and app-level objects", () => {
+  it("maps Meta's object to the platform its entries are conversations of", () => {
+    expect(platformOfObject("page")).toBe("messenger");
+    expect(platformOfObject("instagram")).toBe("instagram");
+    for (const object of ["user", "permissions", "application", "whatsapp_business_account", "Page", ""]) {
+      expect(platformOfObject(object)).toBeUndefined();
+    }
+  });
+
+  it("labels app-level objects with a bounded set of names", () => {
+    expect(["user", "permissions", "application"].map(appObjectLabel)).toEqual([
+      "user",
+      "permissions",
+      "application",
+    ]);
+    expect(appObjectLabel("x".repeat(500))).toBe("other");
+  });
+});
+
+interface RecordedCase {
+  name: string;
+  source: string;
+  platform: "messenger" | "instagram";
+  messaging_event?: unknown;
+  body?: { entry: Array<{ messaging: unknown[] }> };
+  /** JSON text, for what JSON.parse alone would change (long ids). */
+  raw?: string;
+}
+const recorded = (file: string) =>
+  JSON.parse(readFileSync(new URL(`../fixtures/${file}`, import.meta.url), "utf8")) as RecordedCase[];
+const itemsOf = (c: RecordedCase): unknown[] =>
+  c.raw !== undefined
+    ? [JSON.parse(quoteLongIds(c.raw))]
+    : c.body
+      ? c.body.entry.flatMap((e) => e.messaging)
+      : [c.messaging_event];
+
+describe("Instagram and current Messenger events, as Meta and other projects recorded them", () => {
+  const cases = [...recorded("instagram-webhooks.json"), ...recorded("messenger-events.json")];
+
+  it.each(cases.map((c) => [c.name, c] as const))("accepts %s (with its source)", (_name, c) => {
+    expect(c.source.length).toBeGreaterThan(10);
+    for (const item of itemsOf(c)) {
+      const parsed = MessagingItem.safeParse(item);
+      expect(parsed.success, JSON.stringify(parsed.error?.issues)).toBe(true);
+    }
+    if (c.body) expect(WebhookBody.safeParse(c.body).success).toBe(true);
+  });
+
+  const item = (name: string) => {
+    const c = cases.find((x) => x.name === name)!;
+    return MessagingItem.parse(itemsOf(c)[0]);
+  };
+
+  it("keeps an app id longer than a double exact", () => {
+    expect(item("pass-thread-control-idle-previous").pass_thread_control).toMatchObject({
+      new_owner_app_id: "263902037430900123",
+      previous_owner_app_id: null,
+    });
+    expect(item("take-thread-control").take_thread_control?.new_owner_app_id).toBe("263902037430900");
+  });
+
+  it("reads an edit's num_edit as a number, a story reply, an unsend, a seen by mid and a url-null template echo", () => {
+    expect(item("message-edit").message_edit).toMatchObject({ mid: "m_edited", num_edit: 2 });
+    expect(item("ig-story-reply").message?.reply_to?.story?.url).toBe(
+      "https://chatwoot-assets.local/sample.png",
+    );
+    expect(item("ig-unsend").message?.is_deleted).toBe(true);
+    expect(item("ig-seen").read).toEqual({ mid: "message-id-1" });
+    expect(item("echo-template-url-null").message?.attachments?.[0]?.url).toBeNull();
+    expect(item("echo-template-url-null").message?.app_id).toBe("936557276482485");
+    expect(item("policy-enforcement-unblock-hyphen")["policy-enforcement"]).toEqual({ action: "unblock" });
+  });
+
+  it("refuses a read with neither watermark nor mid", () => {
+    expect(MessagingItem.safeParse({ read: {} }).success).toBe(false);
   });
 });

@@ -31,13 +31,18 @@ export const AttachmentType = z.enum([
   "ig_reel",
   "share",
   "story_mention",
+  // Instagram: a shared post (beside `share` since 2025-11), a disappearing photo or video (no URL).
+  "ig_post",
+  "ephemeral",
+  "post",
 ]);
 
 export const MessageAttachment = z.looseObject({
   type: z.string(),
   title: z.string().optional(),
-  URL: z.string().optional(),
-  url: z.string().optional(),
+  // Templates and fallbacks the Page sent (echoes) carry `"url": null` (airyhq/airy#2116).
+  URL: z.string().nullable().optional(),
+  url: z.string().nullable().optional(),
   // Fallback attachments carry `null` or a string here (see shared fixtures).
   payload: z.union([z.looseObject({}), z.string(), z.null()]).optional(),
 });
@@ -50,8 +55,18 @@ export const MessageBody = z.looseObject({
   metadata: z.string().optional(),
   attachments: z.array(MessageAttachment).optional(),
   quick_reply: z.looseObject({ payload: z.string() }).optional(),
-  reply_to: z.looseObject({ mid: z.string() }).optional(),
+  // A reply to a message (`mid`) or, on Instagram, to a story (`story: { id, url }`).
+  reply_to: z
+    .looseObject({
+      mid: z.string().optional(),
+      story: z.looseObject({ id: MetaId.optional(), url: z.string().optional() }).optional(),
+    })
+    .optional(),
   sticker_id: MetaId.optional(),
+  /** Instagram: the customer unsent this message (`mid` names it). */
+  is_deleted: z.boolean().optional(),
+  /** Instagram: a message kind the API does not deliver (the row is kept, flagged). */
+  is_unsupported: z.boolean().optional(),
 });
 
 export const PostbackBody = z.looseObject({
@@ -66,7 +81,41 @@ export const DeliveryBody = z.looseObject({
   watermark: MetaTimestamp,
 });
 
-export const ReadBody = z.looseObject({ watermark: MetaTimestamp });
+/** Messenger says up to when (`watermark`); Instagram's `messaging_seen` names the message (`mid`). */
+export const ReadBody = z
+  .looseObject({ watermark: MetaTimestamp.optional(), mid: z.string().optional() })
+  .refine(
+    (read) => read.watermark !== undefined || read.mid !== undefined,
+    "read needs a watermark or a mid",
+  );
+
+/** `message_edits`: the customer edited a message (up to 5 times); `num_edit` counts them. */
+export const MessageEditBody = z.looseObject({
+  mid: z.string(),
+  text: z.string().optional(),
+  // Documented as an integer, shown as a string in Meta's example.
+  num_edit: z.coerce.number().int().nonnegative(),
+});
+
+/** Conversation routing (formerly the Handover Protocol); `previous_owner_app_id` is null when idle. */
+const AppId = MetaId.nullable().optional();
+export const ThreadControlBody = z.looseObject({
+  new_owner_app_id: AppId,
+  previous_owner_app_id: AppId,
+  requested_owner_app_id: AppId,
+  metadata: z.string().optional(),
+});
+
+/** `messaging_policy_enforcement`: Meta blocked, unblocked or warned the Page (no sender). */
+export const PolicyEnforcementBody = z.looseObject({
+  action: z.enum(["block", "unblock", "warning"]),
+  reason: z.string().optional(),
+});
+
+export const AccountLinkingBody = z.looseObject({
+  status: z.enum(["linked", "unlinked"]),
+  authorization_code: z.string().optional(),
+});
 
 export const ReactionBody = z.looseObject({
   mid: z.string().optional(),
@@ -87,6 +136,15 @@ export const MessagingItem = z.looseObject({
   reaction: ReactionBody.optional(),
   referral: z.looseObject({}).optional(),
   optin: z.looseObject({}).optional(),
+  message_edit: MessageEditBody.optional(),
+  pass_thread_control: ThreadControlBody.optional(),
+  take_thread_control: ThreadControlBody.optional(),
+  request_thread_control: ThreadControlBody.optional(),
+  policy_enforcement: PolicyEnforcementBody.optional(),
+  // Older documentation (and ker0x/messenger's mocks) spell it with a hyphen.
+  "policy-enforcement": PolicyEnforcementBody.optional(),
+  account_linking: AccountLinkingBody.optional(),
+  app_roles: z.record(z.string(), z.array(z.string())).optional(),
 });
 export type MessagingItem = z.infer<typeof MessagingItem>;
 
@@ -106,6 +164,32 @@ export const WebhookEntryAddress = z.looseObject({ id: MetaId });
  * The envelope the ingress checks before it splits a body into entries; each entry is then checked on
  * its own (`WebhookEntryAddress`), so one malformed entry does not hold back the other pages' entries.
  */
+/** Where a conversation happens: a Facebook Page (Messenger) or an Instagram professional account. */
+export const Platform = z.enum(["messenger", "instagram"]);
+export type Platform = z.infer<typeof Platform>;
+
+/**
+ * The platform a webhook body's `object` carries messages for: `page` (Messenger) or `instagram`
+ * (Instagram Direct, through the same Messenger Platform webhooks). Anything else is an app-level object.
+ */
+export function platformOfObject(object: string): Platform | undefined {
+  if (object === "page") return "messenger";
+  if (object === "instagram") return "instagram";
+  return undefined;
+}
+
+/**
+ * App-level objects Meta may send to the same callback (user, permissions and application changes):
+ * they name no conversation, so they are answered, counted by this name (anything else as `other`, so
+ * the metric stays bounded) and never published.
+ */
+export const APP_OBJECTS = ["user", "permissions", "application"] as const;
+export function appObjectLabel(object: string): (typeof APP_OBJECTS)[number] | "other" {
+  return (APP_OBJECTS as readonly string[]).includes(object)
+    ? (object as (typeof APP_OBJECTS)[number])
+    : "other";
+}
+
 export const WebhookEnvelope = z.looseObject({
   object: z.string(),
   entry: z.array(z.unknown()).min(1),
@@ -137,7 +221,8 @@ export function describeIssues(
  * JSON.parse rounds integers above 2^53, and Meta sends such ids unquoted (for example `app_id`).
  * Quoting long integer ids before parsing keeps them exact. The look-behind skips `\"id\":` inside strings.
  */
-const LONG_ID = /(?<!\\)("(?:id|app_id|sticker_id)"\s*:\s*)(-?\d{16,})(?=\s*[,}\]])/g;
+const LONG_ID =
+  /(?<!\\)("(?:id|app_id|sticker_id|new_owner_app_id|previous_owner_app_id|requested_owner_app_id)"\s*:\s*)(-?\d{16,})(?=\s*[,}\]])/g;
 export function quoteLongIds(json: string): string {
   return json.replace(LONG_ID, '$1"$2"');
 }
