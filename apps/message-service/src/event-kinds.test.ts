@@ -11,6 +11,7 @@ import {
   USER_REF_PSID_PREFIX,
 } from "@switchboard/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listMessages } from "./api/queries";
 import { conversationMessages } from "./message-store";
 import { createTestWorld, events, type ServiceInstance, type TestWorld } from "./test-support";
 
@@ -181,6 +182,73 @@ describe("reactions", () => {
     await world.settled();
     expect(await reactionRow()).toMatchObject({ reaction: "love", emoji: "❤", removed: false });
     expect(await world.db.messageReaction.count({ where: { pageId: PAGE, psid: "USER_ID" } })).toBe(1);
+  });
+});
+
+describe("message edits (message_edits)", () => {
+  const page = "100200300400509";
+  const edited = async (mid: string) =>
+    (await world.domainEvents()).filter((e) => e.type === "message.edited" && e.mid === mid);
+
+  it("takes the latest revision's text, counts edits, keeps every revision once, and announces each higher one", async () => {
+    const psid = "7200000000000001";
+    const sentAt = Date.now() - 60_000;
+    await world.publish(events.message(page, psid, "m_edit_1", sentAt, "I'd like 2 pairs"));
+    await world.settled();
+    await world.publish(events.edit(page, psid, "m_edit_1", 1, "I'd like 3 pairs", sentAt + 1000));
+    await world.settled();
+    expect(await messageRow(page, "m_edit_1")).toMatchObject({
+      text: "I'd like 3 pairs",
+      editCount: 1,
+      editedAt: new Date(sentAt + 1000),
+    });
+    // The second edit, then the first again (Meta's retry) and the second again: nothing goes back.
+    await world.publish(events.edit(page, psid, "m_edit_1", 2, "I'd like 4 pairs", sentAt + 2000));
+    await world.settled();
+    await world.publish(events.edit(page, psid, "m_edit_1", 1, "I'd like 3 pairs", sentAt + 1000), null);
+    await world.publish(events.edit(page, psid, "m_edit_1", 2, "I'd like 4 pairs", sentAt + 2000), null);
+    await world.settled();
+    const row = await messageRow(page, "m_edit_1");
+    expect(row).toMatchObject({ text: "I'd like 4 pairs", editCount: 2 });
+    const revisions = await world.db.messageEdit.findMany({
+      where: { pageId: page, mid: "m_edit_1" },
+      orderBy: { numEdit: "asc" },
+    });
+    expect(revisions.map((r) => [r.numEdit, r.text])).toEqual([
+      [1, "I'd like 3 pairs"],
+      [2, "I'd like 4 pairs"],
+    ]);
+    const announced = await edited("m_edit_1");
+    expect(announced.map((e) => (e as { editCount: number }).editCount)).toEqual([1, 2]);
+    expect(announced[0]).toMatchObject({ messageId: row.id, conversationId: row.conversationId, psid });
+  });
+
+  it("applies an edit that arrives before its message when the message arrives", async () => {
+    const psid = "7200000000000002";
+    const sentAt = Date.now() - 30_000;
+    await world.publish(events.edit(page, psid, "m_edit_early", 3, "final words", sentAt + 3000));
+    await world.publish(events.edit(page, psid, "m_edit_early", 1, "first change", sentAt + 1000));
+    await world.settled();
+    expect(await world.db.message.count({ where: { pageId: page, mid: "m_edit_early" } })).toBe(0);
+    await world.publish(events.message(page, psid, "m_edit_early", sentAt, "original words"));
+    await world.settled();
+    expect(await messageRow(page, "m_edit_early")).toMatchObject({ text: "final words", editCount: 3 });
+    const kinds = (await world.domainEvents())
+      .filter((e) => "mid" in e && e.mid === "m_edit_early")
+      .map((e) => e.type);
+    expect(kinds).toEqual(["message.created", "message.edited"]);
+    // The Conversations API shows the latest text and the edit count.
+    const conversation = await world.db.conversation.findFirstOrThrow({
+      where: { pageId: page, contact: { psid } },
+    });
+    const {
+      data: [view],
+    } = await listMessages(world.db, conversation.id, { limit: 10, order: "asc" });
+    expect(view).toMatchObject({
+      text: "final words",
+      editCount: 3,
+      editedAt: new Date(sentAt + 3000).toISOString(),
+    });
   });
 });
 

@@ -4,6 +4,7 @@ import type {
   DeliveryEvent,
   DomainEvent,
   EchoEvent,
+  EditEvent,
   IncomingMessageEvent,
   MessageStatus,
   MessagingEvent,
@@ -141,6 +142,8 @@ async function storeOtherKind(
       return storeRead(context, event);
     case "reaction":
       return storeReaction(context, event);
+    case "edit":
+      return storeEdit(context, event);
     case "referral":
     case "optin":
     case "unsupported":
@@ -337,6 +340,7 @@ async function insertIncoming(
     ON CONFLICT DO NOTHING
     RETURNING id`;
   const stored = new Set(inserted.map((r) => r.id));
+  const edited = stored.size > 0 ? await applyWaitingEdits(tx, [...stored]) : new Map<string, AppliedEdit>();
   const occurredAt = now().getTime();
   for (const { i, event, row, id, conversationId } of items) {
     if (!stored.has(id)) continue;
@@ -356,7 +360,81 @@ async function insertIncoming(
         occurredAt,
       }),
     );
+    const edit = edited.get(id);
+    if (edit) {
+      result.outbox.push(
+        outboxRow(topology, {
+          type: "message.edited",
+          messageId: id,
+          conversationId,
+          pageId: event.pageId,
+          psid: event.psid,
+          mid: row.mid,
+          editCount: edit.editCount,
+          editedAt: edit.editedAt.getTime(),
+          occurredAt,
+        }),
+      );
+    }
   }
+}
+
+interface AppliedEdit {
+  editCount: number;
+  editedAt: Date;
+}
+
+/**
+ * Edits that came before their message (they are kept in `message_edits`): the newly stored messages take
+ * their latest revision at once. One statement for the batch.
+ */
+async function applyWaitingEdits(tx: Tx, messageIds: string[]): Promise<Map<string, AppliedEdit>> {
+  const rows = await tx.$queryRaw<Array<{ id: string; edit_count: number; edited_at: Date }>>`
+    UPDATE messages m
+    SET text = e.text, edit_count = e.num_edit, edited_at = e.edited_at, updated_at = now()
+    FROM (
+      SELECT DISTINCT ON (x.page_id, x.mid) x.page_id, x.mid, x.num_edit, x.text, x.edited_at
+      FROM message_edits x
+      JOIN messages n ON n.page_id = x.page_id AND n.mid = x.mid
+      WHERE n.id = ANY(${messageIds}::uuid[])
+      ORDER BY x.page_id, x.mid, x.num_edit DESC
+    ) e
+    WHERE m.page_id = e.page_id AND m.mid = e.mid AND m.id = ANY(${messageIds}::uuid[])
+      AND m.edit_count < e.num_edit
+    RETURNING m.id::text, m.edit_count, m.edited_at`;
+  return new Map(rows.map((r) => [r.id, { editCount: r.edit_count, editedAt: r.edited_at }]));
+}
+
+/**
+ * `message_edits`: every revision is kept (once per num_edit); the message takes a revision's text only
+ * when its num_edit is higher than the message's count, so a late or repeated lower edit changes nothing.
+ * An edit before its message waits in `message_edits` (`applyWaitingEdits`).
+ */
+async function storeEdit(context: Context, event: EditEvent) {
+  const { tx } = context;
+  const editedAt = new Date(event.timestamp);
+  await tx.$executeRaw`
+    INSERT INTO message_edits (id, page_id, mid, num_edit, text, edited_at)
+    VALUES (gen_random_uuid(), ${event.pageId}, ${event.mid}, ${event.numEdit}, ${event.text}, ${editedAt})
+    ON CONFLICT (page_id, mid, num_edit) DO NOTHING`;
+  const [updated] = await tx.$queryRaw<Array<{ id: string; conversation_id: string }>>`
+    UPDATE messages SET text = ${event.text}, edit_count = ${event.numEdit}, edited_at = ${editedAt},
+                        updated_at = now()
+    WHERE page_id = ${event.pageId} AND mid = ${event.mid} AND direction = 'incoming'
+      AND edit_count < ${event.numEdit}
+    RETURNING id::text, conversation_id::text`;
+  if (!updated) return;
+  context.publish({
+    type: "message.edited",
+    messageId: updated.id,
+    conversationId: updated.conversation_id,
+    pageId: event.pageId,
+    psid: event.psid,
+    mid: event.mid,
+    editCount: event.numEdit,
+    editedAt: editedAt.getTime(),
+    occurredAt: context.now().getTime(),
+  });
 }
 
 /** Inserts an outgoing message unless (page, mid) exists; true when this call stored it. */

@@ -251,6 +251,23 @@ export const events = {
       targetMid,
     };
   },
+  edit(
+    pageId: string,
+    psid: string,
+    mid: string,
+    numEdit: number,
+    text: string,
+    timestamp: number,
+  ): MessagingEvent {
+    return {
+      ...base(pageId, psid, timestamp),
+      eventId: `${pageId}:edit:${mid}:${numEdit}`,
+      kind: "edit",
+      mid,
+      text,
+      numEdit,
+    };
+  },
   referral(pageId: string, psid: string, timestamp: number): MessagingEvent {
     return { ...base(pageId, psid, timestamp), kind: "referral", referral: { ref: "ad-42", source: "ADS" } };
   },

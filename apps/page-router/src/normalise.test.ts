@@ -162,7 +162,7 @@ describe("normaliseEntry", () => {
       "unsupported",
       "unsupported",
       "unsupported",
-      "unsupported",
+      "edit",
       "message",
     ]);
   });
@@ -241,7 +241,7 @@ describe("normaliseEntry", () => {
     expect(optins[1]).toMatchObject({ psid: USER, optin: { type: "notification_messages" } });
   });
 
-  it("keeps handover, policy, account linking, game and edit items whole as unsupported", () => {
+  it("keeps handover, policy, account linking and game items whole as unsupported (edits are edits)", () => {
     const unsupported = events.filter((e) => e.kind === "unsupported");
     expect(unsupported.map((e) => (e as { reason: string }).reason)).toEqual([
       "unmodelled item: pass_thread_control",
@@ -249,7 +249,6 @@ describe("normaliseEntry", () => {
       "unmodelled item: policy-enforcement",
       "unmodelled item: account_linking",
       "unmodelled item: game_play",
-      "unmodelled item: message_edit",
     ]);
     expect(unsupported[2]!.raw).toEqual(documented.policy);
     expect(unsupported[2]!.psid).toBe("unknown");
@@ -368,5 +367,26 @@ describe("recorded peer payloads (fixtures/peer-webhooks.json)", () => {
       type: "video",
       url: "https://www.example.com/2.mp4",
     });
+  });
+});
+
+describe("message_edits and Instagram's seen", () => {
+  it("makes a message_edit an edit event, one per revision (Meta's example sends num_edit as a string)", () => {
+    const item = {
+      ...party(USER, PAGE),
+      message_edit: { mid: "m_text", text: "hello again", num_edit: "2" },
+    };
+    const event = MessagingEvent.parse(normaliseItem(item, T, context));
+    expect(event).toMatchObject({ kind: "edit", mid: "m_text", text: "hello again", numEdit: 2, psid: USER });
+    expect(event.eventId).toBe(`${PAGE}:edit:m_text:2`);
+    const retried = normaliseItem(structuredClone(item), T, context);
+    expect(retried.eventId).toBe(event.eventId);
+    const next = normaliseItem({ ...item, message_edit: { ...item.message_edit, num_edit: 3 } }, T, context);
+    expect(next.eventId).not.toBe(event.eventId);
+  });
+
+  it("reads a seen that names a message (Instagram's messaging_seen) as read up to when it was seen", () => {
+    const event = normaliseItem({ ...party(USER, PAGE), read: { mid: "m_text" } }, T, context);
+    expect(event).toMatchObject({ kind: "read", watermark: T });
   });
 });

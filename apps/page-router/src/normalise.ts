@@ -106,13 +106,24 @@ export function normaliseItem(raw: unknown, entryTime: number, context: EntryCon
     // Instagram's seen names the message instead: everything sent before the moment it was seen is read.
     return { ...common("read"), kind: "read", watermark: item.read.watermark ?? timestamp };
   }
+  if (item.message_edit) {
+    const edit = item.message_edit;
+    return {
+      // One event per revision: Meta's retry of the same edit is the same event.
+      ...common("edit", `${context.pageId}:edit:${edit.mid}:${edit.num_edit}`),
+      kind: "edit",
+      mid: edit.mid,
+      text: edit.text ?? null,
+      numEdit: edit.num_edit,
+    };
+  }
   if (item.optin) {
     return { ...common("optin"), kind: "optin", optin: item.optin };
   }
   if (item.referral) {
     return { ...common("referral"), kind: "referral", referral: item.referral };
   }
-  // Handover (pass_thread_control …), policy enforcement, account linking, game plays: kept whole.
+  // Handover (pass_thread_control …), policy enforcement, account linking, game plays: kept whole (#17).
   const fields = Object.keys(item).filter((k) => !["sender", "recipient", "timestamp"].includes(k));
   return {
     ...common("unsupported"),

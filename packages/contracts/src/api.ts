@@ -117,6 +117,11 @@ export const MessageView = z
     payload: z.record(z.string(), z.unknown()).meta({ description: "Attachments, quick reply, postback …" }),
     status: MessageStatus,
     error: z.string().nullable().meta({ description: "Why a send failed, in words." }),
+    editCount: z
+      .number()
+      .int()
+      .meta({ description: "How many times the customer edited it (`text` is the latest)." }),
+    editedAt: z.iso.datetime().nullable().meta({ description: "When it was last edited." }),
     sentAt: z.iso.datetime().meta({ description: "Meta's timestamp (the conversation's order)." }),
     createdAt: z.iso.datetime(),
   })

@@ -100,6 +100,14 @@ export const ReactionEvent = EventBase.extend({
   targetMid: z.string().nullable(),
 });
 
+/** `message_edits`: the customer changed a message's text; `numEdit` counts its edits (1…5). */
+export const EditEvent = EventBase.extend({
+  kind: z.literal("edit"),
+  mid: z.string(),
+  text: z.string().nullable(),
+  numEdit: z.number().int().nonnegative(),
+});
+
 export const ReferralEvent = EventBase.extend({ kind: z.literal("referral"), referral: z.unknown() });
 export const OptinEvent = EventBase.extend({ kind: z.literal("optin"), optin: z.unknown() });
 /** Anything Meta sends that we do not model yet; kept whole. */
@@ -112,6 +120,7 @@ export const MessagingEvent = z.discriminatedUnion("kind", [
   DeliveryEvent,
   ReadEvent,
   ReactionEvent,
+  EditEvent,
   ReferralEvent,
   OptinEvent,
   UnsupportedEvent,
@@ -124,6 +133,7 @@ export type PostbackEvent = z.infer<typeof PostbackEvent>;
 export type DeliveryEvent = z.infer<typeof DeliveryEvent>;
 export type ReadEvent = z.infer<typeof ReadEvent>;
 export type ReactionEvent = z.infer<typeof ReactionEvent>;
+export type EditEvent = z.infer<typeof EditEvent>;
 export type ReferralEvent = z.infer<typeof ReferralEvent>;
 export type OptinEvent = z.infer<typeof OptinEvent>;
 export type UnsupportedEvent = z.infer<typeof UnsupportedEvent>;
@@ -178,6 +188,18 @@ export const DomainEvent = z.discriminatedUnion("type", [
     occurredAt: z.number().int(),
   }),
   z.object({
+    // The customer edited the message: its text is the latest (read it through /v1), `editCount` its edits.
+    type: z.literal("message.edited"),
+    messageId: z.string(),
+    conversationId: z.string(),
+    pageId: z.string(),
+    psid: z.string(),
+    mid: z.string(),
+    editCount: z.number().int(),
+    editedAt: z.number().int(),
+    occurredAt: z.number().int(),
+  }),
+  z.object({
     type: z.literal("message.status_changed"),
     messageId: z.string(),
     pageId: z.string(),
@@ -217,6 +239,9 @@ export function domainEventId(event: DomainEvent): string {
     case "message.sent":
     case "message.failed":
       return `${event.type}:${event.messageId}`;
+    case "message.edited":
+      // A higher num_edit only: (message, count) happens once.
+      return `${event.type}:${event.messageId}:${event.editCount}`;
     case "message.status_changed":
       // Status only moves forward, so (message, status) happens once.
       return `${event.type}:${event.messageId}:${event.status}`;

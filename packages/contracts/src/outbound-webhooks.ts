@@ -40,6 +40,7 @@ export const WebhookEventType = z
   .enum([
     "conversation.created",
     "message.created",
+    "message.edited",
     "message.status_changed",
     "message.sent",
     "message.failed",

@@ -12,6 +12,7 @@ export const SUBSCRIBABLE_FIELDS = new Set([
   "message_reactions",
   "messaging_referrals",
   "messaging_optins",
+  "message_edits",
   "messaging_handovers",
   "messaging_policy_enforcement",
   "messaging_account_linking",

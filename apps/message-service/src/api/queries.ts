@@ -45,6 +45,8 @@ interface MessageRow {
   payload: Record<string, unknown> | null;
   status: MessageView["status"];
   error: string | null;
+  edit_count: number;
+  edited_at: Date | string | null;
   sent_at: Date;
   created_at: Date;
 }
@@ -59,6 +61,8 @@ function toMessageView(row: MessageRow): MessageView {
     payload: row.payload ?? {},
     status: row.status,
     error: row.error,
+    editCount: row.edit_count,
+    editedAt: row.edited_at === null ? null : new Date(row.edited_at).toISOString(),
     sentAt: row.sent_at.toISOString(),
     createdAt: row.created_at.toISOString(),
   };
@@ -153,7 +157,8 @@ export function conversationsQuery(
     JOIN contacts ct ON ct.id = c.contact_id
     LEFT JOIN LATERAL (
       SELECT to_jsonb(m) AS row FROM (
-        SELECT id, mid, direction, kind, text, payload, status, error, sent_at, created_at
+        SELECT id, mid, direction, kind, text, payload, status, error, edit_count, edited_at, sent_at,
+               created_at
         FROM messages
         WHERE conversation_id = c.id
         ORDER BY sent_at DESC, COALESCE(mid, '') DESC, id DESC
@@ -182,7 +187,7 @@ export function messagesQuery(
   const direction = Prisma.raw(order === "asc" ? "ASC" : "DESC");
   return Prisma.sql`
     SELECT id, mid, direction::text AS direction, kind, text, payload, status::text AS status, error,
-           sent_at, created_at
+           edit_count, edited_at, sent_at, created_at
     FROM messages
     WHERE conversation_id = ${conversationId}::uuid ${startAfter}
     ORDER BY sent_at ${direction}, COALESCE(mid, '') ${direction}, id ${direction}
