@@ -252,6 +252,74 @@ describe("message edits (message_edits)", () => {
   });
 });
 
+describe("unsent messages (Instagram is_deleted)", () => {
+  const page = "17841400000000509";
+  const deleted = async (mid: string) =>
+    (await world.domainEvents()).filter((e) => e.type === "message.deleted" && e.mid === mid);
+
+  it("keeps the row in its place, clears its text, URLs and revisions, announces it once, and no later edit brings the text back", async () => {
+    const psid = "7300000000000001";
+    const sentAt = Date.now() - 60_000;
+    const withPhoto = {
+      ...events.message(page, psid, "m_unsend_1", sentAt, "my address is 1 Main St"),
+      attachments: [
+        {
+          type: "image",
+          url: "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1",
+          stickerId: null,
+          title: null,
+          payload: {},
+        },
+      ],
+    } as MessagingEvent;
+    await world.publish(withPhoto);
+    await world.publish(events.message(page, psid, "m_unsend_2", sentAt + 10, "next one"));
+    await world.publish(events.edit(page, psid, "m_unsend_1", 1, "my address is 2 Main St", sentAt + 20));
+    await world.settled();
+    await world.publish(events.unsend(page, psid, "m_unsend_1", sentAt + 30));
+    await world.publish(events.unsend(page, psid, "m_unsend_1", sentAt + 30), null); // Meta's retry
+    await world.settled();
+    const row = await messageRow(page, "m_unsend_1");
+    expect(row).toMatchObject({ text: null, deletedAt: new Date(sentAt + 30), sentAt: new Date(sentAt) });
+    expect(row.payload).toEqual({ unsent: true, attachments: [{ type: "image" }] });
+    expect(JSON.stringify(row.payload)).not.toContain("lookaside");
+    const revisions = await world.db.messageEdit.findMany({ where: { pageId: page, mid: "m_unsend_1" } });
+    expect(revisions.map((r) => r.text)).toEqual([null]);
+    expect(await deleted("m_unsend_1")).toHaveLength(1);
+    // Its place in the conversation is kept, and the neighbour is untouched.
+    const order = (await conversationMessages(world.db, page, psid)).map((m) => [m.mid, m.text]);
+    expect(order).toEqual([
+      ["m_unsend_1", null],
+      ["m_unsend_2", "next one"],
+    ]);
+    await world.publish(events.edit(page, psid, "m_unsend_1", 2, "back again?", sentAt + 40));
+    await world.settled();
+    expect((await messageRow(page, "m_unsend_1")).text).toBeNull();
+    const late = await world.db.messageEdit.findUniqueOrThrow({
+      where: { pageId_mid_numEdit: { pageId: page, mid: "m_unsend_1", numEdit: 2 } },
+    });
+    expect(late.text).toBeNull();
+  });
+
+  it("applies an unsend that arrives before its message when the message arrives", async () => {
+    const psid = "7300000000000002";
+    const sentAt = Date.now() - 30_000;
+    await world.publish(events.unsend(page, psid, "m_unsend_early", sentAt + 5));
+    await world.settled();
+    expect(await world.db.message.count({ where: { pageId: page, mid: "m_unsend_early" } })).toBe(0);
+    await world.publish(events.message(page, psid, "m_unsend_early", sentAt, "oops"));
+    await world.settled();
+    expect(await messageRow(page, "m_unsend_early")).toMatchObject({
+      text: null,
+      deletedAt: new Date(sentAt + 5),
+    });
+    const kinds = (await world.domainEvents())
+      .filter((e) => "mid" in e && e.mid === "m_unsend_early")
+      .map((e) => e.type);
+    expect(kinds).toEqual(["message.created", "message.deleted"]);
+  });
+});
+
 describe("conversation events", () => {
   it("keeps referral, optin, unsupported and target-less reaction items on their conversation, raw payload whole, once", async () => {
     const page = "100200300400501";

@@ -11,8 +11,9 @@ import type {
   PostbackEvent,
   ReactionEvent,
   ReadEvent,
+  UnsendEvent,
 } from "@switchboard/contracts";
-import type { Db, Prisma } from "@switchboard/db";
+import { type Db, Prisma } from "@switchboard/db";
 import { type OutboxRow, outboxRow, writeOutbox } from "./domain-events";
 
 type Tx = Prisma.TransactionClient;
@@ -144,6 +145,8 @@ async function storeOtherKind(
       return storeReaction(context, event);
     case "edit":
       return storeEdit(context, event);
+    case "unsend":
+      return storeUnsend(context, event);
     case "referral":
     case "optin":
     case "unsupported":
@@ -341,6 +344,8 @@ async function insertIncoming(
     RETURNING id`;
   const stored = new Set(inserted.map((r) => r.id));
   const edited = stored.size > 0 ? await applyWaitingEdits(tx, [...stored]) : new Map<string, AppliedEdit>();
+  // After the edits: an unsent message keeps no text, whatever revision it had.
+  const unsent = stored.size > 0 ? await applyWaitingUnsends(tx, [...stored]) : new Map<string, Date>();
   const occurredAt = now().getTime();
   for (const { i, event, row, id, conversationId } of items) {
     if (!stored.has(id)) continue;
@@ -361,7 +366,7 @@ async function insertIncoming(
       }),
     );
     const edit = edited.get(id);
-    if (edit) {
+    if (edit && !unsent.has(id)) {
       result.outbox.push(
         outboxRow(topology, {
           type: "message.edited",
@@ -376,7 +381,78 @@ async function insertIncoming(
         }),
       );
     }
+    const deletedAt = unsent.get(id);
+    if (deletedAt) {
+      result.outbox.push(
+        outboxRow(topology, {
+          type: "message.deleted",
+          messageId: id,
+          conversationId,
+          pageId: event.pageId,
+          psid: event.psid,
+          mid: row.mid,
+          deletedAt: deletedAt.getTime(),
+          occurredAt,
+        }),
+      );
+    }
   }
+}
+
+/**
+ * What an unsent message keeps: its place (conversation, sent_at, mid, kind) and its attachments' types;
+ * its text, attachment URLs, raw item and every edit's text are cleared.
+ */
+const UNSENT_PAYLOAD = Prisma.sql`jsonb_build_object(
+  'unsent', true,
+  'attachments', COALESCE((SELECT jsonb_agg(jsonb_build_object('type', a->>'type'))
+                           FROM jsonb_array_elements(CASE jsonb_typeof(payload->'attachments')
+                             WHEN 'array' THEN payload->'attachments' ELSE '[]'::jsonb END) a), '[]'::jsonb))`;
+
+/** Unsends that came before their message: the newly stored messages are cleared at once. */
+async function applyWaitingUnsends(tx: Tx, messageIds: string[]): Promise<Map<string, Date>> {
+  const rows = await tx.$queryRaw<Array<{ id: string; deleted_at: Date }>>`
+    UPDATE messages m SET text = NULL, payload = ${UNSENT_PAYLOAD}, deleted_at = u.deleted_at, updated_at = now()
+    FROM message_unsends u
+    WHERE u.page_id = m.page_id AND u.mid = m.mid AND m.id = ANY(${messageIds}::uuid[])
+      AND m.deleted_at IS NULL
+    RETURNING m.id::text, m.deleted_at`;
+  if (rows.length > 0) {
+    await tx.$executeRaw`
+      UPDATE message_edits e SET text = NULL FROM messages m
+      WHERE m.id = ANY(${rows.map((r) => r.id)}::uuid[]) AND e.page_id = m.page_id AND e.mid = m.mid`;
+  }
+  return new Map(rows.map((r) => [r.id, r.deleted_at]));
+}
+
+/**
+ * Instagram `is_deleted`: the message keeps its place and loses its content, once; an unsend before its
+ * message waits in `message_unsends` (`applyWaitingUnsends`).
+ */
+async function storeUnsend(context: Context, event: UnsendEvent) {
+  const { tx } = context;
+  const deletedAt = new Date(event.timestamp);
+  await tx.$executeRaw`
+    INSERT INTO message_unsends (id, page_id, mid, deleted_at)
+    VALUES (gen_random_uuid(), ${event.pageId}, ${event.mid}, ${deletedAt})
+    ON CONFLICT (page_id, mid) DO NOTHING`;
+  const [updated] = await tx.$queryRaw<Array<{ id: string; conversation_id: string }>>`
+    UPDATE messages SET text = NULL, payload = ${UNSENT_PAYLOAD}, deleted_at = ${deletedAt}, updated_at = now()
+    WHERE page_id = ${event.pageId} AND mid = ${event.mid} AND deleted_at IS NULL
+    RETURNING id::text, conversation_id::text`;
+  await tx.$executeRaw`
+    UPDATE message_edits SET text = NULL WHERE page_id = ${event.pageId} AND mid = ${event.mid}`;
+  if (!updated) return;
+  context.publish({
+    type: "message.deleted",
+    messageId: updated.id,
+    conversationId: updated.conversation_id,
+    pageId: event.pageId,
+    psid: event.psid,
+    mid: event.mid,
+    deletedAt: deletedAt.getTime(),
+    occurredAt: context.now().getTime(),
+  });
 }
 
 interface AppliedEdit {
@@ -415,13 +491,18 @@ async function storeEdit(context: Context, event: EditEvent) {
   const editedAt = new Date(event.timestamp);
   await tx.$executeRaw`
     INSERT INTO message_edits (id, page_id, mid, num_edit, text, edited_at)
-    VALUES (gen_random_uuid(), ${event.pageId}, ${event.mid}, ${event.numEdit}, ${event.text}, ${editedAt})
+    SELECT gen_random_uuid(), ${event.pageId}, ${event.mid}, ${event.numEdit},
+           -- an edit of a message already unsent keeps no text either
+           CASE WHEN EXISTS (SELECT 1 FROM message_unsends
+                             WHERE page_id = ${event.pageId} AND mid = ${event.mid}) THEN NULL
+                ELSE ${event.text} END,
+           ${editedAt}
     ON CONFLICT (page_id, mid, num_edit) DO NOTHING`;
   const [updated] = await tx.$queryRaw<Array<{ id: string; conversation_id: string }>>`
     UPDATE messages SET text = ${event.text}, edit_count = ${event.numEdit}, edited_at = ${editedAt},
                         updated_at = now()
     WHERE page_id = ${event.pageId} AND mid = ${event.mid} AND direction = 'incoming'
-      AND edit_count < ${event.numEdit}
+      AND edit_count < ${event.numEdit} AND deleted_at IS NULL
     RETURNING id::text, conversation_id::text`;
   if (!updated) return;
   context.publish({

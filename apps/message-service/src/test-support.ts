@@ -268,6 +268,9 @@ export const events = {
       numEdit,
     };
   },
+  unsend(pageId: string, psid: string, mid: string, timestamp: number): MessagingEvent {
+    return { ...base(pageId, psid, timestamp), eventId: `${pageId}:unsend:${mid}`, kind: "unsend", mid };
+  },
   referral(pageId: string, psid: string, timestamp: number): MessagingEvent {
     return { ...base(pageId, psid, timestamp), kind: "referral", referral: { ref: "ad-42", source: "ADS" } };
   },

@@ -385,6 +385,16 @@ describe("message_edits and Instagram's seen", () => {
     expect(next.eventId).not.toBe(event.eventId);
   });
 
+  it("makes Instagram's is_deleted an unsend of that mid, never a second message with it", () => {
+    const event = normaliseItem(
+      { ...party(USER, PAGE), message: { mid: "m_text", is_deleted: true } },
+      T,
+      context,
+    );
+    expect(MessagingEvent.parse(event)).toMatchObject({ kind: "unsend", mid: "m_text", psid: USER });
+    expect(event.eventId).toBe(`${PAGE}:unsend:m_text`);
+  });
+
   it("reads a seen that names a message (Instagram's messaging_seen) as read up to when it was seen", () => {
     const event = normaliseItem({ ...party(USER, PAGE), read: { mid: "m_text" } }, T, context);
     expect(event).toMatchObject({ kind: "read", watermark: T });

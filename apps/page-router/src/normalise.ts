@@ -50,6 +50,14 @@ export function normaliseItem(raw: unknown, entryTime: number, context: EntryCon
   const common = (kind: string, stableKey?: string) =>
     base(raw, context, psid, timestamp, stableKey ?? hashId(context.pageId, kind, raw));
 
+  if (item.message?.is_deleted) {
+    // Instagram: the customer unsent `mid`. Never a second message with the same mid.
+    return {
+      ...common("unsend", `${context.pageId}:unsend:${item.message.mid}`),
+      kind: "unsend",
+      mid: item.message.mid,
+    };
+  }
   if (item.message && isEcho) {
     return {
       ...common("echo", `${context.pageId}:echo:${item.message.mid}`),

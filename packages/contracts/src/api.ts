@@ -122,6 +122,9 @@ export const MessageView = z
       .int()
       .meta({ description: "How many times the customer edited it (`text` is the latest)." }),
     editedAt: z.iso.datetime().nullable().meta({ description: "When it was last edited." }),
+    deletedAt: z.iso.datetime().nullable().meta({
+      description: "When the customer unsent it (Instagram); its text and attachment URLs are gone.",
+    }),
     sentAt: z.iso.datetime().meta({ description: "Meta's timestamp (the conversation's order)." }),
     createdAt: z.iso.datetime(),
   })

@@ -108,6 +108,9 @@ export const EditEvent = EventBase.extend({
   numEdit: z.number().int().nonnegative(),
 });
 
+/** Instagram `is_deleted`: the customer unsent message `mid`. */
+export const UnsendEvent = EventBase.extend({ kind: z.literal("unsend"), mid: z.string() });
+
 export const ReferralEvent = EventBase.extend({ kind: z.literal("referral"), referral: z.unknown() });
 export const OptinEvent = EventBase.extend({ kind: z.literal("optin"), optin: z.unknown() });
 /** Anything Meta sends that we do not model yet; kept whole. */
@@ -121,6 +124,7 @@ export const MessagingEvent = z.discriminatedUnion("kind", [
   ReadEvent,
   ReactionEvent,
   EditEvent,
+  UnsendEvent,
   ReferralEvent,
   OptinEvent,
   UnsupportedEvent,
@@ -134,6 +138,7 @@ export type DeliveryEvent = z.infer<typeof DeliveryEvent>;
 export type ReadEvent = z.infer<typeof ReadEvent>;
 export type ReactionEvent = z.infer<typeof ReactionEvent>;
 export type EditEvent = z.infer<typeof EditEvent>;
+export type UnsendEvent = z.infer<typeof UnsendEvent>;
 export type ReferralEvent = z.infer<typeof ReferralEvent>;
 export type OptinEvent = z.infer<typeof OptinEvent>;
 export type UnsupportedEvent = z.infer<typeof UnsupportedEvent>;
@@ -200,6 +205,17 @@ export const DomainEvent = z.discriminatedUnion("type", [
     occurredAt: z.number().int(),
   }),
   z.object({
+    // The customer unsent it: the row keeps its place, its text and attachment URLs are cleared.
+    type: z.literal("message.deleted"),
+    messageId: z.string(),
+    conversationId: z.string(),
+    pageId: z.string(),
+    psid: z.string(),
+    mid: z.string(),
+    deletedAt: z.number().int(),
+    occurredAt: z.number().int(),
+  }),
+  z.object({
     type: z.literal("message.status_changed"),
     messageId: z.string(),
     pageId: z.string(),
@@ -236,6 +252,7 @@ export function domainEventId(event: DomainEvent): string {
     case "conversation.created":
       return `${event.type}:${event.conversationId}`;
     case "message.created":
+    case "message.deleted":
     case "message.sent":
     case "message.failed":
       return `${event.type}:${event.messageId}`;

@@ -41,6 +41,7 @@ export const WebhookEventType = z
     "conversation.created",
     "message.created",
     "message.edited",
+    "message.deleted",
     "message.status_changed",
     "message.sent",
     "message.failed",
