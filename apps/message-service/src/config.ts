@@ -33,6 +33,8 @@ export const messageServiceConfigSchema = z.object({
   WEBHOOK_ALLOW_PRIVATE_TARGETS: env.boolean(false),
   /** The send worker calls the Send API with each page's token (decrypted here) and appsecret_proof. */
   FB_APP_SECRET: env.secret(),
+  /** Our Meta app: its echoes are ours (the row says `sent_by: switchboard`), others' are not. */
+  FB_APP_ID: z.string().regex(/^\d+$/, "a numeric Meta app id").optional(),
   TOKEN_ENCRYPTION_KEYS: env.secret(10),
   GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
   GRAPH_API_VERSION: env.graphApiVersion(),

@@ -4,16 +4,19 @@ import { listStored, publishRaw } from "@switchboard/bus";
 import {
   buildTextMessageItem,
   conversationKey,
+  echoSenderOf,
   Headers,
+  INSTAGRAM_INBOX_APP_ID,
   MessagingEvent,
   MessagingItem,
+  PAGE_INBOX_APP_ID,
   quoteLongIds,
   USER_REF_PSID_PREFIX,
 } from "@switchboard/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listMessages } from "./api/queries";
 import { conversationMessages } from "./message-store";
-import { createTestWorld, events, type ServiceInstance, type TestWorld } from "./test-support";
+import { createTestWorld, events, OUR_APP_ID, type ServiceInstance, type TestWorld } from "./test-support";
 
 const PAGE = "100200300400500";
 let world: TestWorld;
@@ -317,6 +320,52 @@ describe("unsent messages (Instagram is_deleted)", () => {
       .filter((e) => "mid" in e && e.mid === "m_unsend_early")
       .map((e) => e.type);
     expect(kinds).toEqual(["message.created", "message.deleted"]);
+  });
+});
+
+describe("echoes: who sent them, templates included", () => {
+  const page = "100200300400511";
+
+  it("stores a template echo (url: null, recorded by airyhq/airy#2116) as outgoing with its raw payload, and says who sent each echo by app_id", async () => {
+    const psid = "7400000000000001";
+    const at = Date.now() - 10_000;
+    const template = {
+      ...events.echo(page, psid, "m_echo_template", at),
+      appId: "936557276482485",
+      metadata: "airy_bot",
+      text: "Hey FIRST_NAME, ...",
+      attachments: [
+        {
+          type: "template",
+          url: null,
+          stickerId: null,
+          title: "Hey FIRST_NAME, ...",
+          payload: { template_type: "button", buttons: [{ type: "postback", title: "Yes", payload: "YES" }] },
+        },
+      ],
+      raw: {
+        message: { mid: "m_echo_template", is_echo: true, attachments: [{ type: "template", url: null }] },
+      },
+    } as MessagingEvent;
+    const inbox = {
+      ...events.echo(page, psid, "m_echo_inbox", at + 1),
+      appId: PAGE_INBOX_APP_ID,
+    } as MessagingEvent;
+    const ours = { ...events.echo(page, psid, "m_echo_ours", at + 2), appId: OUR_APP_ID } as MessagingEvent;
+    const none = { ...events.echo(page, psid, "m_echo_none", at + 3), appId: null } as MessagingEvent;
+    for (const event of [template, inbox, ours, none]) await world.publish(event);
+    await world.settled();
+    await world.publish(inbox, null); // a redelivered inbox echo stays the inbox's
+    await world.settled();
+
+    const row = await messageRow(page, "m_echo_template");
+    expect(row).toMatchObject({ direction: "outgoing", kind: "attachment", sentBy: "other_app" });
+    expect((row.payload as { raw: unknown }).raw).toEqual(template.raw);
+    expect((row.payload as { attachments: Array<{ url: unknown }> }).attachments[0]?.url).toBeNull();
+    expect((await messageRow(page, "m_echo_inbox")).sentBy).toBe("page_inbox");
+    expect((await messageRow(page, "m_echo_ours")).sentBy).toBe("switchboard");
+    expect((await messageRow(page, "m_echo_none")).sentBy).toBe("unknown");
+    expect(echoSenderOf(INSTAGRAM_INBOX_APP_ID, OUR_APP_ID)).toBe("instagram_inbox");
   });
 });
 

@@ -73,6 +73,7 @@ runMain(async () => {
       maxLockAttempts: config.CONVERSATION_LOCK_MAX_ATTEMPTS,
       probeDependencies,
       handlerTimeoutMs: config.HANDLER_TIMEOUT,
+      appId: config.FB_APP_ID,
     }),
     await startSendWorker({
       bus,

@@ -1,17 +1,19 @@
 import { randomUUID } from "node:crypto";
-import type {
-  BusTopology,
-  DeliveryEvent,
-  DomainEvent,
-  EchoEvent,
-  EditEvent,
-  IncomingMessageEvent,
-  MessageStatus,
-  MessagingEvent,
-  PostbackEvent,
-  ReactionEvent,
-  ReadEvent,
-  UnsendEvent,
+import {
+  type BusTopology,
+  type DeliveryEvent,
+  type DomainEvent,
+  type EchoEvent,
+  type EditEvent,
+  echoSenderOf,
+  type IncomingMessageEvent,
+  type MessageStatus,
+  type MessagingEvent,
+  type OutgoingSender,
+  type PostbackEvent,
+  type ReactionEvent,
+  type ReadEvent,
+  type UnsendEvent,
 } from "@switchboard/contracts";
 import { type Db, Prisma } from "@switchboard/db";
 import { type OutboxRow, outboxRow, writeOutbox } from "./domain-events";
@@ -45,6 +47,8 @@ export interface StoreOptions {
   /** Checked just before commit: when the lock was lost, the transaction rolls back. */
   signal?: AbortSignal & { error?: Error };
   now?: () => Date;
+  /** Our Meta app id (`FB_APP_ID`): an echo with it that matches no row of ours is still ours. */
+  appId?: string;
 }
 
 /**
@@ -103,6 +107,7 @@ export async function storeMessagingEvents(
           publish: (e) => result.outbox.push(outboxRow(topology, e)),
           result,
           now,
+          appId: options.appId,
         };
         await storeOtherKind(context, event);
       }
@@ -165,6 +170,7 @@ interface Context {
   publish: (e: DomainEvent) => void;
   result: StoreResult;
   now: () => Date;
+  appId: string | undefined;
 }
 
 const conversationKey = (event: { pageId: string; psid: string }) => `${event.pageId}\u0000${event.psid}`;
@@ -529,6 +535,7 @@ async function insertMessage(
     payload: unknown;
     status: MessageStatus;
     sentAt: Date;
+    sentBy: OutgoingSender;
   },
 ): Promise<boolean> {
   const { tx, event, conversation } = context;
@@ -546,6 +553,7 @@ async function insertMessage(
         payload: row.payload as Prisma.InputJsonValue,
         status: row.status,
         sentAt: row.sentAt,
+        sentBy: row.sentBy,
       },
     ],
     skipDuplicates: true,
@@ -635,9 +643,11 @@ async function storeEcho(context: Context, event: EchoEvent) {
     direction: "outgoing",
     kind: event.attachments.length > 0 ? "attachment" : "text",
     text: event.text,
+    // Templates and fallbacks (`url: null`, `payload: null`) are kept as Meta sent them, in `raw`.
     payload: { attachments: event.attachments, appId: event.appId, metadata: event.metadata, raw: event.raw },
     status: statusByWatermarks(conversation, sentAt),
     sentAt,
+    sentBy: echoSenderOf(event.appId, context.appId),
   });
 }
 

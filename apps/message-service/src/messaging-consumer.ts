@@ -36,6 +36,8 @@ export interface MessagingConsumerOptions {
   /** Database and lock quorum: while they are down the consumer pauses rather than spending attempts. */
   probeDependencies?: () => Promise<void>;
   handlerTimeoutMs?: number;
+  /** Our Meta app id (`FB_APP_ID`), to tell our echoes from other apps' and Meta's inbox's. */
+  appId?: string;
 }
 
 /**
@@ -75,7 +77,7 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
   const storeAlone = async (event: MessagingEvent): Promise<Settled<StoreResult>> => {
     try {
       const result = await lock.withConversationLock(event.psid, event.pageId, (signal) =>
-        storeMessagingEvent(db, topology, event, { signal }),
+        storeMessagingEvent(db, topology, event, { signal, appId: options.appId }),
       );
       await publishCommitted([result]);
       return { ok: true, value: result };
@@ -105,7 +107,7 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
     let results: StoreResult[];
     try {
       results = await lock.withConversationLocks(events, (signal) =>
-        storeMessagingEvents(db, topology, events, { signal }),
+        storeMessagingEvents(db, topology, events, { signal, appId: options.appId }),
       );
     } catch (error) {
       metrics.batchesSplit.inc({ reason: error instanceof RetryLaterError ? "lock_held" : "error" });

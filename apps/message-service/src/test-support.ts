@@ -99,6 +99,7 @@ export async function createTestWorld() {
       metrics: createMessageMetrics(registry),
       concurrency: settings.concurrency ?? 16,
       maxLockAttempts: settings.maxLockAttempts ?? 8,
+      appId: OUR_APP_ID,
     });
     let stopping: Promise<void> | undefined;
     const instance: ServiceInstance = {
@@ -176,6 +177,9 @@ export async function createTestWorld() {
   };
 }
 export type TestWorld = Awaited<ReturnType<typeof createTestWorld>>;
+
+/** The app id the test world's service takes as its own (`FB_APP_ID`). */
+export const OUR_APP_ID = "100000000000001";
 
 let sequence = 0;
 const base = (pageId: string, psid: string, timestamp: number) => ({

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { MessageDirection, MessageStatus, PageStatus } from "./events";
+import { MessageDirection, MessageStatus, OutgoingSender, PageStatus } from "./events";
 
 /**
  * The Conversations API (`/v1`) request and response bodies. The message-service validates with them and
@@ -117,6 +117,10 @@ export const MessageView = z
     payload: z.record(z.string(), z.unknown()).meta({ description: "Attachments, quick reply, postback …" }),
     status: MessageStatus,
     error: z.string().nullable().meta({ description: "Why a send failed, in words." }),
+    sentBy: OutgoingSender.nullable().meta({
+      description:
+        "Outgoing: switchboard (our sends), page_inbox / instagram_inbox (a person in Meta's inbox), other_app, unknown.",
+    }),
     editCount: z
       .number()
       .int()

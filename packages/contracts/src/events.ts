@@ -63,6 +63,29 @@ export const IncomingMessageEvent = EventBase.extend({
   profileStatus: ProfileStatus,
 });
 
+/** Meta's inbox apps: an echo with one of these `app_id`s was written by a person in Meta's inbox. */
+export const PAGE_INBOX_APP_ID = "263902037430900";
+export const INSTAGRAM_INBOX_APP_ID = "1217981644879628";
+
+/** Who sent an outgoing message, as the row and the API say. */
+export const OutgoingSender = z.enum([
+  "switchboard",
+  "page_inbox",
+  "instagram_inbox",
+  "other_app",
+  "unknown",
+]);
+export type OutgoingSender = z.infer<typeof OutgoingSender>;
+
+/** An echo's sender by its `app_id`: ours, Meta's Page or Instagram inbox, another app, or none given. */
+export function echoSenderOf(appId: string | null, ourAppId: string | undefined): OutgoingSender {
+  if (appId === null) return "unknown";
+  if (ourAppId !== undefined && appId === ourAppId) return "switchboard";
+  if (appId === PAGE_INBOX_APP_ID) return "page_inbox";
+  if (appId === INSTAGRAM_INBOX_APP_ID) return "instagram_inbox";
+  return "other_app";
+}
+
 /** `is_echo`: a message the page sent, from our app (`appId` ours, `metadata` our message id) or elsewhere. */
 export const EchoEvent = EventBase.extend({
   kind: z.literal("echo"),

@@ -168,6 +168,7 @@ async function insertOutgoing(tx: Prisma.TransactionClient, bus: Bus, input: Que
       payload: payload as unknown as Prisma.InputJsonValue,
       status: "sending",
       sentAt: now,
+      sentBy: "switchboard",
       idempotencyKey: input.idempotencyKey ?? null,
     },
   });

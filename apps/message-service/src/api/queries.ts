@@ -48,6 +48,7 @@ interface MessageRow {
   edit_count: number;
   edited_at: Date | string | null;
   deleted_at: Date | string | null;
+  sent_by: MessageView["sentBy"];
   sent_at: Date;
   created_at: Date;
 }
@@ -62,6 +63,7 @@ function toMessageView(row: MessageRow): MessageView {
     payload: row.payload ?? {},
     status: row.status,
     error: row.error,
+    sentBy: row.sent_by,
     editCount: row.edit_count,
     editedAt: row.edited_at === null ? null : new Date(row.edited_at).toISOString(),
     deletedAt: row.deleted_at === null ? null : new Date(row.deleted_at).toISOString(),
@@ -159,8 +161,8 @@ export function conversationsQuery(
     JOIN contacts ct ON ct.id = c.contact_id
     LEFT JOIN LATERAL (
       SELECT to_jsonb(m) AS row FROM (
-        SELECT id, mid, direction, kind, text, payload, status, error, edit_count, edited_at, deleted_at,
-               sent_at, created_at
+        SELECT id, mid, direction, kind, text, payload, status, error, sent_by, edit_count, edited_at,
+               deleted_at, sent_at, created_at
         FROM messages
         WHERE conversation_id = c.id
         ORDER BY sent_at DESC, COALESCE(mid, '') DESC, id DESC
@@ -189,7 +191,7 @@ export function messagesQuery(
   const direction = Prisma.raw(order === "asc" ? "ASC" : "DESC");
   return Prisma.sql`
     SELECT id, mid, direction::text AS direction, kind, text, payload, status::text AS status, error,
-           edit_count, edited_at, deleted_at, sent_at, created_at
+           sent_by, edit_count, edited_at, deleted_at, sent_at, created_at
     FROM messages
     WHERE conversation_id = ${conversationId}::uuid ${startAfter}
     ORDER BY sent_at ${direction}, COALESCE(mid, '') ${direction}, id ${direction}
