@@ -3,7 +3,7 @@ import { parseDuration } from "@switchboard/config";
 import { createOpsRouter, type ReadinessCheck, type Registry } from "@switchboard/observability";
 import { PageNotFoundError } from "@switchboard/pages";
 import type { SubscriptionContext } from "@switchboard/subscriptions";
-import { endpointCompanies, listEndpoints, replayDeliveries } from "@switchboard/webhooks";
+import { listEndpointsWithCompany, replayDeliveries } from "@switchboard/webhooks";
 import express, { type Express, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { replayUnrouted, resubscribePage } from "./actions";
@@ -180,13 +180,7 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
     );
   });
 
-  const webhookEndpoints = async () => {
-    const [endpoints, companies] = await Promise.all([
-      listEndpoints(deps.overview.db),
-      endpointCompanies(deps.overview.db),
-    ]);
-    return endpoints.map((endpoint) => ({ ...endpoint, companyId: companies.get(endpoint.id) ?? "" }));
-  };
+  const webhookEndpoints = () => listEndpointsWithCompany(deps.overview.db);
   app.get("/webhooks", async (req, res) => {
     const replayed = typeof req.query.replayed === "string" ? req.query.replayed : undefined;
     res.type("html").send(
@@ -204,9 +198,7 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
     if (!checkCsrf(req, res)) return;
     const endpointId = String(req.params.endpointId);
     const sinceMs = parseDuration(String(req.body?.since ?? "24h")) ?? 86_400_000;
-    const replayed = /^[0-9a-f-]{36}$/i.test(endpointId)
-      ? await replayDeliveries(deps.overview.db, endpointId, new Date(Date.now() - sinceMs))
-      : 0;
+    const replayed = await replayDeliveries(deps.overview.db, endpointId, new Date(Date.now() - sinceMs));
     log.info({ endpointId, replayed, sinceMs }, "operator replayed webhook deliveries");
     res.redirect(303, `/webhooks?${new URLSearchParams({ replayed: String(replayed) })}`);
   });

@@ -15,7 +15,7 @@ import type { DispatcherMetrics } from "./metrics";
 
 /**
  * The fan-out: every event of the domain stream (and the page lifecycle events a product hears about)
- * becomes one delivery row per enabled endpoint of the page's company that asked for its type. A row is
+ * becomes one delivery row per endpoint of the page's company that asked for its type (a disabled one's wait). A row is
  * written once per (endpoint, event) whatever the redeliveries, and the message is acked after the
  * insert commits, so the consumer's ack floor says "every event up to here has its rows": the delivery
  * loop sends an event only below that floor, which keeps the order per conversation across replicas

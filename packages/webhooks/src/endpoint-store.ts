@@ -116,23 +116,29 @@ export async function createEndpoint(
   return { ...viewOf(endpoint, undefined), secret };
 }
 
-/** Every endpoint of a company, or of every company (`companyId` undefined: the console). */
-export async function listEndpoints(db: Db, companyId?: string): Promise<WebhookEndpointView[]> {
+/** A company's endpoints (what `/v1` shows it). */
+export async function listEndpoints(db: Db, companyId: string): Promise<WebhookEndpointView[]> {
+  return (await listEndpointsWithCompany(db, companyId)).map(({ companyId: _owner, ...view }) => view);
+}
+
+/** Every endpoint with the company owning it, or one company's (the operators' CLI and console). */
+export async function listEndpointsWithCompany(
+  db: Db,
+  companyId?: string,
+): Promise<Array<WebhookEndpointView & { companyId: string }>> {
   const endpoints = await db.webhookEndpoint.findMany({
     where: companyId === undefined ? {} : { companyId },
     orderBy: [{ createdAt: "asc" }, { id: "asc" }],
   });
-  return viewsOf(db, endpoints);
+  const views = await viewsOf(db, endpoints);
+  return views.map((view, i) => ({ ...view, companyId: endpoints[i]!.companyId }));
 }
 
-/** The company owning each endpoint (the console groups by it). */
-export async function endpointCompanies(db: Db): Promise<Map<string, string>> {
-  const rows = await db.webhookEndpoint.findMany({ select: { id: true, companyId: true } });
-  return new Map(rows.map((row) => [row.id, row.companyId]));
-}
+/** Ids are UUIDs: anything else names no endpoint or delivery (and never reaches a uuid cast). */
+const isRowId = (id: string) => /^[0-9a-f-]{36}$/i.test(id);
 
 async function findOwned(db: Db, companyId: string, id: string): Promise<WebhookEndpoint | null> {
-  if (!/^[0-9a-f-]{36}$/i.test(id)) return null;
+  if (!isRowId(id)) return null;
   const endpoint = await db.webhookEndpoint.findUnique({ where: { id } });
   return endpoint && endpoint.companyId === companyId ? endpoint : null;
 }
@@ -286,7 +292,7 @@ export async function retryDelivery(
   deliveryId: string,
 ): Promise<WebhookDeliveryView | null> {
   if (!(await findOwned(db, companyId, endpointId))) return null;
-  if (!/^[0-9a-f-]{36}$/i.test(deliveryId)) return null;
+  if (!isRowId(deliveryId)) return null;
   const result = await db.webhookDelivery.updateMany({
     where: { id: deliveryId, endpointId },
     // The retry schedule starts over (the attempt log keeps every earlier attempt).
@@ -305,6 +311,7 @@ export async function retryDelivery(
  * `webhooks replay`, the console): for a receiver that lost what it had acknowledged.
  */
 export async function replayDeliveries(db: Db, endpointId: string, since: Date): Promise<number> {
+  if (!isRowId(endpointId)) return 0;
   const result = await db.webhookDelivery.updateMany({
     where: { endpointId, createdAt: { gte: since } },
     // The retry schedule starts over (the attempt log keeps every earlier attempt).

@@ -3,8 +3,7 @@ import { WebhookEventType } from "@switchboard/contracts";
 import {
   createEndpoint,
   disableEndpoint,
-  endpointCompanies,
-  listEndpoints,
+  listEndpointsWithCompany,
   replayDeliveries,
 } from "@switchboard/webhooks";
 import type { Command } from "commander";
@@ -33,15 +32,11 @@ export function registerWebhookCommands(program: Command, context: CliContext) {
     .option("--company <id>", "only this company's endpoints")
     .option("--json", "print JSON")
     .action(async (options: { company?: string; json?: boolean }) => {
-      const db = context.db();
-      const [endpoints, companies] = await Promise.all([
-        listEndpoints(db, options.company),
-        endpointCompanies(db),
-      ]);
+      const endpoints = await listEndpointsWithCompany(context.db(), options.company);
       printRows(
         endpoints.map((endpoint) => ({
           id: endpoint.id,
-          company: companies.get(endpoint.id),
+          company: endpoint.companyId,
           url: endpoint.url,
           events: endpoint.events ?? "all",
           enabled: endpoint.enabled,
