@@ -2,9 +2,12 @@ import { type Bus, connectBus } from "@switchboard/bus";
 import { env, loadConfig } from "@switchboard/config";
 import { createTokenCipher, type TokenCipher } from "@switchboard/crypto";
 import { createDb, type Db } from "@switchboard/db";
-import { createGraphClient, type GraphClient } from "@switchboard/graph-api";
 import { createLogger, type Logger } from "@switchboard/observability";
-import { subscribedFieldsEnv } from "@switchboard/subscriptions";
+import {
+  platformSubscriptionsOf,
+  type SubscriptionContext,
+  subscriptionEnvShape,
+} from "@switchboard/subscriptions";
 import { z } from "zod";
 
 export const cliConfigSchema = z.object({
@@ -18,13 +21,13 @@ export const cliConfigSchema = z.object({
 });
 
 /** Only the commands that call Meta (`subscriptions …`) need these. */
-export const graphConfigSchema = z.object({
-  FB_APP_ID: z.string({ error: "required" }).regex(/^\d+$/, "the numeric Meta app id"),
-  FB_APP_SECRET: env.secret(),
-  GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
-  GRAPH_API_VERSION: env.graphApiVersion(),
-  SUBSCRIBED_FIELDS: subscribedFieldsEnv(),
-});
+export const graphConfigSchema = z.object(subscriptionEnvShape);
+
+/** Each platform's Graph client, app and fields (Pages on graph.facebook.com, Instagram accounts on graph.instagram.com). */
+export type PlatformSubscriptions = Pick<
+  SubscriptionContext,
+  "graph" | "appId" | "desiredFields" | "instagram"
+>;
 
 /**
  * What a command needs, built on first use and closed once at exit, so `pages list` does not wait for
@@ -36,7 +39,7 @@ export interface CliContext {
   bus(): Promise<Bus>;
   cipher(): TokenCipher;
   graphConfig(): z.infer<typeof graphConfigSchema>;
-  graph(): GraphClient;
+  platforms(): PlatformSubscriptions;
   log(): Logger;
   /** A variable an operator names at run time (`pages connect --token-env VAR`), outside the schemas. */
   variable(name: string): string | undefined;
@@ -50,7 +53,7 @@ export function createCliContext(environment: Record<string, string | undefined>
   let cipher: TokenCipher | undefined;
   let log: Logger | undefined;
   let graphConfig: z.infer<typeof graphConfigSchema> | undefined;
-  let graph: GraphClient | undefined;
+  let platforms: PlatformSubscriptions | undefined;
   const context: CliContext = {
     variable: (name) => environment[name],
     config: () => {
@@ -78,13 +81,9 @@ export function createCliContext(environment: Record<string, string | undefined>
       graphConfig ??= loadConfig(graphConfigSchema, environment);
       return graphConfig;
     },
-    graph: () => {
-      graph ??= createGraphClient({
-        baseUrl: context.graphConfig().GRAPH_API_BASE_URL,
-        version: context.graphConfig().GRAPH_API_VERSION,
-        appSecret: context.graphConfig().FB_APP_SECRET,
-      });
-      return graph;
+    platforms: () => {
+      platforms ??= platformSubscriptionsOf(context.graphConfig());
+      return platforms;
     },
     log: () => {
       log ??= createLogger({ service: "cli", level: context.config().LOG_LEVEL });

@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { env } from "@switchboard/config";
-import { subscribedFieldsEnv } from "@switchboard/subscriptions";
+import { subscriptionEnvShape } from "@switchboard/subscriptions";
 import { z } from "zod";
 
 /** Express's `trust proxy`: off, the number of proxies in front of the console, or their addresses. */
@@ -72,12 +72,7 @@ export const consoleConfigSchema = z
         .max(7 * 24 * 3_600_000, "at most a week (168h)"),
     ),
     TOKEN_ENCRYPTION_KEYS: env.secret(10),
-    FB_APP_ID: z.string({ error: "required" }).regex(/^\d+$/, "the numeric Meta app id"),
-    FB_APP_SECRET: env.secret(),
-    GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
-    GRAPH_API_VERSION: env.graphApiVersion(),
-    GRAPH_API_TIMEOUT: env.duration("10s"),
-    SUBSCRIBED_FIELDS: subscribedFieldsEnv(),
+    ...subscriptionEnvShape,
     /** The webhook canary runs when both are set: the public webhook URL and the page id reserved for it. */
     CANARY_INGRESS_URL: env.httpUrl().optional(),
     CANARY_PAGE_ID: z.preprocess(

@@ -2,7 +2,6 @@ import { connectBus } from "@switchboard/bus";
 import { loadConfig } from "@switchboard/config";
 import { createTokenCipher } from "@switchboard/crypto";
 import { createDb } from "@switchboard/db";
-import { createGraphClient } from "@switchboard/graph-api";
 import {
   closeServer,
   createLogger,
@@ -11,6 +10,7 @@ import {
   onShutdown,
   runMain,
 } from "@switchboard/observability";
+import { platformSubscriptionsOf } from "@switchboard/subscriptions";
 import { createConsoleApp } from "./app";
 import { createOperatorAuth } from "./auth";
 import { createCanaryMetrics, startCanary } from "./canary";
@@ -30,12 +30,7 @@ runMain(async () => {
     log,
   });
   const cipher = createTokenCipher(config.TOKEN_ENCRYPTION_KEYS);
-  const graph = createGraphClient({
-    baseUrl: config.GRAPH_API_BASE_URL,
-    version: config.GRAPH_API_VERSION,
-    appSecret: config.FB_APP_SECRET,
-    timeoutMs: config.GRAPH_API_TIMEOUT,
-  });
+  const platforms = platformSubscriptionsOf(config);
   registerJetStreamMetrics({ registry, bus, log });
   const app = createConsoleApp({
     auth: createOperatorAuth({
@@ -43,16 +38,14 @@ runMain(async () => {
       sessionTtlMs: config.CONSOLE_SESSION_TTL,
       revocations: createSessionRevocations(db),
     }),
-    overview: { db, bus, cipher, desiredFields: config.SUBSCRIBED_FIELDS },
-    subscriptions: {
+    overview: {
       db,
       bus,
       cipher,
-      graph,
-      appId: config.FB_APP_ID,
       desiredFields: config.SUBSCRIBED_FIELDS,
-      log,
+      instagramDesiredFields: config.INSTAGRAM_SUBSCRIBED_FIELDS,
     },
+    subscriptions: { db, bus, cipher, ...platforms, log },
     bus,
     log,
     registry,

@@ -13,6 +13,10 @@ export interface PageRow {
   pageId: string;
   name: string | null;
   companyId: string | null;
+  /** `messenger` (a Facebook Page) or `instagram` (an Instagram account); null for an id nobody connected. */
+  platform: string | null;
+  /** When the token expires, when known (Instagram tokens last 60 days and are refreshed before). */
+  tokenExpiresAt: Date | null;
   pageStatus: string | null;
   statusReason: string | null;
   subscriptionStatus: string | null;
@@ -38,7 +42,9 @@ export interface OverviewDeps {
   db: Db;
   bus: Bus;
   cipher: TokenCipher;
+  /** SUBSCRIBED_FIELDS (Pages), and INSTAGRAM_SUBSCRIBED_FIELDS for Instagram accounts. */
   desiredFields: readonly string[];
+  instagramDesiredFields?: readonly string[];
   now?: () => Date;
 }
 
@@ -147,12 +153,21 @@ async function rankPages(deps: OverviewDeps): Promise<PageRow[]> {
       pageId: page.pageId,
       name: page.name,
       companyId: page.companyId,
+      platform: page.platform,
+      tokenExpiresAt: page.tokenExpiresAt,
       pageStatus: page.status,
       statusReason: page.statusReason,
       subscriptionStatus: page.subscriptionStatus,
       subscribedFields: page.subscribedFields,
       missingFields:
-        page.subscriptionStatus === null ? [] : missingFields(deps.desiredFields, page.subscribedFields),
+        page.subscriptionStatus === null
+          ? []
+          : missingFields(
+              page.platform === "instagram"
+                ? (deps.instagramDesiredFields ?? deps.desiredFields)
+                : deps.desiredFields,
+              page.subscribedFields,
+            ),
       subscriptionError: subscription?.lastError ?? null,
       lastCheckedAt: subscription?.lastCheckedAt ?? null,
       tokenStatus,
@@ -170,6 +185,8 @@ async function rankPages(deps: OverviewDeps): Promise<PageRow[]> {
       pageId,
       name: null,
       companyId: null,
+      platform: null,
+      tokenExpiresAt: null,
       pageStatus: null,
       statusReason: null,
       subscriptionStatus: null,

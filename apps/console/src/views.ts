@@ -37,6 +37,8 @@ const STYLE = `
   tr.healthy td:first-child { border-left: 4px solid #2f9e62; }
   .id, .fields { color: #5b6576; font-size: 12px; }
   .bad { color: #b3263e; font-weight: 600; }
+  .platform { font-size: 0.75em; padding: 0 0.4em; border-radius: 0.6em; border: 1px solid #999; }
+  .platform-instagram { border-color: #c13584; color: #c13584; }
   .good { color: #237a4b; }
   .num { text-align: right; font-variant-numeric: tabular-nums; }
   .notice { background: #eef6ff; border: 1px solid #b7d4f7; padding: 8px 12px; margin-bottom: 16px; }
@@ -128,7 +130,7 @@ ${options.notice ? html`<div class="notice ${options.notice.error ? "error" : ""
 <tbody>
 ${rows.map(
   (row) => html`<tr class="${row.problems.length > 0 ? "problem" : "healthy"}" data-page-id="${row.pageId}">
-<td><strong>${row.name ?? "(not connected)"}</strong><div class="id">${row.pageId}${row.pageStatus && row.pageStatus !== "active" ? html` · <span class="bad">${row.pageStatus}</span>` : ""}</div></td>
+<td><strong>${row.name ?? "(not connected)"}</strong>${row.platform ? html` <span class="platform platform-${row.platform}">${row.platform === "instagram" ? "Instagram" : "Messenger"}</span>` : ""}<div class="id">${row.pageId}${row.pageStatus && row.pageStatus !== "active" ? html` · <span class="bad">${row.pageStatus}</span>` : ""}</div></td>
 <td>${row.companyId ?? "—"}</td>
 <td>${subscriptionCell(row)}</td>
 <td>${tokenCell(row)}</td>

@@ -19,6 +19,7 @@ function outboxRowFor(n: number): OutboxRow {
     type: "conversation.created",
     conversationId: `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`,
     pageId: PAGE,
+    platform: "messenger",
     psid: `psid-${n}`,
     occurredAt: 1_700_000_000_000 + n,
   };

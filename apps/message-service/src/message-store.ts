@@ -91,6 +91,7 @@ export async function storeMessagingEvents(
             type: "conversation.created",
             conversationId: conversation.id,
             pageId: event.pageId,
+            platform: event.platform,
             psid: event.psid,
             occurredAt: now().getTime(),
           }),
@@ -195,9 +196,12 @@ async function upsertConversations(
     {
       page_id: string;
       psid: string;
+      platform: string;
       first_name: string | null;
       last_name: string | null;
       profile_pic_url: string | null;
+      name: string | null;
+      username: string | null;
       profile_fetched_at: string | null;
       last_message_at: string | null;
     }
@@ -207,9 +211,12 @@ async function upsertConversations(
     const input = inputs.get(key) ?? {
       page_id: event.pageId,
       psid: event.psid,
+      platform: event.platform,
       first_name: null,
       last_name: null,
       profile_pic_url: null,
+      name: null,
+      username: null,
       profile_fetched_at: null,
       last_message_at: null,
     };
@@ -219,6 +226,8 @@ async function upsertConversations(
       input.first_name = profile.firstName ?? input.first_name;
       input.last_name = profile.lastName ?? input.last_name;
       input.profile_pic_url = profile.profilePicUrl ?? input.profile_pic_url;
+      input.name = profile.name ?? input.name;
+      input.username = profile.username ?? input.username;
       // A profile from the router's cache is not news: only a fresh fetch moves `profile_fetched_at`.
       if (event.kind === "message" && event.profileStatus === "fetched") {
         input.profile_fetched_at = new Date().toISOString();
@@ -236,23 +245,28 @@ async function upsertConversations(
   const returned = await tx.$queryRaw<Array<ConversationRow & { pageId: string; psid: string }>>`
     WITH input AS (
       SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(
-        page_id text, psid text, first_name text, last_name text, profile_pic_url text,
-        profile_fetched_at timestamptz, last_message_at timestamptz)
+        page_id text, psid text, platform platform, first_name text, last_name text, profile_pic_url text,
+        name text, username text, profile_fetched_at timestamptz, last_message_at timestamptz)
     ), contact AS (
-      INSERT INTO contacts (id, page_id, psid, first_name, last_name, profile_pic_url, profile_fetched_at, updated_at)
-      SELECT gen_random_uuid(), page_id, psid, first_name, last_name, profile_pic_url, profile_fetched_at, now()
+      INSERT INTO contacts (id, page_id, psid, first_name, last_name, profile_pic_url, name, username,
+                            profile_fetched_at, updated_at)
+      SELECT gen_random_uuid(), page_id, psid, first_name, last_name, profile_pic_url, name, username,
+             profile_fetched_at, now()
       FROM input ORDER BY page_id, psid
       ON CONFLICT (page_id, psid) DO UPDATE SET
         first_name = COALESCE(EXCLUDED.first_name, contacts.first_name),
         last_name = COALESCE(EXCLUDED.last_name, contacts.last_name),
         profile_pic_url = COALESCE(EXCLUDED.profile_pic_url, contacts.profile_pic_url),
+        name = COALESCE(EXCLUDED.name, contacts.name),
+        username = COALESCE(EXCLUDED.username, contacts.username),
         profile_fetched_at = COALESCE(EXCLUDED.profile_fetched_at, contacts.profile_fetched_at),
         updated_at = CASE WHEN EXCLUDED.first_name IS NULL AND EXCLUDED.last_name IS NULL
-          AND EXCLUDED.profile_pic_url IS NULL THEN contacts.updated_at ELSE now() END
+          AND EXCLUDED.profile_pic_url IS NULL AND EXCLUDED.name IS NULL AND EXCLUDED.username IS NULL
+          THEN contacts.updated_at ELSE now() END
       RETURNING id, page_id, psid
     ), conversation AS (
-      INSERT INTO conversations (id, page_id, contact_id, last_message_at, updated_at)
-      SELECT gen_random_uuid(), contact.page_id, contact.id, input.last_message_at, now()
+      INSERT INTO conversations (id, page_id, contact_id, platform, last_message_at, updated_at)
+      SELECT gen_random_uuid(), contact.page_id, contact.id, input.platform, input.last_message_at, now()
       FROM contact JOIN input ON input.page_id = contact.page_id AND input.psid = contact.psid
       ORDER BY contact.page_id, contact.psid
       ON CONFLICT (page_id, contact_id) DO UPDATE SET
@@ -330,6 +344,7 @@ async function insertIncoming(
     .map(({ event, row, id, conversationId }) => ({
       id,
       page_id: event.pageId,
+      platform: event.platform,
       conversation_id: conversationId,
       mid: row.mid,
       kind: row.kind,
@@ -339,13 +354,13 @@ async function insertIncoming(
     }))
     .sort((a, b) => (a.page_id === b.page_id ? (a.mid < b.mid ? -1 : 1) : a.page_id < b.page_id ? -1 : 1));
   const inserted = await tx.$queryRaw<Array<{ id: string }>>`
-    INSERT INTO messages (id, page_id, conversation_id, mid, direction, kind, text, payload, status, sent_at,
-                          updated_at)
-    SELECT id, page_id, conversation_id, mid, 'incoming'::message_direction, kind, text, payload,
+    INSERT INTO messages (id, page_id, platform, conversation_id, mid, direction, kind, text, payload, status,
+                          sent_at, updated_at)
+    SELECT id, page_id, platform, conversation_id, mid, 'incoming'::message_direction, kind, text, payload,
            'received'::message_status, sent_at, now()
     FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(
-      id uuid, page_id text, conversation_id uuid, mid text, kind text, text text, payload jsonb,
-      sent_at timestamptz)
+      id uuid, page_id text, platform platform, conversation_id uuid, mid text, kind text, text text,
+      payload jsonb, sent_at timestamptz)
     ON CONFLICT DO NOTHING
     RETURNING id`;
   const stored = new Set(inserted.map((r) => r.id));
@@ -363,6 +378,7 @@ async function insertIncoming(
         messageId: id,
         conversationId,
         pageId: event.pageId,
+        platform: event.platform,
         psid: event.psid,
         mid: row.mid,
         direction: "incoming",
@@ -379,6 +395,7 @@ async function insertIncoming(
           messageId: id,
           conversationId,
           pageId: event.pageId,
+          platform: event.platform,
           psid: event.psid,
           mid: row.mid,
           editCount: edit.editCount,
@@ -395,6 +412,7 @@ async function insertIncoming(
           messageId: id,
           conversationId,
           pageId: event.pageId,
+          platform: event.platform,
           psid: event.psid,
           mid: row.mid,
           deletedAt: deletedAt.getTime(),
@@ -454,6 +472,7 @@ async function storeUnsend(context: Context, event: UnsendEvent) {
     messageId: updated.id,
     conversationId: updated.conversation_id,
     pageId: event.pageId,
+    platform: event.platform,
     psid: event.psid,
     mid: event.mid,
     deletedAt: deletedAt.getTime(),
@@ -516,6 +535,7 @@ async function storeEdit(context: Context, event: EditEvent) {
     messageId: updated.id,
     conversationId: updated.conversation_id,
     pageId: event.pageId,
+    platform: event.platform,
     psid: event.psid,
     mid: event.mid,
     editCount: event.numEdit,
@@ -545,6 +565,7 @@ async function insertMessage(
       {
         id,
         pageId: event.pageId,
+        platform: event.platform,
         conversationId: conversation.id,
         mid: row.mid,
         direction: row.direction,
@@ -565,6 +586,7 @@ async function insertMessage(
     messageId: id,
     conversationId: conversation.id,
     pageId: event.pageId,
+    platform: event.platform,
     psid: event.psid,
     mid: row.mid,
     direction: row.direction,
@@ -601,6 +623,7 @@ async function storeEcho(context: Context, event: EchoEvent) {
   const candidates = await tx.message.findMany({
     where: {
       pageId: event.pageId,
+      platform: event.platform,
       OR: [
         { mid: event.mid },
         ...(event.metadata && UUID.test(event.metadata)
@@ -630,6 +653,7 @@ async function storeEcho(context: Context, event: EchoEvent) {
         type: "message.sent",
         messageId: ours.id,
         pageId: event.pageId,
+        platform: event.platform,
         psid: event.psid,
         mid: event.mid,
         occurredAt: context.now().getTime(),
@@ -661,6 +685,7 @@ function publishStatusChange(
     type: "message.status_changed",
     messageId,
     pageId: context.event.pageId,
+    platform: context.event.platform,
     psid: context.event.psid,
     status,
     previousStatus: previous,
@@ -742,6 +767,7 @@ async function storeConversationEvent(context: Context, kind: string, payload: u
     data: [
       {
         pageId: event.pageId,
+        platform: event.platform,
         conversationId: conversation.id,
         eventId: event.eventId,
         kind,

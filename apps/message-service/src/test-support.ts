@@ -186,6 +186,7 @@ const base = (pageId: string, psid: string, timestamp: number) => ({
   eventId: `evt-${uniqueId("")}-${++sequence}`,
   pageId,
   companyId: "company-1",
+  platform: "messenger" as const,
   psid,
   conversationKey: conversationKey(pageId, psid),
   timestamp,
@@ -211,7 +212,7 @@ export const events = {
       attachments: [],
       quickReplyPayload: null,
       replyToMid: null,
-      profile: { firstName: "Ada", lastName: "Lovelace", profilePicUrl: null },
+      profile: { firstName: "Ada", lastName: "Lovelace", profilePicUrl: null, name: null, username: null },
       profileStatus: "fetched",
     };
   },

@@ -1,4 +1,4 @@
-import { env, loadConfig } from "@switchboard/config";
+import { env, graphEnvShape, loadConfig } from "@switchboard/config";
 import { pageRateOverridesEnv } from "@switchboard/page-quota";
 import { z } from "zod";
 
@@ -11,10 +11,8 @@ export const pageRouterConfigSchema = z.object({
   REDIS_KEY_PREFIX: env.redisKeyPrefix(),
   LOG_LEVEL: env.logLevel(),
   PORT: env.port(3001),
-  FB_APP_SECRET: env.secret(),
+  ...graphEnvShape,
   TOKEN_ENCRYPTION_KEYS: env.secret(10),
-  GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
-  GRAPH_API_VERSION: env.graphApiVersion(),
   /** Entries handled at once by one replica. */
   ROUTER_CONCURRENCY: env.positiveInt(32),
   /** A cached PageConnection is re-read after this even without a lifecycle event (a safety net, not the mechanism). */

@@ -95,7 +95,14 @@ describe("page-router failure policy", () => {
           unroutedSweepIntervalMs: 60_000,
         },
         profiles: {
-          graph: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+          graph: {
+            messenger: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+            instagram: {
+              baseUrl: `${metaServer.url}/instagram-api`,
+              version: "v21.0",
+              appSecret: APP_SECRET,
+            },
+          },
           staleAfterMs: 60_000,
           unavailableTtlMs: 60_000,
           timeoutMs: 1_000,

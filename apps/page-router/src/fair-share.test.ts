@@ -112,7 +112,7 @@ describe("fair share over several Redis nodes", () => {
         time: Date.now(),
         messaging: [1, 2, 3].map(() => buildTextMessageItem({ pageId: PAGE, psid })),
       },
-      { pageId: PAGE, companyId: "acme", traceId: "trace", receivedAt: Date.now() },
+      { pageId: PAGE, companyId: "acme", platform: "messenger", traceId: "trace", receivedAt: Date.now() },
     );
     await share.account(delivery(), PAGE, events, true);
     const flags = await listStored(
@@ -173,7 +173,7 @@ describe("fair share: work-conserving, counted once per entry", () => {
         time: Date.now(),
         messaging: [1, 2].map(() => buildTextMessageItem({ pageId: PAGE, psid })),
       },
-      { pageId: PAGE, companyId: "acme", traceId: "trace", receivedAt: Date.now() },
+      { pageId: PAGE, companyId: "acme", platform: "messenger", traceId: "trace", receivedAt: Date.now() },
     );
     // One entry handled three times (the consumer kept it through an outage), then redelivered twice.
     const entry = delivery();

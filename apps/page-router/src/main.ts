@@ -1,4 +1,5 @@
 import { connectBus } from "@switchboard/bus";
+import { graphHostsOf } from "@switchboard/config";
 import { createTokenCipher } from "@switchboard/crypto";
 import { createDb, postgresAnswers } from "@switchboard/db";
 import {
@@ -60,11 +61,7 @@ runMain(async () => {
         unroutedSweepIntervalMs: config.UNROUTED_SWEEP_INTERVAL,
       },
       profiles: {
-        graph: {
-          baseUrl: config.GRAPH_API_BASE_URL,
-          version: config.GRAPH_API_VERSION,
-          appSecret: config.FB_APP_SECRET,
-        },
+        graph: graphHostsOf(config),
         staleAfterMs: config.PROFILE_STALE_AFTER,
         unavailableTtlMs: config.PROFILE_UNAVAILABLE_TTL,
         timeoutMs: config.PROFILE_TIMEOUT,

@@ -8,6 +8,7 @@ const USER = "1423587017700273";
 const context: EntryContext = {
   pageId: PAGE,
   companyId: "acme",
+  platform: "messenger",
   traceId: "trace-1",
   receivedAt: 1700000000999,
 };

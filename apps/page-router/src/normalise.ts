@@ -6,6 +6,7 @@ import {
   type MessagingEvent,
   MessagingItem,
   NO_PERSON_PSID,
+  type Platform,
   USER_REF_PSID_PREFIX,
   type WebhookEntry,
 } from "@switchboard/contracts";
@@ -15,6 +16,7 @@ import type { z } from "zod";
 export interface EntryContext {
   pageId: string;
   companyId: string;
+  platform: Platform;
   traceId: string;
   receivedAt: number;
 }
@@ -145,6 +147,7 @@ function base(raw: unknown, context: EntryContext, psid: string, timestamp: numb
     eventId,
     pageId: context.pageId,
     companyId: context.companyId,
+    platform: context.platform,
     psid,
     conversationKey: conversationKey(context.pageId, psid),
     timestamp,

@@ -64,7 +64,10 @@ describe("page-router fair share: a page's excess waits in its overflow, off the
           unroutedSweepIntervalMs: 60_000,
         },
         profiles: {
-          graph: { baseUrl: "http://127.0.0.1:9", version: "v21.0", appSecret: "secret" },
+          graph: {
+            messenger: { baseUrl: "http://127.0.0.1:9", version: "v21.0", appSecret: "secret" },
+            instagram: { baseUrl: "http://127.0.0.1:9", version: "v21.0", appSecret: "secret" },
+          },
           staleAfterMs: 60_000,
           unavailableTtlMs: 60_000,
           timeoutMs: 200,

@@ -1,5 +1,5 @@
 import type { Bus } from "@switchboard/bus";
-import { PageLifecycleEvent, type PageStatus } from "@switchboard/contracts";
+import { PageLifecycleEvent, type PageStatus, type Platform } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "@switchboard/observability";
 
@@ -7,6 +7,7 @@ import type { Logger } from "@switchboard/observability";
 export interface RoutablePage {
   pageId: string;
   companyId: string;
+  platform: Platform;
   status: PageStatus;
   pageAccessTokenEnc: string;
 }
@@ -43,7 +44,7 @@ export function createPageDirectory({ db, ttlMs }: { db: Db; ttlMs: number }): P
       const before = generationOf(pageId);
       const row = await db.pageConnection.findUnique({
         where: { pageId },
-        select: { pageId: true, companyId: true, status: true, pageAccessTokenEnc: true },
+        select: { pageId: true, companyId: true, platform: true, status: true, pageAccessTokenEnc: true },
       });
       if (generationOf(pageId) === before) {
         // Bounded whatever the number of pages: the oldest entry goes first (Map keeps insertion order).

@@ -1,8 +1,19 @@
 import type { Bus } from "@switchboard/bus";
-import { type ContactProfile, NO_PERSON_PSID, USER_REF_PSID_PREFIX } from "@switchboard/contracts";
+import {
+  type ContactProfile,
+  NO_PERSON_PSID,
+  type Platform,
+  USER_REF_PSID_PREFIX,
+} from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
-import { createGraphClient, type GraphCallRecord, graphFailurePolicy } from "@switchboard/graph-api";
+import {
+  createGraphClient,
+  type GraphCallRecord,
+  type GraphClients,
+  graphFailurePolicy,
+  type UserProfile,
+} from "@switchboard/graph-api";
 import type { Logger } from "@switchboard/observability";
 import { decryptPageToken, setPageStatus } from "@switchboard/pages";
 import type { Redis } from "ioredis";
@@ -16,7 +27,8 @@ export type ProfileResult = {
 };
 
 export interface ProfileSettings {
-  graph: { baseUrl: string; version: string; appSecret: string };
+  /** Pages on the Facebook Graph API, Instagram accounts on the Instagram API, each with its own secret. */
+  graph: Record<Platform, { baseUrl: string; version: string; appSecret: string }>;
   keyPrefix: string;
   staleAfterMs: number;
   unavailableTtlMs: number;
@@ -85,13 +97,16 @@ export function createProfileLookup(deps: ProfileDeps): ProfileLookup {
     }
   };
 
-  const graph = createGraphClient({
-    ...settings.graph,
-    timeoutMs: settings.timeoutMs,
-    // One attempt: a retry would hold the message back; the next message from this person tries again.
-    maxRetries: 0,
-    onCall,
-  });
+  const clientFor = (platform: Platform) =>
+    createGraphClient({
+      ...settings.graph[platform],
+      platform,
+      timeoutMs: settings.timeoutMs,
+      // One attempt: a retry would hold the message back; the next message from this person tries again.
+      maxRetries: 0,
+      onCall,
+    });
+  const graphs: GraphClients = { messenger: clientFor("messenger"), instagram: clientFor("instagram") };
 
   const limiter = new RateLimiterRedis({
     storeClient: redis,
@@ -124,12 +139,8 @@ export function createProfileLookup(deps: ProfileDeps): ProfileLookup {
 
     try {
       const token = decryptPageToken(cipher, pageId, page.pageAccessTokenEnc);
-      const answer = await graph.getUserProfile(psid, token, { pageId });
-      const profile: ContactProfile = {
-        firstName: answer.first_name ?? null,
-        lastName: answer.last_name ?? null,
-        profilePicUrl: answer.profile_pic ?? null,
-      };
+      const answer = await graphs[page.platform].getUserProfile(psid, token, { pageId });
+      const profile = contactProfileOf(answer);
       await save(pageId, psid, { profile, fetchedAt: Date.now() });
       return { profile, status: "fetched" };
     } catch (error) {
@@ -194,6 +205,16 @@ export function createProfileLookup(deps: ProfileDeps): ProfileLookup {
       }
       return running;
     },
+  };
+}
+
+function contactProfileOf(answer: UserProfile): ContactProfile {
+  return {
+    firstName: answer.first_name ?? null,
+    lastName: answer.last_name ?? null,
+    profilePicUrl: answer.profile_pic ?? null,
+    name: answer.name ?? null,
+    username: answer.username ?? null,
   };
 }
 

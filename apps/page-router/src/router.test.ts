@@ -63,7 +63,14 @@ describe("page-router", () => {
           unroutedSweepIntervalMs: 1_000,
         },
         profiles: {
-          graph: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+          graph: {
+            messenger: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+            instagram: {
+              baseUrl: `${metaServer.url}/instagram-api`,
+              version: "v21.0",
+              appSecret: APP_SECRET,
+            },
+          },
           staleAfterMs: 60_000,
           unavailableTtlMs: 60_000,
           timeoutMs: 2_000,

@@ -174,6 +174,9 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
   /** resolve page: the entry's PageConnection (`entry.id`), or parked until its page is connected. */
   const resolvePage = async (msg: JsMsg, entry: WebhookEntry): Promise<RoutablePage | undefined> => {
     const page = await directory.resolve(entry.id);
+    // The ingress says which platform Meta delivered for (the body's `object`); entries parked before it
+    // said so take their connection's.
+    const platform = header(msg.headers, Headers.platform);
     if (!page) {
       await park(msg, entry.id, "unknown_page");
       // The page may have been connected while this entry was being parked: then replay it now.
@@ -186,6 +189,10 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
       await park(msg, entry.id, "page_disabled");
       return undefined;
     }
+    if (platform !== undefined && platform !== page.platform) {
+      await park(msg, entry.id, "platform_mismatch", `a ${platform} entry for a ${page.platform} connection`);
+      return undefined;
+    }
     return page;
   };
 
@@ -196,6 +203,7 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     const events = normaliseEntry(entry, {
       pageId: page.pageId,
       companyId: page.companyId,
+      platform: page.platform,
       traceId,
       receivedAt,
     });
@@ -244,6 +252,11 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
     if (!entry) return;
     if (settings.canaryPageId !== undefined && entry.id === settings.canaryPageId) {
       return routeCanary(msg, entry);
+    }
+    if (entry.id === DASHBOARD_TEST_ENTRY_ID && !entry.messaging?.length && !entry.standby?.length) {
+      // The App Dashboard's "Test" button: a sample `changes` entry for page "0", which no page will ever own.
+      metrics.entriesIgnored.inc({ page_id: entry.id, reason: "dashboard_test" });
+      return;
     }
     const page = await resolvePage(msg, entry);
     if (!page) return;
@@ -348,6 +361,8 @@ interface PublishItem {
 }
 
 type Decoded = { ok: true; entry: WebhookEntry } | { ok: false; detail: string };
+
+const DASHBOARD_TEST_ENTRY_ID = "0";
 
 function decodeEntry(data: Uint8Array): Decoded {
   let json: unknown;

@@ -12,8 +12,11 @@ import type { Logger } from "@switchboard/observability";
 import type { Redis } from "ioredis";
 import type { PageRouterMetrics } from "./metrics";
 
-/** Why an entry was parked. The first two clear up by themselves when the page is connected. */
-export type UnroutedReason = "unknown_page" | "page_disabled" | "undecodable";
+/**
+ * Why an entry was parked. The first two clear up by themselves when the page is connected;
+ * `platform_mismatch` (an Instagram entry for a Page's id, or the reverse) needs an operator.
+ */
+export type UnroutedReason = "unknown_page" | "page_disabled" | "undecodable" | "platform_mismatch";
 const REPLAYED_ON_CONNECT: ReadonlySet<string> = new Set(["unknown_page", "page_disabled"]);
 
 /** The reason code of a stored entry (`undecodable: <detail>` → `undecodable`). */

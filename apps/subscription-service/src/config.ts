@@ -1,5 +1,5 @@
 import { env } from "@switchboard/config";
-import { subscribedFieldsEnv } from "@switchboard/subscriptions";
+import { subscriptionEnvShape } from "@switchboard/subscriptions";
 import { z } from "zod";
 
 export const subscriptionConfigSchema = z.object({
@@ -10,14 +10,8 @@ export const subscriptionConfigSchema = z.object({
   NATS_URL: env.natsUrl(),
   BUS_NAMESPACE: env.busNamespace(),
   NATS_STREAM_REPLICAS: env.positiveInt(1),
-  FB_APP_ID: z.string({ error: "required" }).regex(/^\d+$/, "the numeric Meta app id"),
-  FB_APP_SECRET: env.secret(),
+  ...subscriptionEnvShape,
   TOKEN_ENCRYPTION_KEYS: env.secret(10),
-  GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
-  GRAPH_API_VERSION: env.graphApiVersion(),
-  GRAPH_API_TIMEOUT: env.duration("10s"),
-  /** Webhook fields every page is subscribed to (comma list; default: every Messenger event). */
-  SUBSCRIBED_FIELDS: subscribedFieldsEnv(),
   /** How often each active page is checked against Meta; checks are spread over the interval. */
   RECONCILE_INTERVAL: env.duration("10m"),
   /** Pages this replica checks at once. */

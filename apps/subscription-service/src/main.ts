@@ -2,7 +2,6 @@ import { connectBus } from "@switchboard/bus";
 import { loadConfig } from "@switchboard/config";
 import { createTokenCipher } from "@switchboard/crypto";
 import { createDb, postgresAnswers } from "@switchboard/db";
-import { createGraphClient } from "@switchboard/graph-api";
 import {
   closeServer,
   createLogger,
@@ -14,6 +13,7 @@ import {
   runMain,
 } from "@switchboard/observability";
 import { closeRedisNodes, connectRedisNodes, createFailoverRedis } from "@switchboard/redis-nodes";
+import { platformSubscriptionsOf } from "@switchboard/subscriptions";
 import { subscriptionConfigSchema } from "./config";
 
 import { createSubscriptionMetrics, recordGraphCall } from "./metrics";
@@ -39,11 +39,7 @@ runMain(async () => {
     log,
   });
   const graphAttempts = 3;
-  const graph = createGraphClient({
-    baseUrl: config.GRAPH_API_BASE_URL,
-    version: config.GRAPH_API_VERSION,
-    appSecret: config.FB_APP_SECRET,
-    timeoutMs: config.GRAPH_API_TIMEOUT,
+  const platforms = platformSubscriptionsOf(config, {
     maxRetries: graphAttempts - 1,
     onCall: recordGraphCall(metrics),
   });
@@ -56,9 +52,7 @@ runMain(async () => {
       db,
       bus,
       cipher: createTokenCipher(config.TOKEN_ENCRYPTION_KEYS),
-      graph,
-      appId: config.FB_APP_ID,
-      desiredFields: config.SUBSCRIBED_FIELDS,
+      ...platforms,
       failureThreshold: config.RECONCILE_FAILURE_THRESHOLD,
       log,
     },
@@ -87,7 +81,12 @@ runMain(async () => {
   });
   const server = await listen(app, config.PORT);
   log.info(
-    { port: config.PORT, intervalMs: config.RECONCILE_INTERVAL, fields: config.SUBSCRIBED_FIELDS },
+    {
+      port: config.PORT,
+      intervalMs: config.RECONCILE_INTERVAL,
+      fields: config.SUBSCRIBED_FIELDS,
+      instagramFields: config.INSTAGRAM_SUBSCRIBED_FIELDS,
+    },
     "subscription-service running",
   );
   onShutdown(log, [

@@ -142,6 +142,7 @@ describe("webhook-dispatcher", () => {
 
   const messageCreated = (pageId: string, psid: string, n: number): DomainEvent => ({
     type: "message.created",
+    platform: "messenger",
     messageId: uniqueId("m"),
     conversationId: `${pageId}:${psid}`,
     pageId,
@@ -319,6 +320,7 @@ describe("webhook-dispatcher", () => {
       type: "page.status_changed",
       pageId: PAGE_A,
       companyId: "company-a",
+      platform: "messenger",
       status: "reauthorization_required",
       reason: "token expired",
       occurredAt: Date.now(),

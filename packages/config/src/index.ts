@@ -111,6 +111,8 @@ export const env = {
   /** Key prefix for everything a service stores in Redis (tests isolate runs with it). */
   redisKeyPrefix: () => z.preprocess(emptyAsUndefined, z.string().default("")),
   graphApiBaseUrl: () => url(["http", "https"], "https://graph.facebook.com"),
+  /** The Instagram API with Instagram Login (INSTAGRAM_API_BASE_URL): Instagram accounts are called here. */
+  instagramApiBaseUrl: () => url(["http", "https"], "https://graph.instagram.com"),
   graphApiVersion: () =>
     z.preprocess(
       emptyAsUndefined,
@@ -124,3 +126,44 @@ export const env = {
       .preprocess(emptyAsUndefined, z.enum(["true", "false", "1", "0"]).default(fallback ? "true" : "false"))
       .transform((v) => v === "true" || v === "1"),
 };
+
+/**
+ * The settings every service that calls Meta reads, for both platforms: Facebook Pages on the Graph API
+ * (FB_APP_SECRET), Instagram accounts on the Instagram API with Instagram Login, whose app has its own
+ * secret (INSTAGRAM_APP_SECRET; FB_APP_SECRET when one app does both).
+ */
+export const graphEnvShape = {
+  FB_APP_SECRET: env.secret(),
+  GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
+  GRAPH_API_VERSION: env.graphApiVersion(),
+  INSTAGRAM_API_BASE_URL: env.instagramApiBaseUrl(),
+  INSTAGRAM_APP_SECRET: z.preprocess(emptyAsUndefined, env.secret().optional()),
+};
+
+export interface GraphHost {
+  baseUrl: string;
+  version: string;
+  appSecret: string;
+}
+
+/** Where each platform's calls go and which secret proves them (`appsecret_proof`). */
+export function graphHostsOf(config: {
+  FB_APP_SECRET: string;
+  GRAPH_API_BASE_URL: string;
+  GRAPH_API_VERSION: string;
+  INSTAGRAM_API_BASE_URL: string;
+  INSTAGRAM_APP_SECRET?: string | undefined;
+}): { messenger: GraphHost; instagram: GraphHost } {
+  return {
+    messenger: {
+      baseUrl: config.GRAPH_API_BASE_URL,
+      version: config.GRAPH_API_VERSION,
+      appSecret: config.FB_APP_SECRET,
+    },
+    instagram: {
+      baseUrl: config.INSTAGRAM_API_BASE_URL,
+      version: config.GRAPH_API_VERSION,
+      appSecret: config.INSTAGRAM_APP_SECRET ?? config.FB_APP_SECRET,
+    },
+  };
+}

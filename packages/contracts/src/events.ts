@@ -1,8 +1,12 @@
 import { z } from "zod";
+import { Platform } from "./webhook";
 
-/** A conversation is (page, PSID). Chatwoot's lock key, used for every event of the conversation. */
-export function conversationLockKey(psid: string, pageId: string): string {
-  return `FB_MESSAGE_CREATE_LOCK::${psid}::${pageId}`;
+/**
+ * A conversation is (page, PSID), or (Instagram account, IGSID). Chatwoot's lock keys, used for every
+ * event of the conversation and for its sends.
+ */
+export function conversationLockKey(psid: string, pageId: string, platform: Platform = "messenger"): string {
+  return `${platform === "instagram" ? "IG" : "FB"}_MESSAGE_CREATE_LOCK::${psid}::${pageId}`;
 }
 
 export function conversationKey(pageId: string, psid: string): string {
@@ -21,6 +25,9 @@ export const ContactProfile = z.object({
   firstName: z.string().nullable(),
   lastName: z.string().nullable(),
   profilePicUrl: z.string().nullable(),
+  /** Instagram profiles have a display name and an @username instead of first and last names. */
+  name: z.string().nullable().default(null),
+  username: z.string().nullable().default(null),
 });
 export type ContactProfile = z.infer<typeof ContactProfile>;
 
@@ -41,6 +48,8 @@ const EventBase = z.object({
   eventId: z.string(),
   pageId: z.string(),
   companyId: z.string(),
+  /** The connection's platform; absent on events published before Instagram existed. */
+  platform: Platform.default("messenger"),
   /** The user's page-scoped id, whichever side sent the item (or `USER_REF_PSID_PREFIX` + ref, or `NO_PERSON_PSID`). */
   psid: z.string(),
   conversationKey: z.string(),
@@ -181,6 +190,7 @@ export const PageLifecycleEvent = z.object({
   ]),
   pageId: z.string(),
   companyId: z.string(),
+  platform: Platform.default("messenger"),
   status: PageStatus,
   reason: z.string().nullable().default(null),
   /** For `page.subscription_changed`: the subscription's status now and before. */
@@ -200,6 +210,7 @@ export const DomainEvent = z.discriminatedUnion("type", [
     type: z.literal("conversation.created"),
     conversationId: z.string(),
     pageId: z.string(),
+    platform: Platform.default("messenger"),
     psid: z.string(),
     occurredAt: z.number().int(),
   }),
@@ -208,6 +219,7 @@ export const DomainEvent = z.discriminatedUnion("type", [
     messageId: z.string(),
     conversationId: z.string(),
     pageId: z.string(),
+    platform: Platform.default("messenger"),
     psid: z.string(),
     mid: z.string().nullable(),
     direction: MessageDirection,
@@ -221,6 +233,7 @@ export const DomainEvent = z.discriminatedUnion("type", [
     messageId: z.string(),
     conversationId: z.string(),
     pageId: z.string(),
+    platform: Platform.default("messenger"),
     psid: z.string(),
     mid: z.string(),
     editCount: z.number().int(),
@@ -233,6 +246,7 @@ export const DomainEvent = z.discriminatedUnion("type", [
     messageId: z.string(),
     conversationId: z.string(),
     pageId: z.string(),
+    platform: Platform.default("messenger"),
     psid: z.string(),
     mid: z.string(),
     deletedAt: z.number().int(),
@@ -242,6 +256,7 @@ export const DomainEvent = z.discriminatedUnion("type", [
     type: z.literal("message.status_changed"),
     messageId: z.string(),
     pageId: z.string(),
+    platform: Platform.default("messenger"),
     psid: z.string(),
     status: MessageStatus,
     previousStatus: MessageStatus,
@@ -251,6 +266,7 @@ export const DomainEvent = z.discriminatedUnion("type", [
     type: z.literal("message.sent"),
     messageId: z.string(),
     pageId: z.string(),
+    platform: Platform.default("messenger"),
     psid: z.string(),
     mid: z.string(),
     occurredAt: z.number().int(),
@@ -259,6 +275,7 @@ export const DomainEvent = z.discriminatedUnion("type", [
     type: z.literal("message.failed"),
     messageId: z.string(),
     pageId: z.string(),
+    platform: Platform.default("messenger"),
     psid: z.string(),
     reason: z.string(),
     occurredAt: z.number().int(),

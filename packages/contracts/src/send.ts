@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
+import { Platform } from "./webhook";
 
 /**
  * One outgoing message waiting for the send worker, on the `sends` work queue (`Nats-Msg-Id` = the message
@@ -9,6 +10,7 @@ import { z } from "zod";
 export const SendRequest = z.object({
   messageId: z.string().uuid(),
   pageId: z.string(),
+  platform: Platform.default("messenger"),
   psid: z.string(),
   /** Who queued it: the product through the API, or an operator through the CLI. */
   origin: z.enum(["api", "cli"]),

@@ -4,7 +4,9 @@ import type { AddressInfo } from "node:net";
 import express, { type Express, type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import { createGraphRouter } from "./graph";
-import { type EchoMode, FakeMetaState, type GraphEndpointName } from "./state";
+import { type SentInput, sendUnknownPath } from "./graph-shared";
+import { createInstagramRouter, INSTAGRAM_API_PATH } from "./instagram";
+import { type EchoMode, FakeMetaState, type FakePlatform, type GraphEndpointName } from "./state";
 import { persistState } from "./state-file";
 import {
   type DeliveryResult,
@@ -17,9 +19,11 @@ import {
 export interface FakeMetaOptions {
   appSecret: string;
   appId: string;
+  /** The Instagram app's id, named by the Instagram host's `GET subscribed_apps`; `appId` when omitted. */
+  instagramAppId?: string;
   /** Where webhooks (and Send API echoes) are POSTed, e.g. http://127.0.0.1:3000/webhooks/facebook */
   ingressUrl: string;
-  /** Refuse other Graph API versions in the path; any `vX.Y` when omitted. */
+  /** Refuse other Graph API versions in the path (both hosts); any `vX.Y` when omitted. */
   graphApiVersion?: string;
   echoMode?: EchoMode;
   /**
@@ -34,6 +38,8 @@ export interface FakeMetaOptions {
 
 export interface SendWebhookOptions {
   ingressUrl?: string;
+  /** The body's `object` when a list of entries is given: "page" (Messenger, the default) or "instagram". */
+  object?: string;
   /** Sign with this secret instead of the app secret. */
   signWith?: string;
   badSignature?: boolean;
@@ -42,6 +48,8 @@ export interface SendWebhookOptions {
 export interface RunningFakeMeta {
   /** Base URL, e.g. http://127.0.0.1:43121 — use it as GRAPH_API_BASE_URL. */
   url: string;
+  /** `url` + `/instagram-api` — use it as INSTAGRAM_API_BASE_URL. */
+  instagramUrl: string;
   close(): Promise<void>;
 }
 
@@ -53,19 +61,25 @@ export interface FakeMeta {
   /** Writes pending registration changes to the state file now (no-op without one). */
   flushState(): void;
   listen(port?: number, host?: string): Promise<RunningFakeMeta>;
-  /** Signs and POSTs a webhook: a whole body (object or exact string) or a list of entries. */
+  /**
+   * Signs and POSTs a webhook: a whole body (object or exact string, sent as is) or a list of entries (an
+   * `object: "page"` body, or `options.object`'s).
+   */
   sendWebhook(body: unknown, options?: SendWebhookOptions): Promise<DeliveryResult>;
 }
 
 export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
   const { appSecret, appId, ingressUrl, log } = options;
+  const instagramAppId = options.instagramAppId ?? appId;
   const state = new FakeMetaState(options.echoMode);
   const controlToken = options.controlToken ?? randomBytes(24).toString("base64url");
   const persistence = options.stateFile ? persistState(state, options.stateFile) : undefined;
 
   async function sendWebhook(body: unknown, sendOptions: SendWebhookOptions = {}): Promise<DeliveryResult> {
     const url = sendOptions.ingressUrl ?? ingressUrl;
-    const payload = Array.isArray(body) ? webhookBodyFor(body as WebhookEntryInput[]) : body;
+    const payload = Array.isArray(body)
+      ? webhookBodyFor(body as WebhookEntryInput[], sendOptions.object ?? "page")
+      : body;
     const at = Date.now();
     recordPersonMessages(state, payload, at);
     try {
@@ -92,14 +106,8 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
   }
 
   /** The echo Meta sends for a message a page sent: sender = page, `app_id` = the sending app, our metadata. */
-  async function sendEcho(sent: {
-    pageId: string;
-    psid: string;
-    mid: string;
-    body: Record<string, unknown>;
-  }) {
+  async function sendEcho(sent: SentInput) {
     const message = sent.body.message as Record<string, unknown>;
-    const attachment = message.attachment as { type?: string; payload?: unknown } | undefined;
     const now = Date.now();
     const echo = {
       sender: { id: sent.pageId },
@@ -110,12 +118,27 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
         app_id: new RawNumber(appId),
         ...(typeof message.metadata === "string" ? { metadata: message.metadata } : {}),
         mid: sent.mid,
-        ...(typeof message.text === "string" ? { text: message.text } : {}),
-        ...(attachment ? { attachments: [{ type: attachment.type, payload: attachment.payload }] } : {}),
+        ...echoContent(message),
       },
     };
+    await sendEchoWebhook([{ id: sent.pageId, time: now, messaging: [echo] }], "page");
+  }
+
+  /** Instagram's echo: sender = the account, and neither `app_id` nor `metadata` (Instagram echoes neither). */
+  async function sendInstagramEcho(sent: SentInput) {
+    const now = Date.now();
+    const echo = {
+      sender: { id: sent.pageId },
+      recipient: { id: sent.psid },
+      timestamp: now,
+      message: { mid: sent.mid, ...echoContent(sent.body.message as Record<string, unknown>), is_echo: true },
+    };
+    await sendEchoWebhook([{ id: sent.pageId, time: now, messaging: [echo] }], "instagram");
+  }
+
+  async function sendEchoWebhook(entries: WebhookEntryInput[], object: string) {
     try {
-      await sendWebhook([{ id: sent.pageId, time: now, messaging: [echo] }]);
+      await sendWebhook(entries, { object });
     } catch {
       // Recorded in state.webhookDeliveries; Meta would retry later, the fake does not.
     }
@@ -128,6 +151,17 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
     res.json({ status: "ok" });
   });
   app.use("/_fake", requireControlToken(controlToken), createControlRouter(state, sendWebhook));
+  // Before the Facebook routes, whose `/:version/:id` would otherwise take `/instagram-api/…` paths.
+  app.use(
+    INSTAGRAM_API_PATH,
+    createInstagramRouter({
+      state,
+      appSecret,
+      instagramAppId,
+      ...(options.graphApiVersion ? { graphApiVersion: options.graphApiVersion } : {}),
+      onMessageSent: (sent) => sendInstagramEcho(sent),
+    }),
+  );
   app.use(
     createGraphRouter({
       state,
@@ -137,16 +171,7 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
       onMessageSent: (sent) => sendEcho(sent),
     }),
   );
-  app.use((req, res) => {
-    res.status(400).json({
-      error: {
-        message: `Unknown path components: ${req.path}`,
-        type: "OAuthException",
-        code: 2500,
-        fbtrace_id: "fake",
-      },
-    });
-  });
+  app.use(sendUnknownPath);
 
   return {
     app,
@@ -159,8 +184,10 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
         const server: Server = app.listen(port, host, (error?: Error) => {
           if (error) return reject(error);
           const address = server.address() as AddressInfo;
+          const url = `http://${host}:${address.port}`;
           resolve({
-            url: `http://${host}:${address.port}`,
+            url,
+            instagramUrl: `${url}${INSTAGRAM_API_PATH}`,
             close: () =>
               new Promise<void>((done) => {
                 persistence?.flush();
@@ -174,9 +201,19 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
   };
 }
 
+/** What an echo repeats of the message sent: its text or its attachment. */
+function echoContent(message: Record<string, unknown>): Record<string, unknown> {
+  const attachment = message.attachment as { type?: string; payload?: unknown } | undefined;
+  return {
+    ...(typeof message.text === "string" ? { text: message.text } : {}),
+    ...(attachment ? { attachments: [{ type: attachment.type, payload: attachment.payload }] } : {}),
+  };
+}
+
 /**
- * The messages people wrote in a webhook the fake sends (not echoes): the person's side of the page's thread,
- * which the Conversations API shows. Bodies that are not Meta-shaped (a test's raw string) add nothing.
+ * The messages people wrote in a webhook the fake sends (not echoes): the person's side of the page's (or
+ * Instagram account's: same `entry[].messaging[]` shape) thread, which the Conversations API shows. Bodies
+ * that are not Meta-shaped (a test's raw string) add nothing.
  */
 function recordPersonMessages(state: FakeMetaState, payload: unknown, at: number): void {
   let body = payload;
@@ -219,6 +256,8 @@ function requireControlToken(controlToken: string) {
   };
 }
 
+const PLATFORMS: readonly unknown[] = ["messenger", "instagram"] satisfies FakePlatform[];
+
 /** `/_fake/...`: drive the fake over HTTP from a shell or an end-to-end test. */
 function createControlRouter(
   state: FakeMetaState,
@@ -240,12 +279,20 @@ function createControlRouter(
   router.post(
     "/pages",
     handle((req, res) => {
-      const { pageId: id, token, name } = req.body ?? {};
+      const { pageId: id, token, name, platform, username } = req.body ?? {};
       if (typeof id !== "string" || typeof token !== "string")
         throw new Error("pageId and token are required");
-      res
-        .status(201)
-        .json(state.addPage({ pageId: id, token, ...(typeof name === "string" ? { name } : {}) }));
+      if (platform !== undefined && !PLATFORMS.includes(platform))
+        throw new Error("platform: messenger|instagram");
+      res.status(201).json(
+        state.addPage({
+          pageId: id,
+          token,
+          ...(typeof name === "string" ? { name } : {}),
+          ...(platform ? { platform: platform as FakePlatform } : {}),
+          ...(typeof username === "string" ? { username } : {}),
+        }),
+      );
     }),
   );
   router.get("/pages", (_req, res) => {
@@ -298,9 +345,9 @@ function createControlRouter(
   router.post(
     "/users",
     handle((req, res) => {
-      const { pageId: id, psid, firstName, lastName, profilePic } = req.body ?? {};
+      const { pageId: id, psid, firstName, lastName, profilePic, name, username } = req.body ?? {};
       if (typeof id !== "string" || typeof psid !== "string") throw new Error("pageId and psid are required");
-      state.addUser({ pageId: id, psid, firstName, lastName, profilePic });
+      state.addUser({ pageId: id, psid, firstName, lastName, profilePic, name, username });
       res.status(201).json({ ok: true });
     }),
   );
@@ -332,9 +379,14 @@ function createControlRouter(
   );
   router.post("/webhooks", async (req, res) => {
     const body = req.body ?? {};
-    const payload = Array.isArray(body.entries) ? body.entries : body;
+    // `{entries, object?}` is built into a body (`object: "page"` unless given); anything else is sent as is.
+    const entries = Array.isArray(body.entries) ? (body.entries as WebhookEntryInput[]) : undefined;
+    const object = entries && typeof body.object === "string" ? { object: body.object } : {};
     try {
-      const result = await sendWebhook(payload, { badSignature: req.query.badSignature === "true" });
+      const result = await sendWebhook(entries ?? body, {
+        badSignature: req.query.badSignature === "true",
+        ...object,
+      });
       res.json({ status: result.status, body: result.body });
     } catch (error) {
       res.status(502).json({ error: (error as Error).message });

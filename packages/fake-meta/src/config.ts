@@ -14,6 +14,8 @@ export const FakeMetaConfig = z.object({
   PORT: env.port(4000),
   FB_APP_SECRET: env.secret(),
   FB_APP_ID: z.string().regex(/^\d+$/, "digits only"),
+  /** The Instagram app's id (the Instagram host's `GET subscribed_apps` names it); `FB_APP_ID` when unset. */
+  INSTAGRAM_APP_ID: z.preprocess(emptyAsUndefined, z.string().regex(/^\d+$/, "digits only").optional()),
   INGRESS_URL: env.httpUrl("http://127.0.0.1:3000/webhooks/facebook"),
   GRAPH_API_VERSION: env.graphApiVersion(),
   /** When the Send API's echo webhook goes out relative to its HTTP answer. */

@@ -6,7 +6,23 @@ export {
   type SendWebhookOptions,
 } from "./app";
 export { type FakeMetaControl, fakeMetaControl } from "./control-client";
-export { defaultErrorFor, parseFields, proofIsValid, SUBSCRIBABLE_FIELDS } from "./graph";
+export { createGraphRouter, type GraphRouterOptions, SUBSCRIBABLE_FIELDS } from "./graph";
+export {
+  type ConversationShape,
+  defaultErrorFor,
+  type MetaError,
+  type OnMessageSent,
+  parseFields,
+  proofIsValid,
+  type SentInput,
+} from "./graph-shared";
+export {
+  createInstagramRouter,
+  INSTAGRAM_API_PATH,
+  INSTAGRAM_SUBSCRIBABLE_FIELDS,
+  INSTAGRAM_TOKEN_LIFETIME_SECONDS,
+  type InstagramRouterOptions,
+} from "./instagram";
 export * from "./state";
 export {
   loadStateFile,

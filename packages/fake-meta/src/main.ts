@@ -9,6 +9,7 @@ runMain(async () => {
   const fake = createFakeMeta({
     appSecret: config.FB_APP_SECRET,
     appId: config.FB_APP_ID,
+    ...(config.INSTAGRAM_APP_ID ? { instagramAppId: config.INSTAGRAM_APP_ID } : {}),
     ingressUrl: config.INGRESS_URL,
     graphApiVersion: config.GRAPH_API_VERSION,
     echoMode: config.FAKE_META_ECHO_MODE,
@@ -25,6 +26,7 @@ runMain(async () => {
     {
       port: config.PORT,
       ingressUrl: config.INGRESS_URL,
+      instagramAppId: config.INSTAGRAM_APP_ID ?? config.FB_APP_ID,
       version: config.GRAPH_API_VERSION,
       stateFile: config.FAKE_META_STATE_FILE,
       pages: fake.state.listPages().length,

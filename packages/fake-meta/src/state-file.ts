@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
-import type { FakeMetaState, Registrations } from "./state";
+import { type FakeMetaState, fakeUser, type Registrations } from "./state";
 
 /**
  * The fake Meta's registrations on disk (`FAKE_META_STATE_FILE`), so a `pnpm dev` restart does not forget the
@@ -14,6 +14,9 @@ const StateFile = z.object({
       pageId: z.string(),
       token: z.string(),
       name: z.string(),
+      // Files saved before Instagram accounts existed hold Messenger pages only.
+      platform: z.enum(["messenger", "instagram"]).default("messenger"),
+      username: z.string().optional(),
       subscribedFields: z.array(z.string()).optional(),
       usagePercent: z.number(),
     }),
@@ -22,13 +25,18 @@ const StateFile = z.object({
     z.object({ token: z.string(), pageId: z.string(), status: z.enum(["valid", "revoked", "replaced"]) }),
   ),
   users: z.array(
-    z.object({
-      pageId: z.string(),
-      psid: z.string(),
-      firstName: z.string(),
-      lastName: z.string(),
-      profilePic: z.string(),
-    }),
+    z
+      .object({
+        pageId: z.string(),
+        psid: z.string(),
+        firstName: z.string(),
+        lastName: z.string(),
+        profilePic: z.string(),
+        // Not in files saved before the Instagram profile fields: the defaults, as for a new person.
+        name: z.string().optional(),
+        username: z.string().optional(),
+      })
+      .transform(fakeUser),
   ),
 });
 

@@ -1,18 +1,38 @@
 /** The in-memory world of the fake Meta: pages and their tokens, users, subscriptions, injected failures. */
 
-export type GraphEndpointName = "subscribed_apps" | "profile" | "messages" | "conversations";
+export type GraphEndpointName =
+  | "subscribed_apps"
+  | "profile"
+  | "messages"
+  | "conversations"
+  | "refresh_access_token";
 export type EchoMode = "before" | "after" | "random" | "off";
+/** What a registered "page" is: a Facebook Page (Messenger) or an Instagram professional account. */
+export type FakePlatform = "messenger" | "instagram";
+/** Which API a call reached: graph.facebook.com, or graph.instagram.com (the fake's `/instagram-api`). */
+export type GraphHost = "facebook" | "instagram";
+
+/** The only host that knows a platform's accounts: the other one cannot parse their tokens. */
+export const hostOfPlatform = (platform: FakePlatform): GraphHost =>
+  platform === "instagram" ? "instagram" : "facebook";
 
 export interface FakePageInput {
   pageId: string;
   token: string;
   name?: string;
+  /** "messenger" when omitted. An Instagram account answers on the Instagram host only. */
+  platform?: FakePlatform;
+  /** The Instagram account's username (`GET /me`); `account_<pageId>` for an Instagram account when omitted. */
+  username?: string;
 }
 
 export interface FakePage {
   pageId: string;
   token: string;
   name: string;
+  platform: FakePlatform;
+  /** Instagram accounts only. */
+  username?: string;
   /** Fields this app is subscribed to on the page; undefined when not subscribed. */
   subscribedFields?: string[];
   usagePercent: number;
@@ -24,6 +44,9 @@ export interface FakeUserInput {
   firstName?: string;
   lastName?: string;
   profilePic?: string;
+  /** Instagram profile fields; `name` defaults to first and last name, `username` to `user_<psid>`. */
+  name?: string;
+  username?: string;
 }
 
 export interface InjectedError {
@@ -36,7 +59,10 @@ export interface InjectedError {
   type?: string;
   /** How many calls fail; unlimited until `clearErrors`/`reset` when omitted. */
   times?: number;
-  /** Limit to one endpoint: "subscribed_apps", "messages", "profile", "conversations", or with a method, "subscribed_apps:POST". */
+  /**
+   * Limit to one endpoint: "subscribed_apps", "messages", "profile", "conversations", "refresh_access_token",
+   * or with a method, "subscribed_apps:POST".
+   */
   endpoint?: string;
   /** Wait this long before answering (or before failing, with a code/status): simulates a slow Meta. */
   delayMs?: number;
@@ -51,6 +77,7 @@ export interface InjectedError {
 }
 
 export interface RecordedCall {
+  host: GraphHost;
   method: string;
   path: string;
   endpoint: GraphEndpointName;
@@ -102,6 +129,21 @@ export interface WebhookDelivery {
 export type TokenStatus = "valid" | "revoked" | "replaced";
 
 export type FakeUser = Required<FakeUserInput>;
+
+/** A person with the defaults filled in (also for people of a state file saved before a field existed). */
+export function fakeUser(input: FakeUserInput): FakeUser {
+  const firstName = input.firstName ?? "Test";
+  const lastName = input.lastName ?? `User ${input.psid}`;
+  return {
+    pageId: input.pageId,
+    psid: input.psid,
+    firstName,
+    lastName,
+    profilePic: input.profilePic ?? `https://fake-meta.invalid/pics/${input.psid}.jpg`,
+    name: input.name ?? `${firstName} ${lastName}`,
+    username: input.username ?? `user_${input.psid}`,
+  };
+}
 
 /**
  * What survives a restart when a state file is used: the registrations (pages, their tokens, people,
@@ -161,13 +203,17 @@ export class FakeMetaState {
     for (const user of copy.users) this.users.set(user.psid, user);
   }
 
-  addPage({ pageId, token, name }: FakePageInput): FakePage {
+  addPage({ pageId, token, name, platform, username }: FakePageInput): FakePage {
     const existing = this.pages.get(pageId);
-    if (existing) this.retireToken(existing.token, "replaced");
+    if (existing) this.retireTokens(pageId, "replaced");
+    const kind = platform ?? existing?.platform ?? "messenger";
+    const handle = username ?? existing?.username ?? (kind === "instagram" ? `account_${pageId}` : undefined);
     const page: FakePage = {
       pageId,
       token,
-      name: name ?? `Page ${pageId}`,
+      name: name ?? `${kind === "instagram" ? "Instagram account" : "Page"} ${pageId}`,
+      platform: kind,
+      ...(handle ? { username: handle } : {}),
       usagePercent: existing?.usagePercent ?? 0,
       ...(existing?.subscribedFields ? { subscribedFields: existing.subscribedFields } : {}),
     };
@@ -185,18 +231,28 @@ export class FakeMetaState {
     return [...this.pages.values()];
   }
 
-  /** The page's current token stops working (Meta answers 190 / 460 for it). */
+  /** The page's tokens stop working (Meta answers 190 / 460 for them): its current one and any refreshed ones. */
   revokeToken(pageId: string): void {
-    const page = this.requirePage(pageId);
-    this.retireToken(page.token, "revoked");
+    this.requirePage(pageId);
+    this.retireTokens(pageId, "revoked");
     this.registrationChanged();
   }
 
-  /** A new token for the page (re-authorisation); the old one then fails with 190 / 463. */
+  /** A new token for the page (re-authorisation); the old ones then fail with 190 / 463. */
   setToken(pageId: string, token: string): void {
     const page = this.requirePage(pageId);
-    this.retireToken(page.token, "replaced");
+    this.retireTokens(pageId, "replaced");
     page.token = token;
+    this.tokens.set(token, { pageId, status: "valid" });
+    this.registrationChanged();
+  }
+
+  /**
+   * Instagram's `refresh_access_token`: `token` becomes the page's current one, and the older ones stay valid
+   * (at Meta, until they expire; the fake never expires them).
+   */
+  addRefreshedToken(pageId: string, token: string): void {
+    this.requirePage(pageId).token = token;
     this.tokens.set(token, { pageId, status: "valid" });
     this.registrationChanged();
   }
@@ -206,13 +262,7 @@ export class FakeMetaState {
   }
 
   addUser(input: FakeUserInput): void {
-    this.users.set(input.psid, {
-      pageId: input.pageId,
-      psid: input.psid,
-      firstName: input.firstName ?? "Test",
-      lastName: input.lastName ?? `User ${input.psid}`,
-      profilePic: input.profilePic ?? `https://fake-meta.invalid/pics/${input.psid}.jpg`,
-    });
+    this.users.set(input.psid, fakeUser(input));
     this.registrationChanged();
   }
 
@@ -332,9 +382,12 @@ export class FakeMetaState {
     for (const listener of this.registrationListeners) listener();
   }
 
-  private retireToken(token: string, status: TokenStatus): void {
-    const info = this.tokens.get(token);
-    if (info) info.status = status;
+  /** The page's current token (whatever its status, as ever) and any other still valid (refreshed) ones. */
+  private retireTokens(pageId: string, status: TokenStatus): void {
+    const current = this.pages.get(pageId)?.token;
+    for (const [token, info] of this.tokens) {
+      if (info.pageId === pageId && (token === current || info.status === "valid")) info.status = status;
+    }
   }
 
   private requirePage(pageId: string): FakePage {

@@ -25,9 +25,10 @@ export type WebhookEntryInput =
   | { id: string; time?: number; messaging?: unknown[]; standby?: unknown[] }
   | { pageId: string; time?: number; messaging?: unknown[]; standby?: unknown[] };
 
-export function webhookBodyFor(entries: WebhookEntryInput[]): Record<string, unknown> {
+/** A webhook body around the entries: `object` is "page" for Messenger, "instagram" for Instagram accounts. */
+export function webhookBodyFor(entries: WebhookEntryInput[], object = "page"): Record<string, unknown> {
   return {
-    object: "page",
+    object,
     entry: entries.map((e) => {
       const { time, messaging, standby } = e;
       return {

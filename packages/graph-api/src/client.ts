@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { type Platform, quoteLongIds } from "@switchboard/contracts";
 import { z } from "zod";
 import {
   classifyGraphError,
@@ -9,6 +10,7 @@ import {
   UnknownGraphError,
 } from "./errors";
 import type {
+  RefreshedToken,
   SendMessageBody,
   SendMessageResult,
   SubscribedApp,
@@ -18,7 +20,13 @@ import type {
 import { type GraphUsage, parseUsage } from "./usage";
 
 export interface GraphClientOptions {
-  /** e.g. https://graph.facebook.com (GRAPH_API_BASE_URL) */
+  /**
+   * `messenger` (default): Facebook Pages on graph.facebook.com. `instagram`: Instagram accounts on the
+   * Instagram API with Instagram Login (graph.instagram.com): other profile fields, `platform=instagram`
+   * on conversations, and token refresh.
+   */
+  platform?: Platform;
+  /** e.g. https://graph.facebook.com (GRAPH_API_BASE_URL) or https://graph.instagram.com (INSTAGRAM_API_BASE_URL) */
   baseUrl: string;
   /** e.g. v21.0 (GRAPH_API_VERSION) */
   version: string;
@@ -63,7 +71,15 @@ export interface GraphClient {
    * How a sender finds out whether a Send API call whose answer was lost went out.
    */
   getThreadMessages(pageId: string, token: string, psid: string, limit?: number): Promise<ThreadMessage[]>;
+  /**
+   * Instagram only: `GET /refresh_access_token?grant_type=ig_refresh_token` (no version), a new long-lived
+   * token valid 60 days. Meta refuses tokens under 24 hours old and expired ones.
+   */
+  refreshInstagramToken(token: string, context?: { pageId?: string }): Promise<RefreshedToken>;
 }
+
+/** One client per platform, each with its own host and app secret. */
+export type GraphClients = Record<Platform, GraphClient>;
 
 /** `appsecret_proof`: hex HMAC-SHA256 of the access token keyed by the app secret. */
 export function appSecretProof(token: string, appSecret: string): string {
@@ -80,6 +96,8 @@ interface GraphRequest {
   body?: unknown;
   /** Whether a retry is safe even when Meta may have applied the first attempt. */
   idempotent: boolean;
+  /** Outside the versioned root (Instagram's `/refresh_access_token`). */
+  unversioned?: boolean;
 }
 
 const GraphErrorBody = z.object({
@@ -103,7 +121,8 @@ const SubscribedAppsResponse = z.object({
   ),
 });
 const SuccessResponse = z.looseObject({ success: z.boolean() });
-const SendResponse = z.looseObject({ recipient_id: z.string(), message_id: z.string() });
+// Ids as strings even when a host answers a number: the message went out, a parse error must not say otherwise.
+const SendResponse = z.looseObject({ recipient_id: z.coerce.string(), message_id: z.coerce.string() });
 const ThreadResponse = z.looseObject({
   data: z.array(
     z.looseObject({
@@ -111,7 +130,7 @@ const ThreadResponse = z.looseObject({
         .looseObject({
           data: z.array(
             z.looseObject({
-              id: z.string(),
+              id: z.coerce.string(),
               message: z.string().optional(),
               created_time: z.string(),
               from: z.looseObject({ id: z.coerce.string() }).optional(),
@@ -125,8 +144,17 @@ const ThreadResponse = z.looseObject({
 const ProfileResponse = z.looseObject({
   first_name: z.string().optional(),
   last_name: z.string().optional(),
+  name: z.string().optional(),
+  username: z.string().optional(),
   profile_pic: z.string().optional(),
 });
+const RefreshResponse = z.looseObject({ access_token: z.string().min(1), expires_in: z.coerce.number() });
+
+/** What each platform's profile lookup asks for (Instagram users have a name and username, no first/last). */
+const PROFILE_FIELDS: Record<Platform, string> = {
+  messenger: "first_name,last_name,profile_pic",
+  instagram: "name,username,profile_pic",
+};
 
 // Connection failures where the request certainly never reached Meta.
 const NEVER_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ENETUNREACH", "EHOSTUNREACH"]);
@@ -151,14 +179,16 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     fetch: fetchImpl = globalThis.fetch,
     onCall,
   } = options;
-  const root = `${options.baseUrl.replace(/\/+$/, "")}/${options.version}`;
+  const platform = options.platform ?? "messenger";
+  const host = options.baseUrl.replace(/\/+$/, "");
+  const root = `${host}/${options.version}`;
 
   async function attempt(request: GraphRequest): Promise<unknown> {
     const proof = appSecretProof(request.token, appSecret);
     // Meta's messages are quoted in errors; make sure no secret ever rides along.
     const redact = (text: string) =>
       (request.token ? text.replaceAll(request.token, "[token]") : text).replaceAll(proof, "[proof]");
-    const url = new URL(`${root}${request.path}`);
+    const url = new URL(`${request.unversioned ? host : root}${request.path}`);
     for (const [key, value] of Object.entries(request.query ?? {})) url.searchParams.set(key, value);
     url.searchParams.set("appsecret_proof", proof);
 
@@ -210,7 +240,8 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     const usage = parseUsage(response.headers);
     let json: unknown;
     try {
-      json = text === "" ? undefined : JSON.parse(text);
+      // Ids above 2^53 (app ids, Instagram ids) stay exact.
+      json = text === "" ? undefined : JSON.parse(quoteLongIds(text));
     } catch {
       json = undefined;
     }
@@ -328,13 +359,15 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
         path: `/${encodeURIComponent(psid)}`,
         token,
         ...(context?.pageId ? { pageId: context.pageId } : {}),
-        query: { fields: "first_name,last_name,profile_pic" },
+        query: { fields: PROFILE_FIELDS[platform] },
         idempotent: true,
       };
-      const { first_name, last_name, profile_pic } = await run(request, ProfileResponse);
+      const { first_name, last_name, name, username, profile_pic } = await run(request, ProfileResponse);
       return {
         ...(first_name === undefined ? {} : { first_name }),
         ...(last_name === undefined ? {} : { last_name }),
+        ...(name === undefined ? {} : { name }),
+        ...(username === undefined ? {} : { username }),
         ...(profile_pic === undefined ? {} : { profile_pic }),
       };
     },
@@ -358,7 +391,11 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
         path: `/${explicitPageId(pageId)}/conversations`,
         token,
         pageId,
-        query: { user_id: psid, fields: `messages.limit(${limit}){id,message,created_time,from}` },
+        query: {
+          user_id: psid,
+          fields: `messages.limit(${limit}){id,message,created_time,from}`,
+          ...(platform === "instagram" ? { platform: "instagram" } : {}),
+        },
         idempotent: true,
       };
       const result = await run(request, ThreadResponse);
@@ -370,6 +407,21 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
           ...(from === undefined ? {} : { from: { id: from.id } }),
         })),
       );
+    },
+    async refreshInstagramToken(token, context) {
+      if (platform !== "instagram") throw new Error("token refresh is an Instagram API call");
+      const request: GraphRequest = {
+        endpoint: "refresh_access_token:GET",
+        method: "GET",
+        path: "/refresh_access_token",
+        token,
+        ...(context?.pageId ? { pageId: context.pageId } : {}),
+        query: { grant_type: "ig_refresh_token", access_token: token },
+        idempotent: true,
+        unversioned: true,
+      };
+      const { access_token, expires_in } = await run(request, RefreshResponse);
+      return { access_token, expires_in };
     },
   };
 }

@@ -41,7 +41,17 @@ export interface SubscribedApp {
 export interface UserProfile {
   first_name?: string;
   last_name?: string;
+  /** Instagram: the display name and the @username (an Instagram user has no first and last name). */
+  name?: string;
+  username?: string;
   profile_pic?: string;
+}
+
+/** `GET /refresh_access_token?grant_type=ig_refresh_token`: a long-lived Instagram token, 60 more days. */
+export interface RefreshedToken {
+  access_token: string;
+  /** Seconds until the new token expires. */
+  expires_in: number;
 }
 
 /** One message of a Page's thread with a person, as the Conversations API returns it. */

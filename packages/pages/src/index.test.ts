@@ -10,7 +10,9 @@ import {
   disconnectPage,
   listPages,
   PageOwnedByAnotherCompanyError,
+  PagePlatformMismatchError,
   readPageToken,
+  replaceRefreshedToken,
   rotatePageTokens,
   setPageStatus,
 } from "./index";
@@ -215,5 +217,96 @@ describe("page lifecycle", () => {
       expect(stored).toMatchObject({ companyId: winner, name: winner });
       expect(await readPageToken(db, cipher, pageId)).toBe(`EAAB-${winner}-${pageId}`);
     }
+  });
+
+  it("connects an Instagram account as its platform, refuses to turn it into a Page, and lists both", async () => {
+    const deps = { db, bus, cipher };
+    const expires = new Date(Date.now() + 50 * 86_400_000);
+    const { page } = await connectPage(deps, {
+      pageId: "17841400000000001",
+      name: "Shop IG",
+      companyId: "acme",
+      token: "IGAAtoken",
+      platform: "instagram",
+      tokenExpiresAt: expires,
+    });
+    expect(page.platform).toBe("instagram");
+    expect(page.tokenExpiresAt?.getTime()).toBe(expires.getTime());
+    expect(page.tokenObtainedAt).toBeInstanceOf(Date);
+    const announced = (await events()).filter((e) => e.pageId === "17841400000000001");
+    expect(announced.map((e) => [e.type, e.platform])).toEqual([["page.connected", "instagram"]]);
+
+    await expect(
+      connectPage(deps, { pageId: "17841400000000001", name: "x", companyId: "acme", token: "EAAx" }),
+    ).rejects.toBeInstanceOf(PagePlatformMismatchError);
+    expect(await readPageToken(db, cipher, "17841400000000001")).toBe("IGAAtoken");
+    // Another company still hears only that the account is taken.
+    await expect(
+      connectPage(deps, {
+        pageId: "17841400000000001",
+        name: "x",
+        companyId: "evil",
+        token: "t",
+        platform: "instagram",
+      }),
+    ).rejects.toBeInstanceOf(PageOwnedByAnotherCompanyError);
+
+    await connectPage(deps, { pageId: "2002", name: "FB shop", companyId: "acme", token: "EAAfb" });
+    const listed = await listPages(db);
+    expect(listed.find((p) => p.pageId === "17841400000000001")).toMatchObject({
+      platform: "instagram",
+      tokenExpiresAt: expires,
+    });
+    expect(listed.find((p) => p.pageId === "2002")).toMatchObject({
+      platform: "messenger",
+      tokenExpiresAt: null,
+    });
+  });
+
+  it("stores a refreshed token only over the ciphertext it replaced, and announces it without the token", async () => {
+    const deps = { db, bus, cipher };
+    const { page } = await connectPage(deps, {
+      pageId: "17841400000000002",
+      name: "IG 2",
+      companyId: "acme",
+      token: "IGAAold",
+      platform: "instagram",
+    });
+    const expiresAt = new Date(Date.now() + 60 * 86_400_000);
+    expect(
+      await replaceRefreshedToken(deps, {
+        pageId: page.pageId,
+        previousTokenEnc: page.pageAccessTokenEnc,
+        token: "IGAAnew",
+        expiresAt,
+      }),
+    ).toBe(true);
+    expect(await readPageToken(db, cipher, page.pageId)).toBe("IGAAnew");
+    const row = await db.pageConnection.findUniqueOrThrow({ where: { pageId: page.pageId } });
+    expect(row.tokenExpiresAt?.getTime()).toBe(expiresAt.getTime());
+    expect(row.tokenRefreshedAt).toBeInstanceOf(Date);
+    const last = (await events()).filter((e) => e.pageId === page.pageId).at(-1);
+    expect(last).toMatchObject({
+      type: "page.token_updated",
+      reason: "token refreshed",
+      platform: "instagram",
+    });
+    expect(JSON.stringify(await events())).not.toContain("IGAAnew");
+
+    // An operator reconnected with another token meanwhile: the refresh of the old one does not win.
+    await connectPage(deps, {
+      ...{ pageId: page.pageId, name: "IG 2", companyId: "acme" },
+      token: "IGAAoperator",
+      platform: "instagram",
+    });
+    expect(
+      await replaceRefreshedToken(deps, {
+        pageId: page.pageId,
+        previousTokenEnc: row.pageAccessTokenEnc,
+        token: "IGAAstale",
+        expiresAt,
+      }),
+    ).toBe(false);
+    expect(await readPageToken(db, cipher, page.pageId)).toBe("IGAAoperator");
   });
 });

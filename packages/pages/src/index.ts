@@ -1,5 +1,5 @@
 import { type Bus, publishJson } from "@switchboard/bus";
-import type { PageLifecycleEvent, PageStatus } from "@switchboard/contracts";
+import type { PageLifecycleEvent, PageStatus, Platform } from "@switchboard/contracts";
 import type { TokenBinding, TokenCipher } from "@switchboard/crypto";
 import type { Db, PageConnection } from "@switchboard/db";
 
@@ -25,6 +25,19 @@ export class PageOwnedByAnotherCompanyError extends Error {
   constructor(readonly pageId: string) {
     super(`page ${pageId} belongs to another company`);
     this.name = "PageOwnedByAnotherCompanyError";
+  }
+}
+
+/** Reconnecting an id as the other platform: a Page id is never an Instagram account's id. */
+export class PagePlatformMismatchError extends Error {
+  constructor(
+    readonly pageId: string,
+    readonly platform: Platform,
+  ) {
+    super(
+      `${pageId} is connected as a ${platform} ${platform === "instagram" ? "account" : "page"}; disconnect is not enough, it cannot change platform`,
+    );
+    this.name = "PagePlatformMismatchError";
   }
 }
 
@@ -60,6 +73,10 @@ export interface ConnectPageInput {
   name: string;
   companyId: string;
   token: string;
+  /** Default `messenger`. For `instagram`, `pageId` is the account's id (its webhooks' `entry.id`). */
+  platform?: Platform;
+  /** When the token expires, if the operator knows (Instagram tokens: 60 days after issue or refresh). */
+  tokenExpiresAt?: Date;
 }
 
 /**
@@ -77,28 +94,51 @@ export async function connectPage(
   // check: the update only applies to the owner's row, and no row back means someone else owns it.
   // `previous` reads the statement's snapshot; a row inserted concurrently by the same company shows
   // as absent, which only turns that `page.token_updated` into a (harmless) second `page.connected`.
-  const [row] = await db.$queryRaw<Array<PageConnection & { previousStatus: PageStatus | null }>>`
-    WITH previous AS (SELECT status FROM page_connections WHERE page_id = ${input.pageId})
-    INSERT INTO page_connections (id, company_id, page_id, name, page_access_token_enc, updated_at)
-    VALUES (gen_random_uuid(), ${input.companyId}, ${input.pageId}, ${input.name}, ${pageAccessTokenEnc}, now())
+  const platform = input.platform ?? "messenger";
+  const tokenExpiresAt = input.tokenExpiresAt ?? null;
+  const [row] = await db.$queryRaw<
+    Array<PageConnection & { previousStatus: PageStatus | null; previousPlatform: Platform | null }>
+  >`
+    WITH previous AS (SELECT status, platform FROM page_connections WHERE page_id = ${input.pageId})
+    INSERT INTO page_connections (id, company_id, page_id, name, page_access_token_enc, platform,
+                                  token_obtained_at, token_expires_at, updated_at)
+    VALUES (gen_random_uuid(), ${input.companyId}, ${input.pageId}, ${input.name}, ${pageAccessTokenEnc},
+            ${platform}::platform, now(), ${tokenExpiresAt}::timestamptz, now())
     ON CONFLICT (page_id) DO UPDATE
       SET name = EXCLUDED.name,
           page_access_token_enc = EXCLUDED.page_access_token_enc,
           status = 'active',
           status_reason = NULL,
+          token_obtained_at = EXCLUDED.token_obtained_at,
+          token_expires_at = EXCLUDED.token_expires_at,
+          token_refreshed_at = NULL,
           updated_at = now()
       WHERE page_connections.company_id = EXCLUDED.company_id
+        AND page_connections.platform = EXCLUDED.platform
     RETURNING id, company_id AS "companyId", page_id AS "pageId", name,
       page_access_token_enc AS "pageAccessTokenEnc", status::text AS status,
-      status_reason AS "statusReason", created_at AS "createdAt", updated_at AS "updatedAt",
-      (SELECT status::text FROM previous) AS "previousStatus"`;
-  if (!row) throw new PageOwnedByAnotherCompanyError(input.pageId);
-  const { previousStatus, ...page } = row;
+      status_reason AS "statusReason", platform::text AS platform,
+      token_obtained_at AS "tokenObtainedAt", token_expires_at AS "tokenExpiresAt",
+      token_refreshed_at AS "tokenRefreshedAt", created_at AS "createdAt", updated_at AS "updatedAt",
+      (SELECT status::text FROM previous) AS "previousStatus",
+      (SELECT platform::text FROM previous) AS "previousPlatform"`;
+  if (!row) {
+    const existing = await db.pageConnection.findUnique({
+      where: { pageId: input.pageId },
+      select: { companyId: true, platform: true },
+    });
+    if (existing && existing.companyId === input.companyId && existing.platform !== platform) {
+      throw new PagePlatformMismatchError(input.pageId, existing.platform);
+    }
+    throw new PageOwnedByAnotherCompanyError(input.pageId);
+  }
+  const { previousStatus, previousPlatform: _previousPlatform, ...page } = row;
   const type = previousStatus === "active" ? "page.token_updated" : "page.connected";
   await publishPageEvent(bus, {
     type,
     pageId: page.pageId,
     companyId: page.companyId,
+    platform: page.platform,
     status: page.status,
     reason: null,
   });
@@ -116,6 +156,7 @@ export async function disconnectPage({ db, bus }: PageDeps, pageId: string): Pro
     type: "page.disconnected",
     pageId,
     companyId: page.companyId,
+    platform: page.platform,
     status: "disabled",
     reason: updated.statusReason,
   });
@@ -139,6 +180,7 @@ export async function setPageStatus(
     type: "page.status_changed",
     pageId,
     companyId: page.companyId,
+    platform: page.platform,
     status,
     reason,
   });
@@ -180,10 +222,39 @@ export async function rotatePageTokens(
   return { rotated, current: pages.length - rotated };
 }
 
+/**
+ * Stores a token Switchboard obtained itself (an Instagram refresh) in place of `previousTokenEnc`; false
+ * when the row no longer holds that ciphertext (an operator reconnected meanwhile: theirs wins).
+ */
+export async function replaceRefreshedToken(
+  { db, bus, cipher }: PageDeps & { cipher: TokenCipher },
+  input: { pageId: string; previousTokenEnc: string; token: string; expiresAt: Date | null },
+): Promise<boolean> {
+  const pageAccessTokenEnc = encryptPageToken(cipher, input.pageId, input.token);
+  const updated = await db.pageConnection.updateMany({
+    where: { pageId: input.pageId, pageAccessTokenEnc: input.previousTokenEnc },
+    data: { pageAccessTokenEnc, tokenExpiresAt: input.expiresAt, tokenRefreshedAt: new Date() },
+  });
+  if (updated.count === 0) return false;
+  const page = await db.pageConnection.findUniqueOrThrow({ where: { pageId: input.pageId } });
+  // Caches holding the old ciphertext (the page-router's directory) drop it.
+  await publishPageEvent(bus, {
+    type: "page.token_updated",
+    pageId: page.pageId,
+    companyId: page.companyId,
+    platform: page.platform,
+    status: page.status,
+    reason: "token refreshed",
+  });
+  return true;
+}
+
 export interface PageOverview {
   pageId: string;
   name: string;
   companyId: string;
+  platform: Platform;
+  tokenExpiresAt: Date | null;
   status: PageStatus;
   statusReason: string | null;
   subscriptionStatus: string | null;
@@ -202,6 +273,8 @@ export async function listPages(db: Db, cipher?: TokenCipher): Promise<PageOverv
     pageId: p.pageId,
     name: p.name,
     companyId: p.companyId,
+    platform: p.platform,
+    tokenExpiresAt: p.tokenExpiresAt,
     status: p.status,
     statusReason: p.statusReason,
     subscriptionStatus: byPage.get(p.pageId)?.status ?? null,

@@ -1,4 +1,5 @@
 export {
+  checkContentForPlatform,
   IdempotencyKeyReusedError,
   type OutgoingPayload,
   PageUnavailableError,
@@ -6,4 +7,5 @@ export {
   type QueueSendDeps,
   type QueueSendInput,
   queueSend,
+  UnsupportedOnPlatformError,
 } from "./queue-send";

@@ -5,6 +5,7 @@ import {
   domainEventId,
   Headers,
   type MessageStatus,
+  type Platform,
   type SendMessageRequest,
   type SendRequest,
   sendRequestMsgId,
@@ -58,6 +59,39 @@ export class PageUnavailableError extends Error {
   }
 }
 
+/**
+ * What the page's platform cannot send: Instagram's Send API takes text and image, video and audio
+ * attachments, not files (https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/messaging-api).
+ */
+export class UnsupportedOnPlatformError extends Error {
+  constructor(
+    readonly platform: Platform,
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "UnsupportedOnPlatformError";
+  }
+}
+
+export function checkContentForPlatform(platform: Platform, content: SendMessageRequest): void {
+  if (platform !== "instagram") return;
+  if (content.attachment?.type === "file") {
+    throw new UnsupportedOnPlatformError(
+      platform,
+      "attachment.type",
+      "Instagram accounts cannot send file attachments (image, video or audio only)",
+    );
+  }
+  if (content.messaging_type === "MESSAGE_TAG" && content.tag !== "HUMAN_AGENT") {
+    throw new UnsupportedOnPlatformError(
+      platform,
+      "tag",
+      "Instagram accepts only the HUMAN_AGENT tag outside the 24-hour window",
+    );
+  }
+}
+
 /** The same Idempotency-Key was used for another conversation of the page. */
 export class IdempotencyKeyReusedError extends Error {
   constructor(readonly idempotencyKey: string) {
@@ -69,6 +103,7 @@ export class IdempotencyKeyReusedError extends Error {
 export async function queueSend({ db, bus }: QueueSendDeps, input: QueueSendInput): Promise<QueuedSend> {
   const page = await db.pageConnection.findUnique({ where: { pageId: input.pageId } });
   if (page?.status !== "active") throw new PageUnavailableError(input.pageId, page?.status ?? null);
+  checkContentForPlatform(page.platform, input.content);
 
   if (input.idempotencyKey) {
     const earlier = await replayIdempotent(db, input);
@@ -77,7 +112,7 @@ export async function queueSend({ db, bus }: QueueSendDeps, input: QueueSendInpu
 
   let created: { message: Message; rows: OutboxEvent[] };
   try {
-    created = await db.$transaction((tx) => insertOutgoing(tx, bus, input));
+    created = await db.$transaction((tx) => insertOutgoing(tx, bus, input, page.platform));
   } catch (error) {
     // A concurrent request with the same Idempotency-Key won the unique index: answer with its row.
     if (input.idempotencyKey && isUniqueViolation(error)) {
@@ -119,6 +154,7 @@ function messageCreated(message: Message, input: QueueSendInput): DomainEvent & 
     messageId: message.id,
     conversationId: message.conversationId,
     pageId: input.pageId,
+    platform: message.platform,
     psid: input.psid,
     mid: null,
     direction: "outgoing",
@@ -141,7 +177,12 @@ async function replayIdempotent(db: Db, input: QueueSendInput): Promise<QueuedSe
   return { id: earlier.id, status: earlier.status, replayed: true };
 }
 
-async function insertOutgoing(tx: Prisma.TransactionClient, bus: Bus, input: QueueSendInput) {
+async function insertOutgoing(
+  tx: Prisma.TransactionClient,
+  bus: Bus,
+  input: QueueSendInput,
+  platform: Platform,
+) {
   const now = new Date();
   // INSERT … ON CONFLICT so concurrent first messages to a new person agree on one contact and conversation.
   const [contact] = await tx.$queryRaw<Array<{ id: string }>>`
@@ -150,8 +191,8 @@ async function insertOutgoing(tx: Prisma.TransactionClient, bus: Bus, input: Que
     ON CONFLICT (page_id, psid) DO UPDATE SET psid = EXCLUDED.psid
     RETURNING id`;
   const [conversation] = await tx.$queryRaw<Array<{ id: string; inserted: boolean }>>`
-    INSERT INTO conversations (id, page_id, contact_id, last_message_at, created_at, updated_at)
-    VALUES (gen_random_uuid(), ${input.pageId}, ${contact!.id}::uuid, ${now}, ${now}, ${now})
+    INSERT INTO conversations (id, page_id, contact_id, platform, last_message_at, created_at, updated_at)
+    VALUES (gen_random_uuid(), ${input.pageId}, ${contact!.id}::uuid, ${platform}::platform, ${now}, ${now}, ${now})
     ON CONFLICT (page_id, contact_id) DO UPDATE
       SET last_message_at = GREATEST(conversations.last_message_at, EXCLUDED.last_message_at),
           updated_at = EXCLUDED.updated_at
@@ -161,6 +202,7 @@ async function insertOutgoing(tx: Prisma.TransactionClient, bus: Bus, input: Que
   const message = await tx.message.create({
     data: {
       pageId: input.pageId,
+      platform,
       conversationId: conversation!.id,
       direction: "outgoing",
       kind: text === undefined ? "attachment" : "text",
@@ -179,6 +221,7 @@ async function insertOutgoing(tx: Prisma.TransactionClient, bus: Bus, input: Que
             type: "conversation.created" as const,
             conversationId: conversation!.id,
             pageId: input.pageId,
+            platform,
             psid: input.psid,
             occurredAt: now.getTime(),
           },
@@ -205,6 +248,7 @@ function sendRequestRow(bus: Bus, message: Message, input: QueueSendInput): Outb
   const request: SendRequest = {
     messageId: message.id,
     pageId: message.pageId,
+    platform: message.platform,
     psid: input.psid,
     origin: input.origin,
     requestedAt: Date.now(),

@@ -15,13 +15,29 @@ export const DEFAULT_SUBSCRIBED_FIELDS = [
   "messaging_optins",
 ] as const;
 
-/** `SUBSCRIBED_FIELDS`: a comma-separated list of webhook fields; the Messenger set when unset. */
-export function subscribedFieldsEnv() {
+/**
+ * The fields each Instagram account is subscribed to (the Instagram API's names: `messaging_seen`, and
+ * `messaging_referral` in the singular). Instagram has no echoes field: echoes come in `messages`.
+ * https://developers.facebook.com/docs/instagram-platform/webhooks
+ */
+export const INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS = [
+  "messages",
+  "message_reactions",
+  "messaging_seen",
+  "messaging_postbacks",
+  "messaging_referral",
+] as const;
+
+/**
+ * `SUBSCRIBED_FIELDS` (Pages) or `INSTAGRAM_SUBSCRIBED_FIELDS`: a comma-separated list of webhook fields;
+ * the platform's default set when unset.
+ */
+export function subscribedFieldsEnv(defaults: readonly string[] = DEFAULT_SUBSCRIBED_FIELDS) {
   return z.preprocess(
     (value) => (value === "" ? undefined : value),
     z
       .string()
-      .default(DEFAULT_SUBSCRIBED_FIELDS.join(","))
+      .default(defaults.join(","))
       .transform((v) => [...new Set(v.split(",").map((s) => s.trim()))].filter(Boolean))
       .pipe(
         z.array(z.string().regex(/^[a-z_]+$/, "each field is a webhook field name like messages")).min(1),

@@ -1,8 +1,16 @@
-export { DEFAULT_SUBSCRIBED_FIELDS, missingFields, subscribedFieldsEnv } from "./fields";
+export {
+  DEFAULT_SUBSCRIBED_FIELDS,
+  INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS,
+  missingFields,
+  subscribedFieldsEnv,
+} from "./fields";
+export { platformSubscriptionsOf, type SubscriptionEnv, subscriptionEnvShape } from "./platforms";
 export {
   describeFailure,
   type FailureKind,
   inspectSubscription,
+  type PlatformSubscription,
+  platformSubscriptionOf,
   type ReconcileAction,
   type ReconcileMode,
   type ReconcileResult,

@@ -6,7 +6,7 @@ import { createLogger } from "@switchboard/observability";
 import { encryptPageToken } from "@switchboard/pages";
 import { createTestDatabase, type TestDatabase } from "@switchboard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_SUBSCRIBED_FIELDS } from "./fields";
+import { DEFAULT_SUBSCRIBED_FIELDS, INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS } from "./fields";
 import {
   inspectSubscription,
   reconcileSubscription,
@@ -139,5 +139,101 @@ describe("page subscriptions: which failures are the page's", () => {
     const inspected = await inspectSubscription(context(), "3201");
     expect(inspected.failure?.kind).toBe("token_unreadable");
     expect(fake.state.callsTo("3201")).toEqual([]);
+  });
+
+  describe("Instagram accounts", () => {
+    const IG_APP_ID = "200000000000002";
+    let igFake: FakeMeta;
+    let igMeta: RunningFakeMeta;
+    let igContext: SubscriptionContext;
+
+    beforeAll(async () => {
+      igFake = createFakeMeta({
+        appSecret: APP_SECRET,
+        appId: APP_ID,
+        instagramAppId: IG_APP_ID,
+        ingressUrl: "http://127.0.0.1:9/unused",
+      });
+      igMeta = await igFake.listen(0);
+      const client = (platform: "messenger" | "instagram") =>
+        createGraphClient({
+          platform,
+          baseUrl: platform === "instagram" ? igMeta.instagramUrl : igMeta.url,
+          version: "v21.0",
+          appSecret: APP_SECRET,
+          timeoutMs: 3000,
+          maxRetries: 0,
+        });
+      igContext = context({
+        graph: client("messenger"),
+        instagram: {
+          graph: client("instagram"),
+          appId: IG_APP_ID,
+          desiredFields: INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS,
+        },
+      });
+    });
+
+    afterAll(async () => {
+      await igMeta?.close();
+    });
+
+    const addAccount = async (pageId: string, platform: "messenger" | "instagram") => {
+      const token = platform === "instagram" ? `IGAA-${pageId}` : `EAAB-${pageId}`;
+      igFake.state.addPage({ pageId, token, platform });
+      await db.pageConnection.create({
+        data: {
+          pageId,
+          companyId: "acme",
+          name: `${platform} ${pageId}`,
+          platform,
+          pageAccessTokenEnc: encryptPageToken(cipher, pageId, token),
+        },
+      });
+    };
+
+    it("subscribes an account on the Instagram host with its token and Instagram's fields, verifies, repairs and unsubscribes, beside a Page on the Facebook host", async () => {
+      await addAccount("17841400000004001", "instagram");
+      await addAccount("4002", "messenger");
+
+      const ig = await reconcileSubscription(igContext, "17841400000004001", "subscribe");
+      expect(ig).toMatchObject({ action: "subscribed", status: "subscribed", problem: null });
+      expect(ig.after).toEqual([...INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS].sort());
+      const igCalls = igFake.state.callsTo("17841400000004001");
+      expect(igCalls.map((c) => [c.host, c.method, c.endpoint])).toEqual([
+        ["instagram", "POST", "subscribed_apps"],
+        ["instagram", "GET", "subscribed_apps"],
+      ]);
+      expect(igCalls[0]!.query.subscribed_fields).toBe(INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS.join(","));
+      expect(igCalls.every((c) => c.token === "IGAA-17841400000004001" && c.appsecretProofValid)).toBe(true);
+
+      const page = await reconcileSubscription(igContext, "4002", "subscribe");
+      expect(page).toMatchObject({ action: "subscribed", status: "subscribed" });
+      expect(igFake.state.callsTo("4002").every((c) => c.host === "facebook")).toBe(true);
+      expect(page.after).toEqual([...DEFAULT_SUBSCRIBED_FIELDS].sort());
+
+      // Someone removed the subscription: the periodic check puts it back, on the Instagram host.
+      igFake.state.dropSubscription("17841400000004001");
+      const repaired = await reconcileSubscription(igContext, "17841400000004001", "reconcile");
+      expect(repaired).toMatchObject({ action: "repaired", status: "subscribed" });
+      const row = await db.pageSubscription.findUniqueOrThrow({ where: { pageId: "17841400000004001" } });
+      expect(row.desiredFields).toEqual([...INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS]);
+
+      const gone = await unsubscribePage(igContext, "17841400000004001");
+      expect(gone).toMatchObject({ action: "unsubscribed", status: "unsubscribed" });
+      expect(igFake.state.callsTo("17841400000004001").at(-1)).toMatchObject({
+        host: "instagram",
+        method: "DELETE",
+      });
+      expect(igFake.state.subscriptions("17841400000004001")).toBeUndefined();
+    });
+
+    it("refuses to treat an Instagram account as a Page when the Instagram settings are missing", async () => {
+      await addAccount("17841400000004003", "instagram");
+      await expect(reconcileSubscription(context(), "17841400000004003", "subscribe")).rejects.toThrow(
+        /INSTAGRAM_APP_ID/,
+      );
+      expect(igFake.state.callsTo("17841400000004003")).toEqual([]);
+    });
   });
 });

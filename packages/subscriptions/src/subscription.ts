@@ -1,4 +1,5 @@
 import type { Bus } from "@switchboard/bus";
+import type { Platform } from "@switchboard/contracts";
 import { type TokenCipher, TokenDecryptionError } from "@switchboard/crypto";
 import type { Db, SubscriptionStatus } from "@switchboard/db";
 import {
@@ -7,7 +8,7 @@ import {
   graphFailurePolicy,
   RateLimitError,
 } from "@switchboard/graph-api";
-import { publishPageEvent, readPageToken, setPageStatus } from "@switchboard/pages";
+import { decryptPageToken, PageNotFoundError, publishPageEvent, setPageStatus } from "@switchboard/pages";
 import type { Logger } from "pino";
 import { missingFields } from "./fields";
 
@@ -24,14 +25,23 @@ export class UnreadableTokenError extends Error {
   }
 }
 
-/** What reconciling a page's subscription needs; the service and the CLI build the same thing. */
-export interface SubscriptionContext {
-  db: Db;
-  cipher: TokenCipher;
+/** How one platform's connections are subscribed: its host, its app, its fields. */
+export interface PlatformSubscription {
   graph: GraphClient;
-  /** FB_APP_ID: how this app is recognised in a page's `subscribed_apps`. */
+  /** How this app is recognised in `subscribed_apps` (FB_APP_ID; INSTAGRAM_APP_ID for Instagram). */
   appId: string;
   desiredFields: readonly string[];
+}
+
+/** What reconciling a page's subscription needs; the service, the console and the CLI build the same thing. */
+export interface SubscriptionContext extends PlatformSubscription {
+  db: Db;
+  cipher: TokenCipher;
+  /**
+   * Instagram accounts, on the Instagram API (`{INSTAGRAM_API_BASE_URL}/{v}/{account-id}/subscribed_apps`);
+   * the top-level graph, appId and desiredFields are for Facebook Pages.
+   */
+  instagram?: PlatformSubscription;
   /** Announces `reauthorization_required` on the page; a read-only check runs without it. */
   bus?: Bus;
   log: Logger;
@@ -135,7 +145,7 @@ export function describeFailure(failure: SubscriptionFailure): string {
     case "invalid_token":
       return `token invalid (reconnect the page with \`pnpm sb pages connect\`): ${failure.message}`;
     case "permission":
-      return `permission missing (the token needs pages_messaging and pages_manage_metadata): ${failure.message}`;
+      return `permission missing (a Page token needs pages_messaging and pages_manage_metadata, an Instagram token instagram_business_basic and instagram_business_manage_messages): ${failure.message}`;
     case "rate_limit":
       return `rate limited by Meta: ${failure.message}`;
     case "token_unreadable":
@@ -145,23 +155,54 @@ export function describeFailure(failure: SubscriptionFailure): string {
   }
 }
 
-async function tokenOf(ctx: Pick<SubscriptionContext, "db" | "cipher">, pageId: string): Promise<string> {
+/** The platform's settings; an Instagram account without them is a configuration error, never a Page call. */
+export function platformSubscriptionOf(
+  ctx: Pick<SubscriptionContext, "graph" | "appId" | "desiredFields" | "instagram">,
+  platform: Platform,
+): PlatformSubscription {
+  if (platform === "messenger") return ctx;
+  if (!ctx.instagram)
+    throw new Error("Instagram accounts need the Instagram API settings (INSTAGRAM_APP_ID)");
+  return ctx.instagram;
+}
+
+/** The page's token and where to use it: its platform decides the host, the app and the fields. */
+async function credentialsOf(
+  ctx: Pick<SubscriptionContext, "db" | "cipher" | "graph" | "appId" | "desiredFields" | "instagram">,
+  pageId: string,
+): Promise<{ token: string; platform: PlatformSubscription }> {
+  const page = await ctx.db.pageConnection.findUnique({
+    where: { pageId },
+    select: { pageAccessTokenEnc: true, platform: true },
+  });
+  if (!page) throw new PageNotFoundError(pageId);
+  const platform = platformSubscriptionOf(ctx, page.platform);
   try {
-    return await readPageToken(ctx.db, ctx.cipher, pageId);
+    return { token: decryptPageToken(ctx.cipher, pageId, page.pageAccessTokenEnc), platform };
   } catch (error) {
     if (error instanceof TokenDecryptionError) throw new UnreadableTokenError(pageId);
     throw error;
   }
 }
 
+/** The fields a page should have, for records written before its credentials are read (or when they cannot be). */
+async function desiredFieldsOf(ctx: SubscriptionContext, pageId: string): Promise<readonly string[]> {
+  const page = await ctx.db.pageConnection.findUnique({ where: { pageId }, select: { platform: true } });
+  return page?.platform === "instagram" && ctx.instagram ? ctx.instagram.desiredFields : ctx.desiredFields;
+}
+
 /** Asks Meta what this app's subscription on the page is, changing nothing (`pnpm sb subscriptions check`). */
 export async function inspectSubscription(
-  ctx: Pick<SubscriptionContext, "db" | "cipher" | "graph" | "appId" | "desiredFields">,
+  ctx: Pick<SubscriptionContext, "db" | "cipher" | "graph" | "appId" | "desiredFields" | "instagram">,
   pageId: string,
 ): Promise<{ view?: SubscriptionView; problem: string | null; failure?: SubscriptionFailure }> {
   try {
-    const token = await tokenOf(ctx, pageId);
-    const view = viewOf(await ctx.graph.getSubscribedApps(pageId, token), ctx.appId, ctx.desiredFields);
+    const { token, platform } = await credentialsOf(ctx, pageId);
+    const view = viewOf(
+      await platform.graph.getSubscribedApps(pageId, token),
+      platform.appId,
+      platform.desiredFields,
+    );
     return { view, problem: describeView(view) };
   } catch (error) {
     const failure = failureOf(error);
@@ -191,23 +232,28 @@ async function reconcileOnce(
 ): Promise<ReconcileResult> {
   let before: string[] | null = null;
   try {
-    const token = await tokenOf(ctx, pageId);
+    const { token, platform } = await credentialsOf(ctx, pageId);
+    const { graph, appId, desiredFields } = platform;
     if (mode !== "subscribe") {
-      const current = viewOf(await ctx.graph.getSubscribedApps(pageId, token), ctx.appId, ctx.desiredFields);
+      const current = viewOf(await graph.getSubscribedApps(pageId, token), appId, desiredFields);
       before = current.appSubscribed ? current.subscribedFields : [];
       if (mode === "reconcile" && current.complete) {
-        return await recordView(ctx, pageId, current, { action: "verified", before, subscribed: false });
+        return await recordView(ctx, pageId, current, desiredFields, {
+          action: "verified",
+          before,
+          subscribed: false,
+        });
       }
     }
     // Keep fields someone else added to this app (the union), so a repair never narrows a subscription.
-    const fields = [...new Set([...ctx.desiredFields, ...(before ?? [])])];
-    await ctx.graph.subscribeApp(pageId, token, fields);
-    const after = viewOf(await ctx.graph.getSubscribedApps(pageId, token), ctx.appId, ctx.desiredFields);
+    const fields = [...new Set([...desiredFields, ...(before ?? [])])];
+    await graph.subscribeApp(pageId, token, fields);
+    const after = viewOf(await graph.getSubscribedApps(pageId, token), appId, desiredFields);
     const action = mode === "reconcile" ? "repaired" : "subscribed";
     if (mode === "reconcile") {
       ctx.log.warn({ pageId, before, after: after.subscribedFields }, "subscription drifted, re-subscribed");
     }
-    return await recordView(ctx, pageId, after, { action, before, subscribed: true });
+    return await recordView(ctx, pageId, after, desiredFields, { action, before, subscribed: true });
   } catch (error) {
     return await recordFailure(ctx, pageId, failureOf(error), before);
   }
@@ -236,7 +282,7 @@ async function announcingChange(
   if (!ctx.bus || result.status === previous?.status) return result;
   const page = await ctx.db.pageConnection.findUnique({
     where: { pageId },
-    select: { companyId: true, status: true },
+    select: { companyId: true, status: true, platform: true },
   });
   if (!page) return result;
   try {
@@ -246,6 +292,7 @@ async function announcingChange(
         type: "page.subscription_changed",
         pageId,
         companyId: page.companyId,
+        platform: page.platform,
         status: page.status,
         reason: result.problem,
         subscriptionStatus: result.status,
@@ -264,13 +311,13 @@ async function announcingChange(
 
 async function unsubscribeOnce(ctx: SubscriptionContext, pageId: string): Promise<ReconcileResult> {
   try {
-    const token = await tokenOf(ctx, pageId);
-    await ctx.graph.unsubscribeApp(pageId, token);
+    const { token, platform } = await credentialsOf(ctx, pageId);
+    await platform.graph.unsubscribeApp(pageId, token);
     const row = await ctx.db.pageSubscription.upsert({
       where: { pageId },
       create: {
         pageId,
-        desiredFields: [...ctx.desiredFields],
+        desiredFields: [...platform.desiredFields],
         subscribedFields: [],
         status: "unsubscribed",
         lastCheckedAt: new Date(),
@@ -305,13 +352,14 @@ async function recordView(
   ctx: SubscriptionContext,
   pageId: string,
   view: SubscriptionView,
+  desiredFields: readonly string[],
   { action, before, subscribed }: { action: ReconcileAction; before: string[] | null; subscribed: boolean },
 ): Promise<ReconcileResult> {
   const now = new Date();
   const problem = describeView(view);
   const status: SubscriptionStatus = view.complete ? "subscribed" : "missing";
   const data = {
-    desiredFields: [...ctx.desiredFields],
+    desiredFields: [...desiredFields],
     subscribedFields: view.subscribedFields,
     status,
     lastCheckedAt: now,
@@ -345,11 +393,12 @@ async function recordFailure(
   const threshold = ctx.failureThreshold ?? 3;
   const problem = describeFailure(failure);
   const lastError = problem.slice(0, 1000);
+  const desiredFields = await desiredFieldsOf(ctx, pageId);
   const row = await ctx.db.pageSubscription.upsert({
     where: { pageId },
     create: {
       pageId,
-      desiredFields: [...ctx.desiredFields],
+      desiredFields: [...desiredFields],
       subscribedFields: [],
       status: "pending",
       lastCheckedAt: new Date(),
@@ -392,7 +441,7 @@ async function recordFailure(
     status,
     before,
     after: null,
-    missingFields: missingFields(ctx.desiredFields, row.subscribedFields),
+    missingFields: missingFields(desiredFields, row.subscribedFields),
     problem,
     failure,
     consecutiveFailures: row.consecutiveFailures,

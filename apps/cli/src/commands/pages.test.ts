@@ -58,19 +58,25 @@ describe("pnpm sb pages", () => {
     const log = vi.spyOn(console, "log").mockImplementation((...values: unknown[]) => {
       out += `${values.join(" ")}\n`;
     });
+    // Tables and JSON go straight to stdout.
+    const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      out += String(chunk);
+      return true;
+    });
     try {
       await buildProgram(context)
         .exitOverride()
         .parseAsync(["node", "sb", ...args]);
     } finally {
       log.mockRestore();
+      write.mockRestore();
       await context.close();
     }
     return out;
   }
 
   /** `pages connect` with the token in a variable, as an operator runs it. */
-  const connect = (pageId: string, name: string, company: string, token: string) => {
+  const connect = (pageId: string, name: string, company: string, token: string, extra: string[] = []) => {
     const tokenEnv = `SB_TEST_TOKEN_${uniqueId().replace(/\W/g, "_")}`;
     // The CLI reads --token-env from its context's environment, as it does from the operator's shell.
     return sb(
@@ -85,6 +91,7 @@ describe("pnpm sb pages", () => {
         company,
         "--token-env",
         tokenEnv,
+        ...extra,
       ],
       { [tokenEnv]: token },
     );
@@ -162,5 +169,35 @@ describe("pnpm sb pages", () => {
       ),
     );
     expect(tokens).toEqual({ "5001": "EAAB-acme-2", "5101": "EAAB-5101", "5201": "EAAB-v1-legacy-token" });
+  });
+
+  it("connect --platform instagram stores an Instagram account with its token's expiry; list shows the platform; it cannot become a Page", async () => {
+    expect(
+      await connect("17841400000005001", "Shop IG", "acme", "IGAA-5001", [
+        "--platform",
+        "instagram",
+        "--token-expires-at",
+        "2027-01-31T00:00:00Z",
+      ]),
+    ).toBe("connected Instagram account 17841400000005001 (Shop IG) for acme\n");
+    expect(
+      await db.pageConnection.findUniqueOrThrow({ where: { pageId: "17841400000005001" } }),
+    ).toMatchObject({
+      platform: "instagram",
+      tokenExpiresAt: new Date("2027-01-31T00:00:00Z"),
+    });
+    const listed = JSON.parse(await sb(["pages", "list", "--json"])) as Array<Record<string, unknown>>;
+    expect(listed.find((r) => r.pageId === "17841400000005001")).toMatchObject({
+      platform: "instagram",
+      tokenExpires: "2027-01-31T00:00:00.000Z",
+    });
+    expect(listed.find((r) => r.pageId === "5001")).toMatchObject({ platform: "messenger" });
+    const table = await sb(["pages", "list"]);
+    expect(table).toMatch(/17841400000005001.*Shop IG.*instagram/);
+
+    // An account cannot become a Page by reconnecting it without --platform.
+    await expect(connect("17841400000005001", "Shop IG", "acme", "EAAB-x")).rejects.toThrow(
+      /connected as a instagram account/,
+    );
   });
 });

@@ -1,34 +1,68 @@
+import { Platform } from "@switchboard/contracts";
 import { connectPage, disconnectPage, listPages, rotatePageTokens } from "@switchboard/pages";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import type { CliContext } from "../context";
 import { printRows, readStdin } from "../output";
 
 export function registerPageCommands(program: Command, context: CliContext) {
-  const pages = program.command("pages").description("connect, disconnect and list Facebook Pages");
+  const pages = program
+    .command("pages")
+    .description("connect, disconnect and list Facebook Pages and Instagram accounts");
 
   pages
     .command("connect")
     .description(
       "store a page's token (encrypted) and subscribe it; the token comes from stdin or --token-env",
     )
-    .requiredOption("--page-id <id>", "Facebook Page id")
+    .requiredOption(
+      "--page-id <id>",
+      "Facebook Page id; for Instagram, the account's user_id (the entry.id of its webhooks, from GET /me?fields=user_id)",
+    )
     .requiredOption("--name <name>", "a name operators recognise")
     .requiredOption("--company <id>", "the company that owns the page")
+    .option(
+      "--platform <platform>",
+      "messenger (a Facebook Page) or instagram (an Instagram professional account)",
+      parsePlatform,
+      "messenger",
+    )
+    .option(
+      "--token-expires-at <ISO>",
+      "when the token expires, if known (Instagram: 60 days after issue)",
+      parseDate,
+    )
     .option("--token-env <VAR>", "read the page token from this environment variable instead of stdin")
-    .action(async (options: { pageId: string; name: string; company: string; tokenEnv?: string }) => {
-      const token = options.tokenEnv ? context.variable(options.tokenEnv) : await readStdin();
-      if (!token)
-        throw new Error(
-          `no token: ${options.tokenEnv ? `$${options.tokenEnv} is empty` : "stdin was empty"}`,
+    .action(
+      async (options: {
+        pageId: string;
+        name: string;
+        company: string;
+        platform: Platform;
+        tokenExpiresAt?: Date;
+        tokenEnv?: string;
+      }) => {
+        const token = options.tokenEnv ? context.variable(options.tokenEnv) : await readStdin();
+        if (!token)
+          throw new Error(
+            `no token: ${options.tokenEnv ? `$${options.tokenEnv} is empty` : "stdin was empty"}`,
+          );
+        const { page, event } = await connectPage(
+          { db: context.db(), bus: await context.bus(), cipher: context.cipher() },
+          {
+            pageId: options.pageId,
+            name: options.name,
+            companyId: options.company,
+            token,
+            platform: options.platform,
+            ...(options.tokenExpiresAt ? { tokenExpiresAt: options.tokenExpiresAt } : {}),
+          },
         );
-      const { page, event } = await connectPage(
-        { db: context.db(), bus: await context.bus(), cipher: context.cipher() },
-        { pageId: options.pageId, name: options.name, companyId: options.company, token },
-      );
-      console.log(
-        `${event === "page.connected" ? "connected" : "updated token of"} page ${page.pageId} (${page.name}) for ${page.companyId}`,
-      );
-    });
+        const what = page.platform === "instagram" ? "Instagram account" : "page";
+        console.log(
+          `${event === "page.connected" ? "connected" : "updated token of"} ${what} ${page.pageId} (${page.name}) for ${page.companyId}`,
+        );
+      },
+    );
 
   pages
     .command("disconnect")
@@ -51,8 +85,19 @@ export function registerPageCommands(program: Command, context: CliContext) {
           subscription: r.subscriptionStatus,
           fields: r.subscribedFields,
           key: r.tokenKeyId,
+          tokenExpires: r.tokenExpiresAt?.toISOString() ?? null,
         })),
-        ["pageId", "name", "companyId", "status", "subscription", "fields", "key"],
+        [
+          "pageId",
+          "name",
+          "platform",
+          "companyId",
+          "status",
+          "subscription",
+          "fields",
+          "key",
+          "tokenExpires",
+        ],
         options.json === true,
       );
     });
@@ -68,4 +113,17 @@ export function registerPageCommands(program: Command, context: CliContext) {
         `re-encrypted ${rotated} token(s) with key ${context.cipher().currentKeyId}; ${current} already on it`,
       );
     });
+}
+
+function parsePlatform(value: string): Platform {
+  const parsed = Platform.safeParse(value);
+  if (!parsed.success) throw new InvalidArgumentError("messenger or instagram");
+  return parsed.data;
+}
+
+function parseDate(value: string): Date {
+  const at = new Date(value);
+  if (Number.isNaN(at.getTime()))
+    throw new InvalidArgumentError("an ISO 8601 time, e.g. 2027-01-31T00:00:00Z");
+  return at;
 }

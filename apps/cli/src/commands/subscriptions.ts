@@ -21,9 +21,7 @@ export function registerSubscriptionCommands(program: Command, context: CliConte
   const subscriptionContext = async (): Promise<SubscriptionContext> => ({
     db: context.db(),
     cipher: context.cipher(),
-    graph: context.graph(),
-    appId: context.graphConfig().FB_APP_ID,
-    desiredFields: context.graphConfig().SUBSCRIBED_FIELDS,
+    ...context.platforms(),
     bus: await context.bus(),
     // Each failure is a row of the table already; only errors beyond it belong in the log.
     log: context.log().child({}, { level: "error" }),
@@ -39,9 +37,7 @@ export function registerSubscriptionCommands(program: Command, context: CliConte
       const ctx = {
         db: context.db(),
         cipher: context.cipher(),
-        graph: context.graph(),
-        appId: context.graphConfig().FB_APP_ID,
-        desiredFields: context.graphConfig().SUBSCRIBED_FIELDS,
+        ...context.platforms(),
       };
       const pages = (await listPages(ctx.db)).filter((p) => p.status !== "disabled");
       const limit = pLimit(CONCURRENCY);

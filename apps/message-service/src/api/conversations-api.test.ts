@@ -479,6 +479,7 @@ describe("Conversations API and send worker", () => {
       kind: "echo",
       eventId: `echo:${item.message.mid}`,
       pageId,
+      platform: "messenger",
       companyId: Object.values(pages).find((p) => p.pageId === pageId)?.companyId ?? "company-a",
       psid,
       conversationKey: conversationKey(pageId, psid),

@@ -3,7 +3,12 @@ import type { Bus } from "@switchboard/bus";
 import { MessagesQuery, PaginationQuery, SendMessageRequest } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import { Counter, type Registry } from "@switchboard/observability";
-import { IdempotencyKeyReusedError, PageUnavailableError, queueSend } from "@switchboard/send-queue";
+import {
+  IdempotencyKeyReusedError,
+  PageUnavailableError,
+  queueSend,
+  UnsupportedOnPlatformError,
+} from "@switchboard/send-queue";
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import type { Logger } from "pino";
 import { callerOf, requireApiKey } from "./auth";
@@ -118,6 +123,10 @@ export function createConversationsApi({ db, bus, log, metrics, webhooks }: Conv
         return sendError(res, 409, "page_unavailable", error.message);
       if (error instanceof IdempotencyKeyReusedError)
         return sendError(res, 422, "idempotency_key_reused", error.message);
+      if (error instanceof UnsupportedOnPlatformError)
+        return sendError(res, 400, "invalid_request", error.message, [
+          { path: error.field, message: error.message },
+        ]);
       throw error;
     }
   });

@@ -1,5 +1,5 @@
 import { type Bus, publishJson } from "@switchboard/bus";
-import { Headers, type SendRequest, sendRequestMsgId } from "@switchboard/contracts";
+import { Headers, type Platform, type SendRequest, sendRequestMsgId } from "@switchboard/contracts";
 import type { Db } from "@switchboard/db";
 import type { Logger } from "pino";
 import { runPeriodically } from "../periodic-sweep";
@@ -30,7 +30,9 @@ export function startSendSweeper(options: SendSweeperOptions) {
 
   const sweep = async (): Promise<number> => {
     const cutoff = new Date(Date.now() - staleAfterMs);
-    const stale = await db.$queryRaw<Array<{ id: string; page_id: string; psid: string }>>`
+    const stale = await db.$queryRaw<
+      Array<{ id: string; page_id: string; platform: Platform; psid: string }>
+    >`
       WITH stale AS (
         SELECT m.id FROM messages m
         WHERE m.status = 'sending' AND m.direction = 'outgoing' AND m.mid IS NULL
@@ -42,11 +44,12 @@ export function startSendSweeper(options: SendSweeperOptions) {
       UPDATE messages m SET updated_at = now()
       FROM stale, conversations v, contacts c
       WHERE m.id = stale.id AND v.id = m.conversation_id AND c.id = v.contact_id
-      RETURNING m.id::text AS id, m.page_id, c.psid`;
+      RETURNING m.id::text AS id, m.page_id, m.platform::text AS platform, c.psid`;
     for (const row of stale) {
       const request: SendRequest = {
         messageId: row.id,
         pageId: row.page_id,
+        platform: row.platform,
         psid: row.psid,
         origin: "api",
         requestedAt: Date.now(),

@@ -274,6 +274,7 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
       kind: "echo",
       eventId: `echo:${item.message.mid}`,
       pageId,
+      platform: "messenger",
       companyId: PAGE.companyId,
       psid,
       conversationKey: conversationKey(pageId, psid),

@@ -304,6 +304,7 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
         type: "message.sent",
         messageId: message.id,
         pageId: message.pageId,
+        platform: message.platform,
         psid: request.psid,
         mid,
         occurredAt: now,
@@ -325,13 +326,18 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     if (moved) await publishAfterCommit(rows);
   }
 
-  async function recordFailed(message: Pick<Message, "id" | "pageId">, request: SendRequest, reason: string) {
+  async function recordFailed(
+    message: Pick<Message, "id" | "pageId" | "platform">,
+    request: SendRequest,
+    reason: string,
+  ) {
     const now = Date.now();
     const events: DomainEvent[] = [
       {
         type: "message.failed",
         messageId: message.id,
         pageId: message.pageId,
+        platform: message.platform,
         psid: request.psid,
         reason,
         occurredAt: now,
@@ -385,7 +391,11 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
       const parsed = SendRequest.safeParse(safeJson(msg));
       if (!parsed.success) return;
       const request = parsed.data;
-      await recordFailed({ id: request.messageId, pageId: request.pageId }, request, reason);
+      await recordFailed(
+        { id: request.messageId, pageId: request.pageId, platform: request.platform },
+        request,
+        reason,
+      );
     },
   });
 
@@ -409,7 +419,7 @@ function safeJson(msg: JsMsg): unknown {
 }
 
 function statusChanged(
-  message: Pick<Message, "id" | "pageId">,
+  message: Pick<Message, "id" | "pageId" | "platform">,
   request: SendRequest,
   status: "sent" | "failed",
   at: number,
@@ -418,6 +428,7 @@ function statusChanged(
     type: "message.status_changed",
     messageId: message.id,
     pageId: message.pageId,
+    platform: message.platform,
     psid: request.psid,
     status,
     previousStatus: "sending",
