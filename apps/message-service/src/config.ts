@@ -1,4 +1,4 @@
-import { env, loadConfig } from "@switchboard/config";
+import { env, graphEnvShape, loadConfig } from "@switchboard/config";
 import { z } from "zod";
 
 export const messageServiceConfigSchema = z.object({
@@ -31,13 +31,15 @@ export const messageServiceConfigSchema = z.object({
   OUTBOX_SWEEP_INTERVAL: env.duration("5s"),
   /** Outbound webhook endpoints may be plain http or private addresses (tests and laptops only). */
   WEBHOOK_ALLOW_PRIVATE_TARGETS: env.boolean(false),
-  /** The send worker calls the Send API with each page's token (decrypted here) and appsecret_proof. */
-  FB_APP_SECRET: env.secret(),
+  /**
+   * The send worker calls the Send API with each page's token (decrypted here) and appsecret_proof:
+   * FB_APP_SECRET and GRAPH_API_BASE_URL for Pages, INSTAGRAM_APP_SECRET and INSTAGRAM_API_BASE_URL for
+   * Instagram accounts.
+   */
+  ...graphEnvShape,
   /** Our Meta app: its echoes are ours (the row says `sent_by: switchboard`), others' are not. */
   FB_APP_ID: z.string().regex(/^\d+$/, "a numeric Meta app id").optional(),
   TOKEN_ENCRYPTION_KEYS: env.secret(10),
-  GRAPH_API_BASE_URL: env.graphApiBaseUrl(),
-  GRAPH_API_VERSION: env.graphApiVersion(),
   /** Send API calls per page per second, shared by every replica through Redis. */
   SEND_RATE_PER_PAGE: env.positiveInt(20),
   /** Sends handled at once by one replica. */

@@ -29,7 +29,7 @@ async function heldElsewhereCount() {
 describe("conversation lock", () => {
   it("redelivers a message whose conversation is locked by another holder, and stores it once the lock is free", async () => {
     const psid = "psid-locked-briefly";
-    const key = service.lock.keyFor(psid, PAGE);
+    const key = service.lock.keyFor({ psid, pageId: PAGE });
     expect(key).toBe(`${world.keyPrefix}FB_MESSAGE_CREATE_LOCK::${psid}::${PAGE}`);
     const holder = world.redisNode();
     await holder.set(key, "another-replica", "PX", 30_000);
@@ -49,7 +49,7 @@ describe("conversation lock", () => {
   it("dead-letters with the reason only after the tries run out", async () => {
     const psid = "psid-locked-for-good";
     const holder = world.redisNode();
-    await holder.set(service.lock.keyFor(psid, PAGE), "stuck-replica", "PX", 60_000);
+    await holder.set(service.lock.keyFor({ psid, pageId: PAGE }), "stuck-replica", "PX", 60_000);
     const before = await heldElsewhereCount();
 
     await world.publish(events.message(PAGE, psid, "m_locked_2", Date.now()));
@@ -57,7 +57,9 @@ describe("conversation lock", () => {
       const letters = await world.deadLetters();
       return letters.length > 0 && letters;
     });
-    expect(dead?.reason).toContain(`conversation lock held elsewhere: ${service.lock.keyFor(psid, PAGE)}`);
+    expect(dead?.reason).toContain(
+      `conversation lock held elsewhere: ${service.lock.keyFor({ psid, pageId: PAGE })}`,
+    );
     expect(dead?.reason).toContain(`gave up after ${MAX_ATTEMPTS} attempts`);
     expect(dead?.headers[Headers.deliveries]).toBe(String(MAX_ATTEMPTS));
     expect((await heldElsewhereCount()) - before).toBe(MAX_ATTEMPTS);

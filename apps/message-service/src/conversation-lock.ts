@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 import { setTimeout as sleep } from "node:timers/promises";
 import { RetryLaterError } from "@switchboard/bus";
-import { conversationLockKey } from "@switchboard/contracts";
+import { conversationLockKey, type Platform } from "@switchboard/contracts";
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -25,7 +25,7 @@ const {
  * Usage (one instance per process, shared by every consumer):
  *
  *   const lock = createConversationLock({ redis, keyPrefix, log, registry });
- *   await lock.withConversationLock(psid, pageId, async (signal) => {
+ *   await lock.withConversationLock({ psid, pageId, platform }, async (signal) => {
  *     // … read and write; before committing: if (signal.aborted) throw signal.error
  *   });
  *
@@ -38,10 +38,16 @@ const {
  *   signal aborts and `signal.error` says why.
  * - A failed release after `fn` succeeded is logged, not thrown: the lock expires after its TTL.
  */
+/** A conversation to lock: (page, PSID), or (Instagram account, IGSID) with `platform: "instagram"`. */
+export interface LockedConversation {
+  psid: string;
+  pageId: string;
+  platform?: Platform;
+}
+
 export interface ConversationLock {
   withConversationLock<T>(
-    psid: string,
-    pageId: string,
+    conversation: LockedConversation,
     fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T>;
   /**
@@ -50,11 +56,11 @@ export interface ConversationLock {
    * call; the caller splits the batch then.
    */
   withConversationLocks<T>(
-    conversations: ReadonlyArray<{ psid: string; pageId: string }>,
+    conversations: ReadonlyArray<LockedConversation>,
     fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T>;
   /** The Redis key of a conversation's lock (prefix included). */
-  keyFor(psid: string, pageId: string): string;
+  keyFor(conversation: LockedConversation): string;
 }
 
 export interface ConversationLockOptions {
@@ -97,25 +103,25 @@ export function createConversationLock(options: ConversationLockOptions): Conver
   // Redlock also emits every failed vote here; they are classified per acquisition below.
   redlock.on("error", () => undefined);
 
-  const keyFor = (psid: string, pageId: string) => `${keyPrefix}${conversationLockKey(psid, pageId)}`;
+  const keyFor = ({ psid, pageId, platform }: LockedConversation) =>
+    `${keyPrefix}${conversationLockKey(psid, pageId, platform)}`;
 
   // Handlers of this process queue per conversation here instead of racing each other in Redis: a burst
   // of events for one conversation would otherwise burn its redelivery attempts on its own siblings.
   const localTails = new Map<string, Promise<void>>();
 
   function withConversationLock<T>(
-    psid: string,
-    pageId: string,
+    conversation: LockedConversation,
     fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T> {
-    return withConversationLocks([{ psid, pageId }], fn);
+    return withConversationLocks([conversation], fn);
   }
 
   async function withConversationLocks<T>(
-    conversations: ReadonlyArray<{ psid: string; pageId: string }>,
+    conversations: ReadonlyArray<LockedConversation>,
     fn: (signal: RedlockModule.RedlockAbortSignal) => Promise<T>,
   ): Promise<T> {
-    const keys = [...new Set(conversations.map((c) => keyFor(c.psid, c.pageId)))].sort();
+    const keys = [...new Set(conversations.map(keyFor))].sort();
     const started = performance.now();
     let release!: () => void;
     const mine = new Promise<void>((resolve) => {

@@ -1,7 +1,8 @@
 import { connectBus, type RunningConsumer } from "@switchboard/bus";
+import { graphHostsOf } from "@switchboard/config";
 import { createTokenCipher } from "@switchboard/crypto";
 import { createDb, postgresAnswers } from "@switchboard/db";
-import { createGraphClient } from "@switchboard/graph-api";
+import { createGraphClients } from "@switchboard/graph-api";
 import {
   closeServer,
   createLogger,
@@ -79,12 +80,7 @@ runMain(async () => {
       bus,
       db,
       lock,
-      graph: createGraphClient({
-        baseUrl: config.GRAPH_API_BASE_URL,
-        version: config.GRAPH_API_VERSION,
-        appSecret: config.FB_APP_SECRET,
-        timeoutMs: config.GRAPH_TIMEOUT,
-      }),
+      graphs: createGraphClients(graphHostsOf(config), { timeoutMs: config.GRAPH_TIMEOUT }),
       graphTimeoutMs: config.GRAPH_TIMEOUT,
       giveUpAfterMs: config.SEND_GIVE_UP_AFTER,
       probeDependencies,

@@ -28,7 +28,7 @@ async function messagesOf(psid: string, pageId = PAGE) {
 /** What issue 7's send worker does before calling the Send API: a `sending` row whose id is the metadata. */
 async function storeOurSend(psid: string, sentAt: number): Promise<string> {
   const id = randomUUID();
-  await service.lock.withConversationLock(psid, PAGE, async () => {
+  await service.lock.withConversationLock({ psid, pageId: PAGE }, async () => {
     const contact = await world.db.contact.upsert({
       where: { pageId_psid: { pageId: PAGE, psid } },
       create: { pageId: PAGE, psid },

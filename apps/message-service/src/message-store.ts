@@ -623,7 +623,6 @@ async function storeEcho(context: Context, event: EchoEvent) {
   const candidates = await tx.message.findMany({
     where: {
       pageId: event.pageId,
-      platform: event.platform,
       OR: [
         { mid: event.mid },
         ...(event.metadata && UUID.test(event.metadata)
@@ -634,7 +633,8 @@ async function storeEcho(context: Context, event: EchoEvent) {
   });
   const ours =
     candidates.find((row) => row.mid === event.mid) ??
-    candidates.find((row) => row.id === event.metadata && row.mid === null);
+    candidates.find((row) => row.id === event.metadata && row.mid === null) ??
+    (event.platform === "instagram" ? await inFlightSendEchoed(context, event) : undefined);
   if (ours) {
     if (ours.direction !== "outgoing") return;
     const status = laterStatus(ours.status, statusByWatermarks(conversation, sentAt));
@@ -673,6 +673,32 @@ async function storeEcho(context: Context, event: EchoEvent) {
     sentAt,
     sentBy: echoSenderOf(event.appId, context.appId),
   });
+}
+
+/**
+ * Instagram echoes carry no metadata: an echo whose mid we do not know yet is our send when it is the
+ * conversation's send whose Send API call is under way (at most one: attempts are serialised per
+ * conversation) and says the same thing. Meta answered, the worker has not recorded the mid yet.
+ */
+async function inFlightSendEchoed(context: Context, event: EchoEvent) {
+  const [inFlight] = await context.tx.message.findMany({
+    where: {
+      conversationId: context.conversation.id,
+      direction: "outgoing",
+      status: "sending",
+      mid: null,
+      sendAttemptStartedAt: { not: null },
+    },
+    orderBy: { queueSeq: "asc" },
+    take: 1,
+  });
+  if (!inFlight) return undefined;
+  if (inFlight.text !== null) return inFlight.text === event.text ? inFlight : undefined;
+  const request = (inFlight.payload as { request?: { attachment?: { type?: string } } }).request;
+  const type = request?.attachment?.type;
+  return event.text === null && type !== undefined && event.attachments.some((a) => a.type === type)
+    ? inFlight
+    : undefined;
 }
 
 function publishStatusChange(

@@ -76,7 +76,7 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
 
   const storeAlone = async (event: MessagingEvent): Promise<Settled<StoreResult>> => {
     try {
-      const result = await lock.withConversationLock(event.psid, event.pageId, (signal) =>
+      const result = await lock.withConversationLock(event, (signal) =>
         storeMessagingEvent(db, topology, event, { signal, appId: options.appId }),
       );
       await publishCommitted([result]);

@@ -8,9 +8,8 @@ import {
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
 import {
-  createGraphClient,
+  createGraphClients,
   type GraphCallRecord,
-  type GraphClients,
   graphFailurePolicy,
   type UserProfile,
 } from "@switchboard/graph-api";
@@ -97,16 +96,12 @@ export function createProfileLookup(deps: ProfileDeps): ProfileLookup {
     }
   };
 
-  const clientFor = (platform: Platform) =>
-    createGraphClient({
-      ...settings.graph[platform],
-      platform,
-      timeoutMs: settings.timeoutMs,
-      // One attempt: a retry would hold the message back; the next message from this person tries again.
-      maxRetries: 0,
-      onCall,
-    });
-  const graphs: GraphClients = { messenger: clientFor("messenger"), instagram: clientFor("instagram") };
+  const graphs = createGraphClients(settings.graph, {
+    timeoutMs: settings.timeoutMs,
+    // One attempt: a retry would hold the message back; the next message from this person tries again.
+    maxRetries: 0,
+    onCall,
+  });
 
   const limiter = new RateLimiterRedis({
     storeClient: redis,

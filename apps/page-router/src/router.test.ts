@@ -134,12 +134,36 @@ describe("page-router", () => {
     return token;
   };
 
-  /** Publishes an entry exactly as the ingress does. */
-  const publishEntry = async (entry: Record<string, unknown>, traceId = randomUUID()) => {
+  /** Connects an Instagram account in Switchboard and at the fake Meta (its Instagram API). */
+  const connectInstagram = async (pageId: string, companyId = "acme") => {
+    const token = `IGAA-${pageId}-${randomUUID()}`;
+    tokens.add(token);
+    meta.state.addPage({ pageId, token, platform: "instagram" });
+    await connectPage(
+      { db, bus, cipher },
+      { pageId, name: `IG ${pageId}`, companyId, token, platform: "instagram" },
+    );
+    return token;
+  };
+
+  /**
+   * Publishes an entry exactly as the ingress does; `object` is the body's (`page`, `instagram`), absent
+   * for entries the ingress stored before it said so.
+   */
+  const publishEntry = async (entry: Record<string, unknown>, traceId = randomUUID(), object?: string) => {
     const data = JSON.stringify(entry);
     await publishRaw(bus.js, bus.topology.subjects.webhookEntry(String(entry.id)), data, {
       msgId: createHash("sha256").update(data).digest("base64url"),
-      headers: { [Headers.traceId]: traceId, [Headers.receivedAt]: Date.now() },
+      headers: {
+        [Headers.traceId]: traceId,
+        [Headers.receivedAt]: Date.now(),
+        ...(object
+          ? {
+              [Headers.object]: object,
+              [Headers.platform]: object === "instagram" ? "instagram" : "messenger",
+            }
+          : {}),
+      },
     });
     return traceId;
   };
@@ -245,6 +269,68 @@ describe("page-router", () => {
     });
     expect(meta.state.callsTo("2001", "profile").map((c) => c.token)).toEqual([tokenA]);
     expect(meta.state.callsTo("2002", "profile").map((c) => c.token)).toEqual([tokenB]);
+  });
+
+  it("routes an Instagram entry for an Instagram account as instagram, with the profile from the Instagram host and the account's token", async () => {
+    const token = await connectInstagram("17841400000008001");
+    meta.state.addUser({ pageId: "17841400000008001", psid: "9800", name: "Ada L", username: "ada" });
+    const item = buildTextMessageItem({ pageId: "17841400000008001", psid: "9800", mid: "aWdfig_1" });
+    await publishEntry(
+      { id: "17841400000008001", time: Date.now(), messaging: [item] },
+      randomUUID(),
+      "instagram",
+    );
+    const [event] = await waitForEvents("17841400000008001", 1);
+    expect(event).toMatchObject({
+      kind: "message",
+      platform: "instagram",
+      psid: "9800",
+      profileStatus: "fetched",
+      profile: { name: "Ada L", username: "ada", firstName: null, lastName: null },
+    });
+    const calls = meta.state.callsTo("17841400000008001", "profile");
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toMatchObject({ host: "instagram", token, appsecretProofValid: true });
+    expect(calls[0]!.query.fields).toBe("name,username,profile_pic");
+  });
+
+  it("replays an Instagram entry parked before the ingress said its platform, as instagram, once the account is connected", async () => {
+    const item = buildTextMessageItem({ pageId: "17841400000008002", psid: "9801", mid: "aWdfig_old" });
+    await publishEntry({ id: "17841400000008002", time: Date.now(), messaging: [item] });
+    await eventually(
+      async () =>
+        (
+          await listStored(
+            bus.js,
+            bus.jsm,
+            bus.topology.streams.unrouted.name,
+            bus.topology.subjects.unrouted("17841400000008002"),
+          )
+        ).length === 1,
+    );
+    await connectInstagram("17841400000008002");
+    const [event] = await waitForEvents("17841400000008002", 1);
+    expect(event).toMatchObject({ platform: "instagram", mid: "aWdfig_old" });
+  });
+
+  it("ignores the App Dashboard's test entry (id 0, changes only) instead of parking it", async () => {
+    await publishEntry(
+      { id: "0", time: Date.now(), changes: [{ field: "messages", value: {} }] },
+      randomUUID(),
+      "page",
+    );
+    await eventually(async () => {
+      const text = await registries[0]!.metrics();
+      const other = await registries[1]!.metrics();
+      return /entries_ignored_total\{[^}]*reason="dashboard_test"[^}]*\} 1/.test(text + other);
+    });
+    const parked = await listStored(
+      bus.js,
+      bus.jsm,
+      bus.topology.streams.unrouted.name,
+      bus.topology.subjects.unrouted("0"),
+    );
+    expect(parked).toEqual([]);
   });
 
   it("parks entries of an unknown page and replays them once the page is connected", async () => {
@@ -637,5 +723,25 @@ describe("page-router", () => {
       expect(busTraffic.filter((text) => text.includes(token))).toEqual([]);
     }
     expect(busTraffic.filter((text) => text.includes("v1.k1."))).toEqual([]);
+  });
+
+  it("parks an entry whose platform is not its connection's (platform_mismatch), and does not replay it on connect", async () => {
+    await connect("3501");
+    await publishEntry(
+      { id: "3501", time: Date.now(), messaging: [buildTextMessageItem({ pageId: "3501", psid: "7501" })] },
+      randomUUID(),
+      "instagram",
+    );
+    const parked = await eventually(async () => {
+      const stored = await listStored(
+        bus.js,
+        bus.jsm,
+        bus.topology.streams.unrouted.name,
+        bus.topology.subjects.unrouted("3501"),
+      );
+      return stored.length === 1 && stored;
+    });
+    expect(parked[0]!.reason).toBe("platform_mismatch: a instagram entry for a messenger connection");
+    expect(await eventsOf("3501")).toEqual([]);
   });
 });

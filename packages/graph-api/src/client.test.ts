@@ -441,3 +441,60 @@ describe("timeouts and network errors", () => {
     expectNoSecrets(error, TOKEN_A);
   });
 });
+
+describe("Instagram accounts (the Instagram API with Instagram Login)", () => {
+  const IG = "17841400000000777";
+  const IG_TOKEN = "IGAA-account-SECRET-TOKEN-91ac";
+  const IGSID = "6200000000000001";
+  const instagram = (overrides: Partial<GraphClientOptions> = {}) =>
+    client({ platform: "instagram", baseUrl: server.instagramUrl, ...overrides });
+
+  beforeEach(() => {
+    fake.state.addPage({ pageId: IG, token: IG_TOKEN, platform: "instagram" });
+    fake.state.addUser({ pageId: IG, psid: IGSID, name: "Ada Lovelace", username: "ada" });
+  });
+
+  it("asks for an Instagram user's name, username and picture on the Instagram host", async () => {
+    const profile = await instagram().getUserProfile(IGSID, IG_TOKEN, { pageId: IG });
+    expect(profile).toMatchObject({ name: "Ada Lovelace", username: "ada" });
+    const [call] = fake.state.callsTo(IG, "profile");
+    expect(call).toMatchObject({ host: "instagram", token: IG_TOKEN, appsecretProofValid: true });
+    expect(call!.query.fields).toBe("name,username,profile_pic");
+  });
+
+  it("sends, then finds the message in the account's thread with platform=instagram", async () => {
+    const graph = instagram();
+    const sent = await graph.sendMessage(IG, IG_TOKEN, { recipient: { id: IGSID }, message: { text: "hi" } });
+    expect(typeof sent.message_id).toBe("string");
+    const thread = await graph.getThreadMessages(IG, IG_TOKEN, IGSID);
+    expect(thread.map((m) => m.id)).toContain(sent.message_id);
+    expect(fake.state.callsTo(IG, "conversations")[0]).toMatchObject({
+      host: "instagram",
+      query: expect.objectContaining({ platform: "instagram", user_id: IGSID }),
+    });
+  });
+
+  it("refreshes a long-lived token outside the versioned root, and never lets the token into an error", async () => {
+    const graph = instagram();
+    const refreshed = await graph.refreshInstagramToken(IG_TOKEN, { pageId: IG });
+    expect(refreshed.expires_in).toBe(5_184_000);
+    expect(refreshed.access_token).not.toBe(IG_TOKEN);
+    // The new token works.
+    await graph.getUserProfile(IGSID, refreshed.access_token, { pageId: IG });
+    expect(fake.state.calls.find((c) => c.endpoint === "refresh_access_token")).toMatchObject({
+      host: "instagram",
+      path: "/refresh_access_token",
+    });
+
+    fake.state.revokeToken(IG);
+    const error = await failure(graph.refreshInstagramToken(refreshed.access_token, { pageId: IG }));
+    expect(error).toBeInstanceOf(InvalidTokenError);
+    expectNoSecrets(error, refreshed.access_token);
+    await expect(client().refreshInstagramToken(IG_TOKEN)).rejects.toThrow(/Instagram API call/);
+  });
+
+  it("a Page client calling an Instagram account fails loudly (the wrong host), never silently", async () => {
+    const error = await failure(client().getUserProfile(IGSID, IG_TOKEN, { pageId: IG }));
+    expect(error).toBeInstanceOf(InvalidTokenError);
+  });
+});

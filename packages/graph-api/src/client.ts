@@ -425,3 +425,21 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
     },
   };
 }
+
+/** Where one platform's calls go and which app secret proves them (`graphHostsOf` in @switchboard/config). */
+export interface GraphHostSettings {
+  baseUrl: string;
+  version: string;
+  appSecret: string;
+}
+
+/** A client per platform, sharing the rest of the options (timeouts, retries, the metrics hook). */
+export function createGraphClients(
+  hosts: Record<Platform, GraphHostSettings>,
+  options: Omit<GraphClientOptions, "platform" | "baseUrl" | "version" | "appSecret"> = {},
+): GraphClients {
+  return {
+    messenger: createGraphClient({ ...options, ...hosts.messenger, platform: "messenger" }),
+    instagram: createGraphClient({ ...options, ...hosts.instagram, platform: "instagram" }),
+  };
+}

@@ -15,7 +15,8 @@ export interface MessageAttachment {
 
 export interface SendMessageBody {
   recipient: { id: string };
-  messaging_type: MessagingType;
+  /** Required on Messenger; Instagram takes it only with a tag. */
+  messaging_type?: MessagingType;
   /** Required with MESSAGE_TAG (e.g. HUMAN_AGENT, ACCOUNT_UPDATE). */
   tag?: string;
   message: {

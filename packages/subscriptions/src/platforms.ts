@@ -1,5 +1,5 @@
 import { env, graphEnvShape, graphHostsOf } from "@switchboard/config";
-import { createGraphClient, type GraphClientOptions } from "@switchboard/graph-api";
+import { createGraphClients, type GraphClientOptions } from "@switchboard/graph-api";
 import { z } from "zod";
 import {
   DEFAULT_SUBSCRIBED_FIELDS,
@@ -38,14 +38,13 @@ export function platformSubscriptionsOf(
   config: SubscriptionEnv,
   client: Omit<GraphClientOptions, "platform" | "baseUrl" | "version" | "appSecret"> = {},
 ): Pick<SubscriptionContext, "graph" | "appId" | "desiredFields" | "instagram"> {
-  const hosts = graphHostsOf(config);
-  const options = { timeoutMs: config.GRAPH_API_TIMEOUT, ...client };
+  const graphs = createGraphClients(graphHostsOf(config), { timeoutMs: config.GRAPH_API_TIMEOUT, ...client });
   return {
-    graph: createGraphClient({ ...hosts.messenger, ...options, platform: "messenger" }),
+    graph: graphs.messenger,
     appId: config.FB_APP_ID,
     desiredFields: config.SUBSCRIBED_FIELDS,
     instagram: {
-      graph: createGraphClient({ ...hosts.instagram, ...options, platform: "instagram" }),
+      graph: graphs.instagram,
       appId: config.INSTAGRAM_APP_ID ?? config.FB_APP_ID,
       desiredFields: config.INSTAGRAM_SUBSCRIBED_FIELDS,
     },

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { conversationKey, type DomainEvent, type MessagingEvent, newApiKey } from "@switchboard/contracts";
 import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
 import { createFakeMeta, type FakeMeta, type RunningFakeMeta } from "@switchboard/fake-meta";
-import { createGraphClient } from "@switchboard/graph-api";
+import { createGraphClients } from "@switchboard/graph-api";
 import { createMetricsRegistry } from "@switchboard/observability";
 import { connectPage } from "@switchboard/pages";
 import { eventually, uniqueId } from "@switchboard/testing";
@@ -80,13 +80,13 @@ describe("Conversations API and send worker", () => {
       bus: instance.bus,
       db: world.db,
       lock: instance.lock,
-      graph: createGraphClient({
-        baseUrl: metaServer.url,
-        version: "v21.0",
-        appSecret: APP_SECRET,
-        maxRetries: 0,
-        timeoutMs: 1000,
-      }),
+      graphs: createGraphClients(
+        {
+          messenger: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+          instagram: { baseUrl: metaServer.instagramUrl, version: "v21.0", appSecret: APP_SECRET },
+        },
+        { maxRetries: 0, timeoutMs: 1000 },
+      ),
       graphTimeoutMs: 1000,
       cipher,
       redis: instance.redis[0]!,

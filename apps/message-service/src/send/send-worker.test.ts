@@ -4,7 +4,7 @@ import { conversationKey, type MessagingEvent } from "@switchboard/contracts";
 import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
 import { createFakeMeta, type FakeMeta, type RunningFakeMeta } from "@switchboard/fake-meta";
-import { createGraphClient } from "@switchboard/graph-api";
+import { createGraphClients } from "@switchboard/graph-api";
 import { connectPage } from "@switchboard/pages";
 import { queueSend } from "@switchboard/send-queue";
 import { eventually, uniqueId } from "@switchboard/testing";
@@ -21,10 +21,14 @@ const PEOPLE = Array.from({ length: 10 }, (_, i) => `84000000000000${String(i).p
 const RATE = 40;
 const cipher = createTokenCipher(generateTokenKey("k1"));
 
+/** An Instagram professional account of the same company: its calls go to the fake's Instagram API. */
+const IG = { pageId: "17841400000007001", companyId: "company-s", token: "IGAA-send-worker" };
+const IG_PEOPLE = ["6100000000000001", "6100000000000002", "6100000000000003"];
+
 interface EchoItem {
   recipient: { id: string };
   timestamp: number;
-  message: { mid: string; text?: string; app_id: number | string; metadata?: string };
+  message: { mid: string; text?: string; app_id?: number | string; metadata?: string };
 }
 
 /**
@@ -49,8 +53,9 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
     instance = await world.startInstance({ lockRetryDelayMs: 100 });
     const receiver = express().use(express.json());
     receiver.post("/webhooks/facebook", async (req, res) => {
+      const platform = req.body.object === "instagram" ? "instagram" : "messenger";
       for (const entry of req.body.entry) {
-        for (const item of entry.messaging) await world.publish(echoEvent(String(entry.id), item));
+        for (const item of entry.messaging) await world.publish(echoEvent(String(entry.id), item, platform));
       }
       res.sendStatus(200);
     });
@@ -67,6 +72,12 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
     meta.state.addPage({ pageId: PAGE.pageId, token: PAGE.token });
     for (const psid of PEOPLE) meta.state.addUser({ pageId: PAGE.pageId, psid });
     await connectPage({ db: world.db, bus: world.bus, cipher }, { ...PAGE, name: "Send worker page" });
+    meta.state.addPage({ pageId: IG.pageId, token: IG.token, platform: "instagram" });
+    for (const psid of IG_PEOPLE) meta.state.addUser({ pageId: IG.pageId, psid });
+    await connectPage(
+      { db: world.db, bus: world.bus, cipher },
+      { ...IG, name: "Send worker IG", platform: "instagram" },
+    );
 
     // The worker's database: a commit can be made to fail once, after Meta answered.
     workerDb = new Proxy(world.db, {
@@ -83,13 +94,13 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
       bus: instance.bus,
       db: workerDb,
       lock: instance.lock,
-      graph: createGraphClient({
-        baseUrl: metaServer.url,
-        version: "v21.0",
-        appSecret: APP_SECRET,
-        maxRetries: 0,
-        timeoutMs: 1000,
-      }),
+      graphs: createGraphClients(
+        {
+          messenger: { baseUrl: metaServer.url, version: "v21.0", appSecret: APP_SECRET },
+          instagram: { baseUrl: metaServer.instagramUrl, version: "v21.0", appSecret: APP_SECRET },
+        },
+        { maxRetries: 0, timeoutMs: 1000 },
+      ),
       cipher,
       redis: instance.redis[0]!,
       redisKeyPrefix: world.keyPrefix,
@@ -105,6 +116,7 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
   afterEach(() => {
     meta.state.echoMode = "off";
     meta.state.clearErrors(PAGE.pageId);
+    meta.state.clearErrors(IG.pageId);
   });
 
   afterAll(async () => {
@@ -225,7 +237,9 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
     const { id } = await queue(psid, "slow Meta");
     await eventually(() => callsFor(id).length === 1, { message: "call in flight" });
     // Another writer of this conversation (the person's incoming message) gets the lock meanwhile.
-    const acquired = await instance.lock.withConversationLock(psid, PAGE.pageId, async () => Date.now());
+    const acquired = await instance.lock.withConversationLock({ psid, pageId: PAGE.pageId }, async () =>
+      Date.now(),
+    );
     const row = await settled(id);
     expect(acquired).toBeLessThan(row.sentAt.getTime());
     expect(row.sentAt.getTime()).toBeGreaterThanOrEqual(queuedAt + 600);
@@ -267,14 +281,94 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
     expect(await sweeper.sweep()).toBe(0);
   });
 
+  describe("Instagram accounts", () => {
+    const queueIg = (psid: string, text: string) =>
+      queueSend(
+        { db: world.db, bus: world.bus },
+        { pageId: IG.pageId, psid, content: { text, messaging_type: "RESPONSE" }, origin: "api" },
+      );
+    const igSends = () => meta.state.sentMessages.filter((m) => m.pageId === IG.pageId);
+
+    it("each send reaches the Instagram host once, without metadata, and its echo (before or after the answer) never makes a second row", async () => {
+      const queued = [];
+      // The echo before Meta's answer (matched to the send in flight), then after it (matched by mid).
+      for (const [round, mode] of (["before", "before", "after"] as const).entries()) {
+        meta.state.echoMode = mode;
+        // Meta's answer comes late: the echo is stored while the send is still in flight.
+        if (mode === "before") {
+          meta.state.injectError(IG.pageId, { endpoint: "messages", afterSending: true, delayMs: 600 });
+        } else meta.state.clearErrors(IG.pageId);
+        const sent = [];
+        for (const psid of IG_PEOPLE) sent.push(await queueIg(psid, `ig ${psid} ${round}`));
+        for (const { id } of sent) expect((await settled(id)).status).toBe("sent");
+        queued.push(...sent);
+      }
+      const calls = meta.state.calls.filter((c) => c.pageId === IG.pageId && c.endpoint === "messages");
+      expect(calls).toHaveLength(queued.length);
+      for (const call of calls) {
+        expect(call).toMatchObject({ host: "instagram", token: IG.token, appsecretProofValid: true });
+        const body = call.body as { messaging_type?: string; message: Record<string, unknown> };
+        expect(body.message.metadata).toBeUndefined();
+        expect(body.messaging_type).toBeUndefined();
+      }
+      // Every echo is in (one per send), matched to its row: no foreign row beside ours.
+      await eventually(
+        async () =>
+          (await world.db.message.count({
+            where: { pageId: IG.pageId, sentBy: "switchboard", mid: { not: null } },
+          })) === queued.length,
+        { message: "every Instagram send recorded with its mid" },
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      const rows = await world.db.message.findMany({
+        where: { pageId: IG.pageId },
+        orderBy: { queueSeq: "asc" },
+      });
+      expect(rows).toHaveLength(queued.length);
+      expect(rows.every((r) => r.platform === "instagram" && r.direction === "outgoing")).toBe(true);
+      expect(new Set(rows.map((r) => r.mid))).toEqual(new Set(igSends().map((m) => m.mid)));
+      // Per person, in the order queued.
+      for (const psid of IG_PEOPLE) {
+        const texts = igSends()
+          .filter((m) => m.psid === psid)
+          .map((m) => (m.body.message as { text: string }).text);
+        expect(texts).toEqual([0, 1, 2].map((round) => `ig ${psid} ${round}`));
+      }
+      const conversations = await world.db.conversation.findMany({ where: { pageId: IG.pageId } });
+      expect(conversations.every((c) => c.platform === "instagram")).toBe(true);
+    });
+
+    it("the answer was lost and no echo came: the Instagram thread says it went out, so it is not sent again", async () => {
+      meta.state.injectError(IG.pageId, {
+        endpoint: "messages",
+        afterSending: true,
+        dropConnection: true,
+        times: 1,
+      });
+      const before = igSends().length;
+      const { id } = await queueIg(IG_PEOPLE[0]!, "ig answer lost");
+      const row = await settled(id);
+      expect(row.status).toBe("sent");
+      expect(igSends()).toHaveLength(before + 1);
+      expect(row.mid).toBe(igSends().at(-1)!.mid);
+      const thread = meta.state.calls.filter((c) => c.pageId === IG.pageId && c.endpoint === "conversations");
+      expect(thread.length).toBeGreaterThan(0);
+      expect(thread.every((c) => c.host === "instagram" && c.query.platform === "instagram")).toBe(true);
+    });
+  });
+
   /** What the page-router publishes for an echo item (sender = page, recipient = person). */
-  function echoEvent(pageId: string, item: EchoItem): MessagingEvent {
+  function echoEvent(
+    pageId: string,
+    item: EchoItem,
+    platform: "messenger" | "instagram" = "messenger",
+  ): MessagingEvent {
     const psid = String(item.recipient.id);
     return {
       kind: "echo",
       eventId: `echo:${item.message.mid}`,
       pageId,
-      platform: "messenger",
+      platform,
       companyId: PAGE.companyId,
       psid,
       conversationKey: conversationKey(pageId, psid),
@@ -285,7 +379,7 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
       mid: item.message.mid,
       text: item.message.text ?? null,
       attachments: [],
-      appId: String(item.message.app_id),
+      appId: item.message.app_id === undefined ? null : String(item.message.app_id),
       metadata: item.message.metadata ?? null,
     };
   }

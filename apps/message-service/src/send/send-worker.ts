@@ -9,7 +9,7 @@ import {
 import { type DomainEvent, SendRequest } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db, Message } from "@switchboard/db";
-import { type GraphClient, type SendMessageBody, TransientGraphError } from "@switchboard/graph-api";
+import { type GraphClients, type SendMessageBody, TransientGraphError } from "@switchboard/graph-api";
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
 import { createPageQuota } from "@switchboard/page-quota";
 import { readPageToken, setPageStatus } from "@switchboard/pages";
@@ -24,7 +24,8 @@ export interface SendWorkerOptions {
   bus: Bus;
   db: Db;
   lock: ConversationLock;
-  graph: GraphClient;
+  /** Pages through the Graph API, Instagram accounts through the Instagram API. */
+  graphs: GraphClients;
   cipher: TokenCipher;
   /** For the per-page send schedule, shared by every replica (a failover client over the Redis nodes). */
   redis: Redis;
@@ -66,7 +67,7 @@ type Settled = "sent" | "failed" | "skipped";
  *    known not to have gone out is made again.
  */
 export async function startSendWorker(options: SendWorkerOptions): Promise<{ stop(): Promise<void> }> {
-  const { bus, db, lock, graph, cipher, log } = options;
+  const { bus, db, lock, graphs, cipher, log } = options;
   const { topology } = bus;
   const maxAttempts = options.maxAttempts ?? 12;
   const echoWaitMs = options.echoWaitMs ?? 5_000;
@@ -135,7 +136,11 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     const started = performance.now();
     let mid: string;
     try {
-      ({ message_id: mid } = await graph.sendMessage(request.pageId, token, sendBody(attempt, request.psid)));
+      ({ message_id: mid } = await graphs[attempt.platform].sendMessage(
+        request.pageId,
+        token,
+        sendBody(attempt, request.psid),
+      ));
     } catch (error) {
       if (error instanceof TransientGraphError && error.requestMayHaveApplied) {
         // Meta may have sent it: the attempt stays on the row and the next delivery resolves it.
@@ -191,7 +196,7 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
       throw new RetryLaterError("waiting for the echo of a send whose outcome is unknown", settleAfter - age);
     }
     const token = await readPageToken(db, cipher, request.pageId);
-    const thread = await graph.getThreadMessages(request.pageId, token, request.psid);
+    const thread = await graphs[message.platform].getThreadMessages(request.pageId, token, request.psid);
     const known = new Set(
       (
         await db.message.findMany({
@@ -279,7 +284,7 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
    * the call: a slow Graph API never holds up the person's incoming messages.
    */
   async function claimAttempt(message: Message, request: SendRequest): Promise<Message | undefined> {
-    return lock.withConversationLock(request.psid, request.pageId, async () => {
+    return lock.withConversationLock(request, async () => {
       const earlier = await earlierPendingSends(message);
       if (earlier > 0) throw waitForEarlier(request, earlier);
       const [claimed] = await db.$queryRaw<Array<{ id: string }>>`
@@ -436,12 +441,17 @@ function statusChanged(
   };
 }
 
-/** The Send API body, with our message id as `metadata`: Meta returns it in the echo, which confirms this row. */
+/**
+ * The Send API body, with our message id as `metadata`: Meta returns it in the echo, which confirms this row.
+ * Instagram echoes carry no metadata (the mid, or the one in-flight send of the conversation, matches them)
+ * and its Send API takes `messaging_type` only with the HUMAN_AGENT tag.
+ */
 export function sendBody(message: Message, psid: string): SendMessageBody {
   const { request } = message.payload as unknown as OutgoingPayload;
+  const instagram = message.platform === "instagram";
   return {
     recipient: { id: psid },
-    messaging_type: request.messaging_type,
+    ...(instagram && !request.tag ? {} : { messaging_type: request.messaging_type }),
     ...(request.tag ? { tag: request.tag } : {}),
     message: {
       ...(message.text !== null ? { text: message.text } : {}),
@@ -449,12 +459,14 @@ export function sendBody(message: Message, psid: string): SendMessageBody {
         ? {
             attachment: {
               type: request.attachment.type,
-              payload: { url: request.attachment.url, is_reusable: true },
+              payload: instagram
+                ? { url: request.attachment.url }
+                : { url: request.attachment.url, is_reusable: true },
             },
           }
         : {}),
       ...(request.quick_replies ? { quick_replies: request.quick_replies } : {}),
-      metadata: message.id,
+      ...(instagram ? {} : { metadata: message.id }),
     },
   };
 }
