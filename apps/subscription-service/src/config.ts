@@ -20,6 +20,8 @@ export const subscriptionConfigSchema = z.object({
   RECONCILE_FAILURE_THRESHOLD: env.positiveInt(3),
   /** Longest back-off for a rate-limited page (Meta's own estimate wins when longer). */
   RECONCILE_MAX_BACKOFF: env.duration("1h"),
+  /** Instagram tokens (60 days) are refreshed once they expire within this; checked with each reconcile. */
+  INSTAGRAM_TOKEN_REFRESH_BEFORE: env.duration("10d"),
   LOG_LEVEL: env.logLevel(),
 });
 export type SubscriptionConfig = z.infer<typeof subscriptionConfigSchema>;

@@ -61,6 +61,7 @@ runMain(async () => {
     intervalMs: config.RECONCILE_INTERVAL,
     concurrency: config.RECONCILE_CONCURRENCY,
     maxBackoffMs: config.RECONCILE_MAX_BACKOFF,
+    instagramTokenRefreshBeforeMs: config.INSTAGRAM_TOKEN_REFRESH_BEFORE,
     // A check makes at most three Graph calls (read, subscribe, verify), each up to `graphAttempts` times
     // GRAPH_API_TIMEOUT; the margin covers PostgreSQL, Redis and the retries' pauses. Longer is hung.
     handlerTimeoutMs: 3 * graphAttempts * config.GRAPH_API_TIMEOUT + 15_000,

@@ -37,6 +37,17 @@ export function createSubscriptionMetrics(
       labelNames: ["status"],
       registers: [registry],
     }),
+    tokenRefreshes: new Counter({
+      name: "switchboard_token_refreshes_total",
+      help: "Instagram token refreshes by outcome: refreshed, superseded (reconnected meanwhile), rejected and expired (re-authorisation needed), failed (retried), busy",
+      labelNames: ["outcome"],
+      registers: [registry],
+    }),
+    tokensExpiringSoon: new Gauge({
+      name: "switchboard_instagram_tokens_expiring_soon",
+      help: "Active Instagram accounts whose token expires within 7 days (refresh has not kept it alive)",
+      registers: [registry],
+    }),
     oldestCheck: new Gauge({
       name: "switchboard_page_subscription_oldest_check_timestamp_seconds",
       help: "The least recent subscription check of any page (unix seconds): reconciliation has stalled when it is old",
@@ -155,7 +166,7 @@ function removePageSeries(metrics: SubscriptionMetrics, page_id: string) {
  */
 export async function refreshSubscriptionGauges(db: Db, metrics: SubscriptionMetrics) {
   const select = { pageId: true, status: true, consecutiveFailures: true, lastCheckedAt: true } as const;
-  const [counts, oldest, problems, first] = await Promise.all([
+  const [counts, oldest, problems, first, expiringSoon] = await Promise.all([
     db.pageSubscription.groupBy({ by: ["status"], _count: { _all: true } }),
     db.pageSubscription.aggregate({
       _min: { lastCheckedAt: true },
@@ -168,7 +179,15 @@ export async function refreshSubscriptionGauges(db: Db, metrics: SubscriptionMet
       take: MAX_PROBLEM_PAGES,
     }),
     db.pageSubscription.findMany({ select, orderBy: { pageId: "asc" }, take: PAGE_SERIES_LIMIT }),
+    db.pageConnection.count({
+      where: {
+        platform: "instagram",
+        status: "active",
+        tokenExpiresAt: { lt: new Date(Date.now() + 7 * 86_400_000) },
+      },
+    }),
   ]);
+  metrics.tokensExpiringSoon.set(expiringSoon);
   metrics.pages.reset();
   for (const status of STATUSES) {
     metrics.pages.set({ status }, counts.find((c) => c.status === status)?._count._all ?? 0);

@@ -1,7 +1,11 @@
 import { listStored, publishJson } from "@switchboard/bus";
 import { PageLifecycleEvent } from "@switchboard/contracts";
 import { disconnectPage } from "@switchboard/pages";
-import { DEFAULT_SUBSCRIBED_FIELDS, reconcileSubscription } from "@switchboard/subscriptions";
+import {
+  DEFAULT_SUBSCRIBED_FIELDS,
+  INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS,
+  reconcileSubscription,
+} from "@switchboard/subscriptions";
 import { eventually } from "@switchboard/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createHarness, type Harness } from "./test-harness";
@@ -54,6 +58,32 @@ describe("subscription-service", () => {
       expect(h.fake.state.subscriptions(pageId)?.sort()).toEqual(desired);
     }
     expect(h.fake.state.calls.some((c) => c.path.includes("/me/"))).toBe(false);
+  });
+
+  it("subscribes an Instagram account on the Instagram host beside a Page on the Facebook host, and unsubscribes it there", async () => {
+    await h.startReplica("a");
+    const igToken = await h.connectPage("17841400000002001", "IGAA-2001", "instagram");
+    await h.connectPage("2004");
+    const ig = await eventually(async () => {
+      const r = await subscription("17841400000002001");
+      return r?.status === "subscribed" ? r : undefined;
+    });
+    expect(ig.subscribedFields).toEqual([...INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS].sort());
+    await eventually(async () => (await subscription("2004"))?.status === "subscribed");
+    const igCalls = h.fake.state.callsTo("17841400000002001", "subscribed_apps");
+    expect(igCalls.map((c) => [c.host, c.method, c.path])).toEqual([
+      ["instagram", "POST", "/v21.0/17841400000002001/subscribed_apps"],
+      ["instagram", "GET", "/v21.0/17841400000002001/subscribed_apps"],
+    ]);
+    expect(igCalls.every((c) => c.token === igToken)).toBe(true);
+    expect(h.fake.state.callsTo("2004", "subscribed_apps").every((c) => c.host === "facebook")).toBe(true);
+
+    await disconnectPage({ db: h.db, bus: h.control }, "17841400000002001");
+    await eventually(async () => (await subscription("17841400000002001"))?.status === "unsubscribed");
+    expect(h.fake.state.callsTo("17841400000002001", "subscribed_apps").at(-1)).toMatchObject({
+      host: "instagram",
+      method: "DELETE",
+    });
   });
 
   it("unsubscribes a disconnected page with DELETE on its own endpoint", async () => {

@@ -27,6 +27,9 @@ export interface SubscriptionServiceOptions {
    * page's slowest legitimate check, its Graph calls with their retries.
    */
   handlerTimeoutMs: number;
+  /** Instagram tokens are refreshed once they expire within this (INSTAGRAM_TOKEN_REFRESH_BEFORE). Default 10 days. */
+  instagramTokenRefreshBeforeMs?: number;
+  now?: () => number;
   onReconciled?: (job: ReconcileJob) => void;
 }
 
@@ -72,6 +75,8 @@ export async function startSubscriptionService(options: SubscriptionServiceOptio
     concurrency: options.concurrency,
     backoff,
     tuning: tuning("reconcile"),
+    instagramTokenRefreshBeforeMs: options.instagramTokenRefreshBeforeMs ?? 10 * 86_400_000,
+    ...(options.now ? { now: options.now } : {}),
     ...(options.onReconciled ? { onReconciled: options.onReconciled } : {}),
   });
   const scheduler = startReconcileScheduler({ bus, db, intervalMs: options.intervalMs, log, metrics });

@@ -7,7 +7,11 @@ import { createFakeMeta, type FakeMeta, type RunningFakeMeta } from "@switchboar
 import { createGraphClient, type GraphClient } from "@switchboard/graph-api";
 import { createLogger, createMetricsRegistry, type Registry } from "@switchboard/observability";
 import { connectPage } from "@switchboard/pages";
-import { DEFAULT_SUBSCRIBED_FIELDS, type SubscriptionContext } from "@switchboard/subscriptions";
+import {
+  DEFAULT_SUBSCRIBED_FIELDS,
+  INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS,
+  type SubscriptionContext,
+} from "@switchboard/subscriptions";
 import { createTestDatabase, type TestDatabase, testServices, uniqueId } from "@switchboard/testing";
 import { Redis } from "ioredis";
 import { createSubscriptionMetrics, recordGraphCall, type SubscriptionMetrics } from "./metrics";
@@ -134,6 +138,18 @@ export async function createHarness() {
     graph: graphClient,
     appId: APP_ID,
     desiredFields: DEFAULT_SUBSCRIBED_FIELDS,
+    instagram: {
+      graph: createGraphClient({
+        platform: "instagram",
+        baseUrl: meta.instagramUrl,
+        version: "v21.0",
+        appSecret: APP_SECRET,
+        timeoutMs: 3000,
+        maxRetries: 0,
+      }),
+      appId: APP_ID,
+      desiredFields: INSTAGRAM_DEFAULT_SUBSCRIBED_FIELDS,
+    },
     failureThreshold: 3,
     log,
   });
@@ -206,11 +222,15 @@ export async function createHarness() {
     },
 
     /** Connects a page the way `pnpm sb pages connect` does, after Meta knows its token. */
-    async connectPage(pageId: string, token = `EAAB-${pageId}-${uniqueId()}`) {
-      fake.state.addPage({ pageId, token, name: `Page ${pageId}` });
+    async connectPage(
+      pageId: string,
+      token = `EAAB-${pageId}-${uniqueId()}`,
+      platform: "messenger" | "instagram" = "messenger",
+    ) {
+      fake.state.addPage({ pageId, token, name: `Page ${pageId}`, platform });
       await connectPage(
         { db, bus: control, cipher },
-        { pageId, name: `Page ${pageId}`, companyId: "acme", token },
+        { pageId, name: `Page ${pageId}`, companyId: "acme", token, platform },
       );
       return token;
     },

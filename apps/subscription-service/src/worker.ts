@@ -8,6 +8,7 @@ import type { PageBackoff } from "./backoff";
 import type { ConsumerTuning } from "./dependencies";
 import { type SubscriptionMetrics, setPageSubscriptionGauges } from "./metrics";
 import { slotOf } from "./scheduler";
+import { refreshInstagramTokenIfDue } from "./token-refresh";
 
 export interface ReconcileWorkerOptions {
   bus: Bus;
@@ -20,6 +21,7 @@ export interface ReconcileWorkerOptions {
   concurrency: number;
   backoff: PageBackoff;
   tuning: ConsumerTuning;
+  instagramTokenRefreshBeforeMs: number;
   now?: () => number;
   /** Called after each job this replica actually reconciled (tests count them). */
   onReconciled?: (job: ReconcileJob) => void;
@@ -53,9 +55,32 @@ export function startReconcileWorker(options: ReconcileWorkerOptions): Promise<R
     const claimed = await redis.set(claim, String(msg.seq), "PX", job.intervalMs * 2, "NX");
     if (claimed === null && (await redis.get(claim)) !== String(msg.seq)) return count("duplicate");
 
-    const page = await db.pageConnection.findUnique({ where: { pageId }, select: { status: true } });
+    const page = await db.pageConnection.findUnique({
+      where: { pageId },
+      select: { status: true, platform: true },
+    });
     if (page?.status !== "active") return count("inactive");
     if ((await options.backoff.remainingMs(pageId)) > 0) return count("backed_off");
+
+    // An Instagram token near its 60 days is refreshed before the check uses it.
+    if (page.platform === "instagram" && subscriptions.instagram && subscriptions.bus) {
+      const refreshed = await refreshInstagramTokenIfDue(
+        {
+          db,
+          bus: subscriptions.bus,
+          cipher: subscriptions.cipher,
+          graph: subscriptions.instagram.graph,
+          redis,
+          keyPrefix: options.keyPrefix,
+          log,
+          metrics,
+          refreshBeforeMs: options.instagramTokenRefreshBeforeMs,
+          now,
+        },
+        pageId,
+      );
+      if (refreshed === "rejected" || refreshed === "expired") return count("inactive");
+    }
 
     const result = await reconcileSubscription(subscriptions, pageId, "reconcile");
     count(result.action);
