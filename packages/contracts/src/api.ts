@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { MessageDirection, MessageStatus, OutgoingSender, PageStatus } from "./events";
+import { Platform } from "./webhook";
 
 /**
  * The Conversations API (`/v1`) request and response bodies. The message-service validates with them and
@@ -92,10 +93,18 @@ export type SendMessageAccepted = z.infer<typeof SendMessageAccepted>;
 
 export const PageView = z
   .object({
-    pageId: z.string(),
+    pageId: z
+      .string()
+      .meta({ description: "The Facebook Page's id, or the Instagram account's (its webhooks' entry.id)." }),
     name: z.string(),
+    platform: Platform.meta({
+      description: "messenger (a Facebook Page) or instagram (an Instagram account).",
+    }),
     status: PageStatus,
     statusReason: z.string().nullable(),
+    tokenExpiresAt: z.iso.datetime().nullable().meta({
+      description: "When the stored token expires, when known (Instagram tokens are refreshed before).",
+    }),
     subscription: z
       .object({
         status: z.string(),
@@ -110,6 +119,7 @@ export type PageView = z.infer<typeof PageView>;
 export const MessageView = z
   .object({
     id: z.uuid(),
+    platform: Platform,
     mid: z.string().nullable().meta({ description: "Meta's message id; null while a send is queued." }),
     direction: MessageDirection,
     kind: z.string().meta({ description: "text, attachment, postback, …" }),
@@ -138,11 +148,16 @@ export type MessageView = z.infer<typeof MessageView>;
 export const ConversationView = z
   .object({
     id: z.uuid(),
-    psid: z.string(),
+    psid: z
+      .string()
+      .meta({ description: "The person's page-scoped id (PSID), or Instagram-scoped id (IGSID)." }),
+    platform: Platform,
     contact: z.object({
       firstName: z.string().nullable(),
       lastName: z.string().nullable(),
       profilePicUrl: z.string().nullable(),
+      name: z.string().nullable().meta({ description: "Instagram: the display name." }),
+      username: z.string().nullable().meta({ description: "Instagram: the @username." }),
     }),
     lastMessageAt: z.iso.datetime().nullable(),
     lastMessage: MessageView.nullable(),

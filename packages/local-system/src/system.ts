@@ -200,6 +200,8 @@ export async function startLocalSystem<Db extends { $disconnect(): Promise<unkno
     FB_VERIFY_TOKEN: `${runId}-verify-token`,
     TOKEN_ENCRYPTION_KEYS: generateTokenKey(runId),
     GRAPH_API_BASE_URL: urls["fake-meta"],
+    // The fake's Instagram API: a call an Instagram account makes on the Facebook host (or the reverse) fails.
+    INSTAGRAM_API_BASE_URL: `${urls["fake-meta"]}/instagram-api`,
     GRAPH_API_VERSION: "v21.0",
     ...(urls.ingress ? { INGRESS_URL: `${urls.ingress}/webhooks/facebook` } : {}),
     // Reconciliation is tested on its own; a run should see only the subscriptions its steps cause.

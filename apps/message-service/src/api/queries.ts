@@ -18,8 +18,10 @@ export async function listCompanyPages(db: Db, companyId: string): Promise<PageV
     return {
       pageId: page.pageId,
       name: page.name,
+      platform: page.platform,
       status: page.status,
       statusReason: page.statusReason,
+      tokenExpiresAt: page.tokenExpiresAt?.toISOString() ?? null,
       subscription: subscription
         ? {
             status: subscription.status,
@@ -38,6 +40,7 @@ export interface PageOf<T> {
 
 interface MessageRow {
   id: string;
+  platform: MessageView["platform"];
   mid: string | null;
   direction: MessageView["direction"];
   kind: string;
@@ -56,6 +59,7 @@ interface MessageRow {
 function toMessageView(row: MessageRow): MessageView {
   return {
     id: row.id,
+    platform: row.platform,
     mid: row.mid,
     direction: row.direction,
     kind: row.kind,
@@ -82,9 +86,12 @@ export async function listConversations(
     Array<{
       id: string;
       psid: string;
+      platform: ConversationView["platform"];
       first_name: string | null;
       last_name: string | null;
       profile_pic_url: string | null;
+      name: string | null;
+      username: string | null;
       last_message_at: Date | null;
       last_message:
         | (Omit<MessageRow, "sent_at" | "created_at"> & { sent_at: string; created_at: string })
@@ -97,7 +104,14 @@ export async function listConversations(
     data: page.map((row) => ({
       id: row.id,
       psid: row.psid,
-      contact: { firstName: row.first_name, lastName: row.last_name, profilePicUrl: row.profile_pic_url },
+      platform: row.platform,
+      contact: {
+        firstName: row.first_name,
+        lastName: row.last_name,
+        profilePicUrl: row.profile_pic_url,
+        name: row.name,
+        username: row.username,
+      },
       lastMessageAt: row.last_message_at?.toISOString() ?? null,
       lastMessage: row.last_message
         ? toMessageView({
@@ -155,13 +169,14 @@ export function conversationsQuery(
     ? Prisma.sql`AND (COALESCE(c.last_message_at, '-infinity'::timestamptz), c.id) < (${after[0] ?? "-infinity"}::timestamptz, ${after[1]}::uuid)`
     : Prisma.empty;
   return Prisma.sql`
-    SELECT c.id, ct.psid, ct.first_name, ct.last_name, ct.profile_pic_url, c.last_message_at,
+    SELECT c.id, ct.psid, c.platform::text AS platform, ct.first_name, ct.last_name, ct.profile_pic_url,
+           ct.name, ct.username, c.last_message_at,
            lm.row AS last_message
     FROM conversations c
     JOIN contacts ct ON ct.id = c.contact_id
     LEFT JOIN LATERAL (
       SELECT to_jsonb(m) AS row FROM (
-        SELECT id, mid, direction, kind, text, payload, status, error, sent_by, edit_count, edited_at,
+        SELECT id, platform, mid, direction, kind, text, payload, status, error, sent_by, edit_count, edited_at,
                deleted_at, sent_at, created_at
         FROM messages
         WHERE conversation_id = c.id
@@ -190,7 +205,8 @@ export function messagesQuery(
     : Prisma.empty;
   const direction = Prisma.raw(order === "asc" ? "ASC" : "DESC");
   return Prisma.sql`
-    SELECT id, mid, direction::text AS direction, kind, text, payload, status::text AS status, error,
+    SELECT id, platform::text AS platform, mid, direction::text AS direction, kind, text, payload,
+           status::text AS status, error,
            sent_by, edit_count, edited_at, deleted_at, sent_at, created_at
     FROM messages
     WHERE conversation_id = ${conversationId}::uuid ${startAfter}
