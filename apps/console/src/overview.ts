@@ -66,7 +66,12 @@ function problemsOf(row: Omit<PageRow, "problems" | "severity">): Pick<PageRow, 
   if (row.pageStatus === null) found.push(["not connected", 1]);
   if (row.tokenStatus === "reauthorization_required") found.push(["needs a new token", 4]);
   if (row.tokenStatus === "unreadable") found.push(["token cannot be decrypted", 4]);
-  if (row.pageStatus === "active") {
+  // Meta blocked the page from messaging: it still receives, but nothing it queues goes out.
+  if (row.pageStatus === "blocked") found.push([row.statusReason ?? "blocked by Meta", 4]);
+  if (row.tokenExpiresAt && row.tokenExpiresAt.getTime() - Date.now() < 7 * 86_400_000) {
+    found.push([`token expires ${row.tokenExpiresAt.toISOString().slice(0, 10)}`, 3]);
+  }
+  if (row.pageStatus === "active" || row.pageStatus === "blocked") {
     if (row.subscriptionStatus !== "subscribed") {
       found.push([`subscription ${row.subscriptionStatus ?? "never checked"}`, 4]);
     } else if (row.missingFields.length > 0) {

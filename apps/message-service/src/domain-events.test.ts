@@ -44,6 +44,6 @@ it("publishes each handler's rows once and resolves only when they are gone from
   expect(await world.db.domainEventOutbox.count()).toBe(0);
   const published = await world.domainEvents();
   expect(published.map((e) => (e.type === "conversation.created" ? e.psid : "")).sort()).toEqual(
-    rows.map((r) => r.payload.psid).sort(),
+    rows.map((r) => ("psid" in r.payload ? r.payload.psid : "")).sort(),
   );
 });

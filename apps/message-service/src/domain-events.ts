@@ -5,6 +5,7 @@ import {
   type DomainEvent,
   domainEventId,
   Headers,
+  type PageLifecycleEvent,
   type SendRequest,
 } from "@switchboard/contracts";
 import type { Db, Prisma } from "@switchboard/db";
@@ -15,8 +16,11 @@ export interface OutboxRow {
   /** The `Nats-Msg-Id`: one id per fact, so publishing a row again is dropped by the stream. */
   id: string;
   subject: string;
-  /** A fact for the domain stream, or a send request for the send worker (queued with its row). */
-  payload: DomainEvent | SendRequest;
+  /**
+   * A fact for the domain stream, a send request for the send worker (queued with its row), or a page's
+   * lifecycle event written with the change it announces (Meta blocked the page).
+   */
+  payload: DomainEvent | SendRequest | PageLifecycleEvent;
 }
 
 /** What a row is, for headers and metrics. */
@@ -30,6 +34,15 @@ export function outboxRow(topology: BusTopology, event: DomainEvent): OutboxRow 
     subject: topology.subjects.domainEvent(event.type, event.pageId),
     payload: event,
   };
+}
+
+/** A page lifecycle event through the outbox: `msgId` names the change, so it is announced once. */
+export function pageLifecycleOutboxRow(
+  topology: BusTopology,
+  event: PageLifecycleEvent,
+  msgId: string,
+): OutboxRow {
+  return { id: msgId, subject: topology.subjects.pageLifecycle(event.type, event.pageId), payload: event };
 }
 
 /** Written in the transaction of the change itself: committed together or not at all. */

@@ -680,3 +680,110 @@ describe("domain events", () => {
     expect(await world.db.message.count({ where: { conversation: { contact: { psid } } } })).toBe(3);
   });
 });
+
+describe("conversation routing (messaging_handovers, standby)", () => {
+  const page = "100200300400520";
+  const owner = async (psid: string) =>
+    (
+      await world.db.conversation.findFirstOrThrow({
+        where: { pageId: page, contact: { psid } },
+      })
+    ).threadOwnerAppId;
+  const changes = async (psid: string) =>
+    (await world.domainEvents()).filter(
+      (e) => e.type === "conversation.thread_owner_changed" && e.psid === psid,
+    );
+
+  it("takes the thread to the Page inbox and passes it back, in Meta's order whatever order they arrive in; a request only recorded", async () => {
+    const psid = "7300000000000001";
+    const at = Date.now() - 60_000;
+    await world.publish(events.message(page, psid, "m_route_1", at));
+    await world.publish(events.threadControl(page, psid, "take", PAGE_INBOX_APP_ID, at + 1000));
+    await world.settled();
+    expect(await owner(psid)).toBe(PAGE_INBOX_APP_ID);
+    await world.publish(events.threadControl(page, psid, "request", OUR_APP_ID, at + 1500));
+    await world.publish(events.threadControl(page, psid, "pass", OUR_APP_ID, at + 2000));
+    await world.settled();
+    expect(await owner(psid)).toBe(OUR_APP_ID);
+    // Meta's retry of the take arrives late: it is older than the pass, the thread stays ours.
+    await world.publish(events.threadControl(page, psid, "take", PAGE_INBOX_APP_ID, at + 1000), null);
+    await world.settled();
+    expect(await owner(psid)).toBe(OUR_APP_ID);
+    expect((await changes(psid)).map((e) => (e as { owner: string }).owner)).toEqual([
+      "page_inbox",
+      "switchboard",
+    ]);
+    const kept = await world.db.conversationEvent.findMany({
+      where: { pageId: page, kind: "thread_control" },
+    });
+    expect(kept).toHaveLength(3);
+
+    // The same two delivered in reverse order to another person: the last by Meta's time wins.
+    const other = "7300000000000002";
+    await world.publish(events.message(page, other, "m_route_2", at));
+    await world.publish(events.threadControl(page, other, "pass", OUR_APP_ID, at + 2000));
+    await world.settled();
+    await world.publish(events.threadControl(page, other, "take", PAGE_INBOX_APP_ID, at + 1000));
+    await world.settled();
+    expect(await owner(other)).toBe(OUR_APP_ID);
+  });
+
+  it("stores a standby message as an ordinary incoming message marked as received on standby", async () => {
+    const psid = "7300000000000003";
+    await world.publish({ ...events.message(page, psid, "m_standby_1", Date.now()), standby: true });
+    await world.settled();
+    const row = await world.db.message.findFirstOrThrow({ where: { pageId: page, mid: "m_standby_1" } });
+    expect(row).toMatchObject({ direction: "incoming", status: "received", receivedOnStandby: true });
+  });
+});
+
+describe("policy enforcement (messaging_policy_enforcement)", () => {
+  const page = "100200300400530";
+  const status = async () =>
+    (await world.db.pageConnection.findUniqueOrThrow({ where: { pageId: page } })).status;
+  const lifecycle = async () =>
+    (await listStored(world.bus.js, world.bus.jsm, world.bus.topology.streams.pages.name))
+      .map(
+        (m) =>
+          JSON.parse(new TextDecoder().decode(m.data)) as {
+            type: string;
+            pageId: string;
+            status: string;
+            reason: string;
+          },
+      )
+      .filter((e) => e.pageId === page && e.type === "page.status_changed");
+
+  it("blocks and unblocks the page in Meta's order, announces each move once, warns without a status change, and makes no contact", async () => {
+    await world.db.pageConnection.create({
+      data: { pageId: page, companyId: "company-1", name: "Policy page", pageAccessTokenEnc: "x" },
+    });
+    const at = Date.now() - 60_000;
+    await world.publish(events.policy(page, "warning", at, "too many messages"));
+    await world.settled();
+    expect(await status()).toBe("active");
+    await world.publish(events.policy(page, "block", at + 1000, "The bot violated our Platform Policies."));
+    await world.settled();
+    expect(await world.db.pageConnection.findUniqueOrThrow({ where: { pageId: page } })).toMatchObject({
+      status: "blocked",
+      statusReason: "blocked by Meta: The bot violated our Platform Policies.",
+      policyAction: "block",
+    });
+    // Meta's retry changes nothing and announces nothing.
+    await world.publish(
+      events.policy(page, "block", at + 1000, "The bot violated our Platform Policies."),
+      null,
+    );
+    await world.publish(events.policy(page, "unblock", at + 2000));
+    await world.settled();
+    expect(await status()).toBe("active");
+    // A block older than the unblock, arriving late, is kept but does not block again.
+    await world.publish(events.policy(page, "block", at + 1500));
+    await world.settled();
+    expect(await status()).toBe("active");
+    expect((await lifecycle()).map((e) => e.status)).toEqual(["blocked", "active"]);
+    expect((await lifecycle())[0]!.reason).toBe("blocked by Meta: The bot violated our Platform Policies.");
+    expect(await world.db.pagePolicyEvent.count({ where: { pageId: page } })).toBe(4);
+    expect(await world.db.contact.count({ where: { pageId: page } })).toBe(0);
+  });
+});

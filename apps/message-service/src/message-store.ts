@@ -10,13 +10,18 @@ import {
   type MessageStatus,
   type MessagingEvent,
   type OutgoingSender,
+  type PageLifecycleEvent,
+  type PageStatus,
+  type PolicyEnforcementEvent,
   type PostbackEvent,
   type ReactionEvent,
   type ReadEvent,
+  type ThreadControlEvent,
+  threadOwnerOf,
   type UnsendEvent,
 } from "@switchboard/contracts";
 import { type Db, Prisma } from "@switchboard/db";
-import { type OutboxRow, outboxRow, writeOutbox } from "./domain-events";
+import { type OutboxRow, outboxRow, pageLifecycleOutboxRow, writeOutbox } from "./domain-events";
 
 type Tx = Prisma.TransactionClient;
 
@@ -75,7 +80,8 @@ export async function storeMessagingEvents(
   return db.$transaction(
     async (tx) => {
       const results: StoreResult[] = events.map(() => ({ outbox: [], storedMessages: [] }));
-      const conversations = await upsertConversations(tx, events);
+      // Page-level events (Meta's policy enforcement) belong to no person and create no conversation.
+      const conversations = await upsertConversations(tx, events.filter(isConversationEvent));
       const conversationOf = (event: MessagingEvent) => {
         const conversation = conversations.get(conversationKey(event));
         if (!conversation) throw new Error("INVARIANT: conversation upsert returned no row for an event");
@@ -83,6 +89,7 @@ export async function storeMessagingEvents(
       };
       const announced = new Set<string>();
       events.forEach((event, i) => {
+        if (!isConversationEvent(event)) return;
         const conversation = conversationOf(event);
         if (!conversation.inserted || announced.has(conversation.id)) return;
         announced.add(conversation.id);
@@ -101,6 +108,10 @@ export async function storeMessagingEvents(
       for (const [i, event] of events.entries()) {
         if (event.kind === "message" || event.kind === "postback") continue;
         const result = results[i]!;
+        if (event.kind === "policy_enforcement") {
+          await storePolicyEnforcement(tx, topology, event, result, now);
+          continue;
+        }
         const context: Context = {
           tx,
           event,
@@ -136,9 +147,81 @@ export async function storeMessagingEvent(
   return result;
 }
 
+const isConversationEvent = (event: MessagingEvent) => event.kind !== "policy_enforcement";
+
+/**
+ * Meta blocked, unblocked or warned the page. Recorded once per event; block and unblock move the page's
+ * status in Meta's order (a late block after its unblock changes nothing), and the change is announced as
+ * `page.status_changed` through the outbox, in this transaction: caches, the console and the product hear
+ * it even if the process dies right after. A blocked page is still routed and subscribed; sends stop.
+ */
+async function storePolicyEnforcement(
+  tx: Tx,
+  topology: BusTopology,
+  event: PolicyEnforcementEvent,
+  result: StoreResult,
+  now: () => Date,
+) {
+  const at = new Date(event.timestamp);
+  const recorded = await tx.pagePolicyEvent.createMany({
+    data: [
+      {
+        pageId: event.pageId,
+        eventId: event.eventId,
+        action: event.action,
+        reason: event.reason,
+        occurredAt: at,
+      },
+    ],
+    skipDuplicates: true,
+  });
+  if (recorded.count === 0) return;
+  const reason = event.reason ?? "no reason given";
+  const statusReason =
+    event.action === "block" ? `blocked by Meta: ${reason}` : event.action === "unblock" ? null : undefined;
+  // Only a change newer than the last one applies; a warning never changes the status.
+  // Locked first: the status before and after this event, whatever else changes the row meanwhile.
+  const [before] = await tx.$queryRaw<Array<{ status: PageStatus }>>`
+    SELECT status::text AS status FROM page_connections WHERE page_id = ${event.pageId} FOR UPDATE`;
+  if (!before) return;
+  const [page] = await tx.$queryRaw<Array<{ company_id: string; status: PageStatus }>>`
+    UPDATE page_connections SET
+      status = CASE
+        WHEN ${event.action}::text = 'block' AND status IN ('active', 'blocked') THEN 'blocked'::page_status
+        WHEN ${event.action}::text = 'unblock' AND status = 'blocked' THEN 'active'::page_status
+        ELSE status END,
+      status_reason = CASE
+        WHEN ${event.action}::text = 'block' AND status IN ('active', 'blocked') THEN ${statusReason ?? null}::text
+        WHEN ${event.action}::text = 'unblock' AND status = 'blocked' THEN NULL
+        ELSE status_reason END,
+      policy_action = ${event.action}::text,
+      policy_reason = ${event.reason}::text,
+      policy_changed_at = ${at}::timestamptz,
+      updated_at = now()
+    WHERE page_id = ${event.pageId} AND (policy_changed_at IS NULL OR policy_changed_at < ${at}::timestamptz)
+    RETURNING company_id, status::text AS status`;
+  if (!page || page.status === before.status) return;
+  const lifecycle: PageLifecycleEvent = {
+    type: "page.status_changed",
+    pageId: event.pageId,
+    companyId: page.company_id,
+    platform: event.platform,
+    status: page.status,
+    reason: page.status === "blocked" ? `blocked by Meta: ${reason}` : "unblocked by Meta",
+    occurredAt: now().getTime(),
+  };
+  result.outbox.push(
+    pageLifecycleOutboxRow(
+      topology,
+      lifecycle,
+      `page.status_changed:${event.pageId}:policy:${event.timestamp}`,
+    ),
+  );
+}
+
 async function storeOtherKind(
   context: Context,
-  event: Exclude<MessagingEvent, { kind: "message" | "postback" }>,
+  event: Exclude<MessagingEvent, { kind: "message" | "postback" | "policy_enforcement" }>,
 ) {
   switch (event.kind) {
     case "echo":
@@ -153,6 +236,8 @@ async function storeOtherKind(
       return storeEdit(context, event);
     case "unsend":
       return storeUnsend(context, event);
+    case "thread_control":
+      return storeThreadControl(context, event);
     case "referral":
     case "optin":
     case "unsupported":
@@ -346,6 +431,7 @@ async function insertIncoming(
       page_id: event.pageId,
       platform: event.platform,
       conversation_id: conversationId,
+      received_on_standby: event.standby,
       mid: row.mid,
       kind: row.kind,
       text: row.text,
@@ -354,13 +440,13 @@ async function insertIncoming(
     }))
     .sort((a, b) => (a.page_id === b.page_id ? (a.mid < b.mid ? -1 : 1) : a.page_id < b.page_id ? -1 : 1));
   const inserted = await tx.$queryRaw<Array<{ id: string }>>`
-    INSERT INTO messages (id, page_id, platform, conversation_id, mid, direction, kind, text, payload, status,
-                          sent_at, updated_at)
-    SELECT id, page_id, platform, conversation_id, mid, 'incoming'::message_direction, kind, text, payload,
-           'received'::message_status, sent_at, now()
+    INSERT INTO messages (id, page_id, platform, conversation_id, received_on_standby, mid, direction, kind,
+                          text, payload, status, sent_at, updated_at)
+    SELECT id, page_id, platform, conversation_id, received_on_standby, mid, 'incoming'::message_direction,
+           kind, text, payload, 'received'::message_status, sent_at, now()
     FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(
-      id uuid, page_id text, platform platform, conversation_id uuid, mid text, kind text, text text,
-      payload jsonb, sent_at timestamptz)
+      id uuid, page_id text, platform platform, conversation_id uuid, received_on_standby boolean, mid text,
+      kind text, text text, payload jsonb, sent_at timestamptz)
     ON CONFLICT DO NOTHING
     RETURNING id`;
   const stored = new Set(inserted.map((r) => r.id));
@@ -699,6 +785,37 @@ async function inFlightSendEchoed(context: Context, event: EchoEvent) {
   return event.text === null && type !== undefined && event.attachments.some((a) => a.type === type)
     ? inFlight
     : undefined;
+}
+
+/**
+ * Conversation routing: every pass, take and request is kept as a conversation event; pass and take hand
+ * the thread to `newOwnerAppId`, applied in Meta's order (a change older than the last one applied is
+ * only kept), and announced as `conversation.thread_owner_changed`.
+ */
+async function storeThreadControl(context: Context, event: ThreadControlEvent) {
+  await storeConversationEvent(context, "thread_control", event.raw);
+  if (event.action === "request") return;
+  const at = new Date(event.timestamp);
+  const { count } = await context.tx.conversation.updateMany({
+    where: {
+      id: context.conversation.id,
+      OR: [{ threadOwnerChangedAt: null }, { threadOwnerChangedAt: { lt: at } }],
+    },
+    data: { threadOwnerAppId: event.newOwnerAppId, threadOwnerChangedAt: at },
+  });
+  if (count === 0) return;
+  context.publish({
+    type: "conversation.thread_owner_changed",
+    conversationId: context.conversation.id,
+    pageId: event.pageId,
+    platform: event.platform,
+    psid: event.psid,
+    ownerAppId: event.newOwnerAppId,
+    owner: threadOwnerOf(event.newOwnerAppId, context.appId),
+    previousOwnerAppId: event.previousOwnerAppId,
+    changedAt: event.timestamp,
+    occurredAt: context.now().getTime(),
+  });
 }
 
 function publishStatusChange(

@@ -187,6 +187,7 @@ const base = (pageId: string, psid: string, timestamp: number) => ({
   pageId,
   companyId: "company-1",
   platform: "messenger" as const,
+  standby: false,
   psid,
   conversationKey: conversationKey(pageId, psid),
   timestamp,
@@ -275,6 +276,38 @@ export const events = {
   },
   unsend(pageId: string, psid: string, mid: string, timestamp: number): MessagingEvent {
     return { ...base(pageId, psid, timestamp), eventId: `${pageId}:unsend:${mid}`, kind: "unsend", mid };
+  },
+  threadControl(
+    pageId: string,
+    psid: string,
+    action: "pass" | "take" | "request",
+    newOwnerAppId: string | null,
+    timestamp: number,
+  ): MessagingEvent {
+    return {
+      ...base(pageId, psid, timestamp),
+      eventId: `${pageId}:thread_control:${psid}:${action}:${timestamp}`,
+      kind: "thread_control",
+      action,
+      newOwnerAppId: action === "request" ? null : newOwnerAppId,
+      previousOwnerAppId: null,
+      requestedOwnerAppId: action === "request" ? newOwnerAppId : null,
+      metadata: null,
+    };
+  },
+  policy(
+    pageId: string,
+    action: "block" | "unblock" | "warning",
+    timestamp: number,
+    reason = "spam",
+  ): MessagingEvent {
+    return {
+      ...base(pageId, "unknown", timestamp),
+      eventId: `${pageId}:policy:${action}:${timestamp}`,
+      kind: "policy_enforcement",
+      action,
+      reason,
+    };
   },
   referral(pageId: string, psid: string, timestamp: number): MessagingEvent {
     return { ...base(pageId, psid, timestamp), kind: "referral", referral: { ref: "ad-42", source: "ADS" } };

@@ -158,9 +158,9 @@ describe("normaliseEntry", () => {
       "referral",
       "optin",
       "optin",
-      "unsupported",
-      "unsupported",
-      "unsupported",
+      "thread_control",
+      "thread_control",
+      "policy_enforcement",
       "unsupported",
       "unsupported",
       "edit",
@@ -242,17 +242,65 @@ describe("normaliseEntry", () => {
     expect(optins[1]).toMatchObject({ psid: USER, optin: { type: "notification_messages" } });
   });
 
-  it("keeps handover, policy, account linking and game items whole as unsupported (edits are edits)", () => {
+  it("maps conversation routing and policy enforcement, and keeps account linking and game items whole as unsupported", () => {
+    const routing = events.filter((e) => e.kind === "thread_control");
+    expect(routing.map((e) => (e as { action: string }).action)).toEqual(["pass", "take"]);
+    const policy = events.find((e) => e.kind === "policy_enforcement")!;
+    expect(policy).toMatchObject({ psid: "unknown", raw: documented.policy });
     const unsupported = events.filter((e) => e.kind === "unsupported");
     expect(unsupported.map((e) => (e as { reason: string }).reason)).toEqual([
-      "unmodelled item: pass_thread_control",
-      "unmodelled item: take_thread_control",
-      "unmodelled item: policy-enforcement",
       "unmodelled item: account_linking",
       "unmodelled item: game_play",
     ]);
-    expect(unsupported[2]!.raw).toEqual(documented.policy);
-    expect(unsupported[2]!.psid).toBe("unknown");
+  });
+
+  it("keeps the app ids of a thread's owners exact, and marks standby items", () => {
+    const [pass] = normaliseEntry(
+      {
+        id: PAGE,
+        time: T,
+        standby: [
+          {
+            sender: { id: USER },
+            recipient: { id: PAGE },
+            timestamp: T,
+            message: { mid: "m_sb", text: "hi" },
+          },
+        ],
+        messaging: [
+          {
+            sender: { id: USER },
+            recipient: { id: PAGE },
+            timestamp: T,
+            pass_thread_control: { new_owner_app_id: "1217981644879628123", previous_owner_app_id: null },
+          },
+        ],
+      },
+      context,
+    ) as [MessagingEvent, MessagingEvent];
+    expect(pass).toMatchObject({
+      kind: "thread_control",
+      action: "pass",
+      newOwnerAppId: "1217981644879628123",
+      previousOwnerAppId: null,
+      standby: false,
+    });
+    const both = normaliseEntry(
+      {
+        id: PAGE,
+        time: T,
+        standby: [
+          {
+            sender: { id: USER },
+            recipient: { id: PAGE },
+            timestamp: T,
+            message: { mid: "m_sb", text: "hi" },
+          },
+        ],
+      },
+      context,
+    );
+    expect(both[0]).toMatchObject({ kind: "message", mid: "m_sb", standby: true });
   });
 
   it("gives the same item the same event id every time, and different items different ids", () => {

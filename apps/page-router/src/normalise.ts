@@ -27,8 +27,12 @@ export interface EntryContext {
  * by the events stream. Message events leave here with `profileStatus: "not_requested"`.
  */
 export function normaliseEntry(entry: WebhookEntry, context: EntryContext): MessagingEvent[] {
-  const items = [...(entry.messaging ?? []), ...(entry.standby ?? [])];
-  return items.map((item) => normaliseItem(item, entry.time ?? context.receivedAt, context));
+  const time = entry.time ?? context.receivedAt;
+  return [
+    ...(entry.messaging ?? []).map((item) => normaliseItem(item, time, context)),
+    // Conversation routing: another app (the Page inbox) controls these threads; kept, marked.
+    ...(entry.standby ?? []).map((item) => ({ ...normaliseItem(item, time, context), standby: true })),
+  ];
 }
 
 export function normaliseItem(raw: unknown, entryTime: number, context: EntryContext): MessagingEvent {
@@ -133,7 +137,29 @@ export function normaliseItem(raw: unknown, entryTime: number, context: EntryCon
   if (item.referral) {
     return { ...common("referral"), kind: "referral", referral: item.referral };
   }
-  // Handover (pass_thread_control …), policy enforcement, account linking, game plays: kept whole (#17).
+  const control = item.pass_thread_control ?? item.take_thread_control ?? item.request_thread_control;
+  if (control) {
+    const action = item.pass_thread_control ? "pass" : item.take_thread_control ? "take" : "request";
+    return {
+      ...common("thread_control", `${context.pageId}:thread_control:${psid}:${action}:${timestamp}`),
+      kind: "thread_control",
+      action,
+      newOwnerAppId: control.new_owner_app_id ?? null,
+      previousOwnerAppId: control.previous_owner_app_id ?? null,
+      requestedOwnerAppId: control.requested_owner_app_id ?? null,
+      metadata: control.metadata ?? null,
+    };
+  }
+  const policy = item.policy_enforcement ?? item["policy-enforcement"];
+  if (policy) {
+    return {
+      ...common("policy_enforcement", `${context.pageId}:policy:${policy.action}:${timestamp}`),
+      kind: "policy_enforcement",
+      action: policy.action,
+      reason: policy.reason ?? null,
+    };
+  }
+  // Account linking, app roles, game plays: kept whole.
   const fields = Object.keys(item).filter((k) => !["sender", "recipient", "timestamp"].includes(k));
   return {
     ...common("unsupported"),
@@ -148,6 +174,7 @@ function base(raw: unknown, context: EntryContext, psid: string, timestamp: numb
     pageId: context.pageId,
     companyId: context.companyId,
     platform: context.platform,
+    standby: false,
     psid,
     conversationKey: conversationKey(context.pageId, psid),
     timestamp,

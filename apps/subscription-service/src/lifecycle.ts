@@ -64,7 +64,8 @@ export function startLifecycleConsumer(options: LifecycleConsumerOptions) {
       log.info({ pageId: event.pageId }, "page disconnected, unsubscribing");
       return await settle(await unsubscribePage(subscriptions, event.pageId));
     }
-    if (page.status !== "active") return;
+    // A page Meta blocked from messaging still receives webhooks: it stays subscribed.
+    if (page.status !== "active" && page.status !== "blocked") return;
     const waitMs = await options.backoff.remainingMs(event.pageId);
     if (waitMs > 0) throw new RetryLaterError("page is backed off after a rate limit", waitMs);
     log.info({ pageId: event.pageId, event: event.type }, "subscribing page");

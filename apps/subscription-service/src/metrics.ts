@@ -43,6 +43,12 @@ export function createSubscriptionMetrics(
       labelNames: ["outcome"],
       registers: [registry],
     }),
+    policyState: new Gauge({
+      name: "switchboard_page_policy_state",
+      help: "1 per page Meta blocked from messaging (action=block) or warned within 7 days (action=warning); at most 1000 pages each",
+      labelNames: ["page_id", "action"],
+      registers: [registry],
+    }),
     tokensExpiringSoon: new Gauge({
       name: "switchboard_instagram_tokens_expiring_soon",
       help: "Active Instagram accounts whose token expires within 7 days (refresh has not kept it alive)",
@@ -166,7 +172,7 @@ function removePageSeries(metrics: SubscriptionMetrics, page_id: string) {
  */
 export async function refreshSubscriptionGauges(db: Db, metrics: SubscriptionMetrics) {
   const select = { pageId: true, status: true, consecutiveFailures: true, lastCheckedAt: true } as const;
-  const [counts, oldest, problems, first, expiringSoon] = await Promise.all([
+  const [counts, oldest, problems, first, expiringSoon, blocked, warned] = await Promise.all([
     db.pageSubscription.groupBy({ by: ["status"], _count: { _all: true } }),
     db.pageSubscription.aggregate({
       _min: { lastCheckedAt: true },
@@ -186,7 +192,21 @@ export async function refreshSubscriptionGauges(db: Db, metrics: SubscriptionMet
         tokenExpiresAt: { lt: new Date(Date.now() + 7 * 86_400_000) },
       },
     }),
+    db.pageConnection.findMany({
+      where: { status: "blocked" },
+      select: { pageId: true },
+      take: MAX_PROBLEM_PAGES,
+    }),
+    db.pagePolicyEvent.findMany({
+      where: { action: "warning", occurredAt: { gte: new Date(Date.now() - 7 * 86_400_000) } },
+      distinct: ["pageId"],
+      select: { pageId: true },
+      take: MAX_PROBLEM_PAGES,
+    }),
   ]);
+  metrics.policyState.reset();
+  for (const { pageId } of blocked) metrics.policyState.set({ page_id: pageId, action: "block" }, 1);
+  for (const { pageId } of warned) metrics.policyState.set({ page_id: pageId, action: "warning" }, 1);
   metrics.tokensExpiringSoon.set(expiringSoon);
   metrics.pages.reset();
   for (const status of STATUSES) {

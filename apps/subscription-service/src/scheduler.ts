@@ -50,7 +50,7 @@ export function startReconcileScheduler(options: SchedulerOptions): { stop(): Pr
   const pagesOf = async (slot: number) => {
     if (slotPages?.slot !== slot) {
       const pages = await db.pageConnection.findMany({
-        where: { status: "active" },
+        where: { status: { in: ["active", "blocked"] } },
         select: { pageId: true },
       });
       slotPages = {

@@ -59,11 +59,17 @@ export function startReconcileWorker(options: ReconcileWorkerOptions): Promise<R
       where: { pageId },
       select: { status: true, platform: true },
     });
-    if (page?.status !== "active") return count("inactive");
+    // Blocked by Meta: still routed, so still subscribed and checked.
+    if (page?.status !== "active" && page?.status !== "blocked") return count("inactive");
     if ((await options.backoff.remainingMs(pageId)) > 0) return count("backed_off");
 
     // An Instagram token near its 60 days is refreshed before the check uses it.
-    if (page.platform === "instagram" && subscriptions.instagram && subscriptions.bus) {
+    if (
+      page.status === "active" &&
+      page.platform === "instagram" &&
+      subscriptions.instagram &&
+      subscriptions.bus
+    ) {
       const refreshed = await refreshInstagramTokenIfDue(
         {
           db,

@@ -50,6 +50,8 @@ const EventBase = z.object({
   companyId: z.string(),
   /** The connection's platform; absent on events published before Instagram existed. */
   platform: Platform.default("messenger"),
+  /** Delivered in `standby[]`: another app (e.g. the Page inbox) controlled the thread. */
+  standby: z.boolean().default(false),
   /** The user's page-scoped id, whichever side sent the item (or `USER_REF_PSID_PREFIX` + ref, or `NO_PERSON_PSID`). */
   psid: z.string(),
   conversationKey: z.string(),
@@ -88,7 +90,22 @@ export type OutgoingSender = z.infer<typeof OutgoingSender>;
 
 /** An echo's sender by its `app_id`: ours, Meta's Page or Instagram inbox, another app, or none given. */
 export function echoSenderOf(appId: string | null, ourAppId: string | undefined): OutgoingSender {
-  if (appId === null) return "unknown";
+  return appLabelOf(appId, ourAppId) ?? "unknown";
+}
+
+/** Who an app id is, for a thread's owner or an echo's sender; undefined for none. */
+export function threadOwnerOf(
+  appId: string | null,
+  ourAppId: string | undefined,
+): "switchboard" | "page_inbox" | "instagram_inbox" | "other_app" | "idle" {
+  return appLabelOf(appId, ourAppId) ?? "idle";
+}
+
+function appLabelOf(
+  appId: string | null,
+  ourAppId: string | undefined,
+): "switchboard" | "page_inbox" | "instagram_inbox" | "other_app" | undefined {
+  if (appId === null) return undefined;
   if (ourAppId !== undefined && appId === ourAppId) return "switchboard";
   if (appId === PAGE_INBOX_APP_ID) return "page_inbox";
   if (appId === INSTAGRAM_INBOX_APP_ID) return "instagram_inbox";
@@ -146,6 +163,26 @@ export const UnsendEvent = EventBase.extend({ kind: z.literal("unsend"), mid: z.
 export const ReferralEvent = EventBase.extend({ kind: z.literal("referral"), referral: z.unknown() });
 export const OptinEvent = EventBase.extend({ kind: z.literal("optin"), optin: z.unknown() });
 /** Anything Meta sends that we do not model yet; kept whole. */
+/**
+ * Conversation routing (the former Handover Protocol): `pass`/`take` give the thread to `newOwnerAppId`
+ * (Meta's inbox apps: PAGE_INBOX_APP_ID, INSTAGRAM_INBOX_APP_ID); `request` only asks for it.
+ */
+export const ThreadControlEvent = EventBase.extend({
+  kind: z.literal("thread_control"),
+  action: z.enum(["pass", "take", "request"]),
+  newOwnerAppId: z.string().nullable(),
+  previousOwnerAppId: z.string().nullable(),
+  requestedOwnerAppId: z.string().nullable(),
+  metadata: z.string().nullable(),
+});
+
+/** `messaging_policy_enforcement`: Meta blocked, unblocked or warned the Page; no person (psid NO_PERSON_PSID). */
+export const PolicyEnforcementEvent = EventBase.extend({
+  kind: z.literal("policy_enforcement"),
+  action: z.enum(["block", "unblock", "warning"]),
+  reason: z.string().nullable(),
+});
+
 export const UnsupportedEvent = EventBase.extend({ kind: z.literal("unsupported"), reason: z.string() });
 
 export const MessagingEvent = z.discriminatedUnion("kind", [
@@ -159,6 +196,8 @@ export const MessagingEvent = z.discriminatedUnion("kind", [
   UnsendEvent,
   ReferralEvent,
   OptinEvent,
+  ThreadControlEvent,
+  PolicyEnforcementEvent,
   UnsupportedEvent,
 ]);
 export type MessagingEvent = z.infer<typeof MessagingEvent>;
@@ -171,11 +210,14 @@ export type ReadEvent = z.infer<typeof ReadEvent>;
 export type ReactionEvent = z.infer<typeof ReactionEvent>;
 export type EditEvent = z.infer<typeof EditEvent>;
 export type UnsendEvent = z.infer<typeof UnsendEvent>;
+export type ThreadControlEvent = z.infer<typeof ThreadControlEvent>;
+export type PolicyEnforcementEvent = z.infer<typeof PolicyEnforcementEvent>;
 export type ReferralEvent = z.infer<typeof ReferralEvent>;
 export type OptinEvent = z.infer<typeof OptinEvent>;
 export type UnsupportedEvent = z.infer<typeof UnsupportedEvent>;
 
-export const PageStatus = z.enum(["active", "disabled", "reauthorization_required"]);
+/** `blocked`: Meta blocked the Page from messaging (policy enforcement); it is routed and subscribed, never sent to. */
+export const PageStatus = z.enum(["active", "disabled", "reauthorization_required", "blocked"]);
 export type PageStatus = z.infer<typeof PageStatus>;
 
 /** Page lifecycle events. They never carry a token: consumers read it from the database. */
@@ -253,6 +295,19 @@ export const DomainEvent = z.discriminatedUnion("type", [
     occurredAt: z.number().int(),
   }),
   z.object({
+    // Conversation routing moved the thread: `owner` says who answers now (switchboard = this app).
+    type: z.literal("conversation.thread_owner_changed"),
+    conversationId: z.string(),
+    pageId: z.string(),
+    platform: Platform.default("messenger"),
+    psid: z.string(),
+    ownerAppId: z.string().nullable(),
+    owner: z.enum(["switchboard", "page_inbox", "instagram_inbox", "other_app", "idle"]),
+    previousOwnerAppId: z.string().nullable(),
+    changedAt: z.number().int(),
+    occurredAt: z.number().int(),
+  }),
+  z.object({
     type: z.literal("message.status_changed"),
     messageId: z.string(),
     pageId: z.string(),
@@ -291,6 +346,9 @@ export function domainEventId(event: DomainEvent): string {
   switch (event.type) {
     case "conversation.created":
       return `${event.type}:${event.conversationId}`;
+    case "conversation.thread_owner_changed":
+      // Meta's time of the change: a redelivered pass or take is the same fact.
+      return `${event.type}:${event.conversationId}:${event.changedAt}`;
     case "message.created":
     case "message.deleted":
     case "message.sent":

@@ -39,6 +39,7 @@ export const DELIVERED_PAGE_EVENTS = ["page.status_changed", "page.subscription_
 export const WebhookEventType = z
   .enum([
     "conversation.created",
+    "conversation.thread_owner_changed",
     "message.created",
     "message.edited",
     "message.deleted",

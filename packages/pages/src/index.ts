@@ -107,8 +107,9 @@ export async function connectPage(
     ON CONFLICT (page_id) DO UPDATE
       SET name = EXCLUDED.name,
           page_access_token_enc = EXCLUDED.page_access_token_enc,
-          status = 'active',
-          status_reason = NULL,
+          -- A new token does not lift Meta's block: only Meta's unblock does.
+          status = CASE WHEN page_connections.status = 'blocked' THEN 'blocked'::page_status ELSE 'active'::page_status END,
+          status_reason = CASE WHEN page_connections.status = 'blocked' THEN page_connections.status_reason END,
           token_obtained_at = EXCLUDED.token_obtained_at,
           token_expires_at = EXCLUDED.token_expires_at,
           token_refreshed_at = NULL,
@@ -133,7 +134,8 @@ export async function connectPage(
     throw new PageOwnedByAnotherCompanyError(input.pageId);
   }
   const { previousStatus, previousPlatform: _previousPlatform, ...page } = row;
-  const type = previousStatus === "active" ? "page.token_updated" : "page.connected";
+  const type =
+    previousStatus === "active" || previousStatus === "blocked" ? "page.token_updated" : "page.connected";
   await publishPageEvent(bus, {
     type,
     pageId: page.pageId,

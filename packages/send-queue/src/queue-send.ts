@@ -49,11 +49,12 @@ export class PageUnavailableError extends Error {
   constructor(
     readonly pageId: string,
     readonly pageStatus: string | null,
+    readonly statusReason: string | null = null,
   ) {
     super(
       pageStatus === null
         ? `page ${pageId} is not connected`
-        : `page ${pageId} cannot send: its status is ${pageStatus}`,
+        : `page ${pageId} cannot send: its status is ${pageStatus}${statusReason ? ` (${statusReason})` : ""}`,
     );
     this.name = "PageUnavailableError";
   }
@@ -102,7 +103,9 @@ export class IdempotencyKeyReusedError extends Error {
 
 export async function queueSend({ db, bus }: QueueSendDeps, input: QueueSendInput): Promise<QueuedSend> {
   const page = await db.pageConnection.findUnique({ where: { pageId: input.pageId } });
-  if (page?.status !== "active") throw new PageUnavailableError(input.pageId, page?.status ?? null);
+  if (page?.status !== "active") {
+    throw new PageUnavailableError(input.pageId, page?.status ?? null, page?.statusReason ?? null);
+  }
   checkContentForPlatform(page.platform, input.content);
 
   if (input.idempotencyKey) {

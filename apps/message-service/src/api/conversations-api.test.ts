@@ -480,6 +480,7 @@ describe("Conversations API and send worker", () => {
       eventId: `echo:${item.message.mid}`,
       pageId,
       platform: "messenger",
+      standby: false,
       companyId: Object.values(pages).find((p) => p.pageId === pageId)?.companyId ?? "company-a",
       psid,
       conversationKey: conversationKey(pageId, psid),

@@ -33,9 +33,18 @@ export function explainSendFailure(error: unknown): SendFailure {
       // Known not to have gone out (the caller handles a call whose outcome is unknown before this).
       return { outcome: "retry", error: policy.error };
     case "give_up":
+      if (policy.error.code === 10 && policy.error.subcode === THREAD_OWNED_ELSEWHERE) {
+        return failed(`${THREAD_OWNED_ELSEWHERE_REASON} ${meta}`);
+      }
       return failed(`${GIVE_UP_REASONS[policy.error.kind] ?? "Meta refused the message"} ${meta}`);
   }
 }
+
+/** Conversation routing: code 10, subcode 2018300, "another app is controlling this thread now". */
+const THREAD_OWNED_ELSEWHERE = 2018300;
+export const THREAD_OWNED_ELSEWHERE_REASON =
+  "another app controls this conversation (conversation routing: e.g. a person replying from the Meta " +
+  "Business Suite inbox): reply from there, pass the thread back to this app, or wait until it is idle";
 
 /** Why a message was given up, in words a person can act on, by Meta's error kind. */
 const GIVE_UP_REASONS: Partial<Record<GraphErrorKind, string>> = {

@@ -281,6 +281,15 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
     expect(await sweeper.sweep()).toBe(0);
   });
 
+  it("a send to a thread another app controls (10/2018300) fails at once with a reason a person can act on, never retried", async () => {
+    meta.state.injectError(PAGE.pageId, { endpoint: "messages", code: 10, subcode: 2018300, times: 1 });
+    const { id } = await queue(PEOPLE[5]!, "while the Page inbox has the thread");
+    const row = await settled(id);
+    expect(row.status).toBe("failed");
+    expect(row.error).toMatch(/^another app controls this conversation \(conversation routing/);
+    expect(callsFor(id)).toHaveLength(1);
+  });
+
   describe("Instagram accounts", () => {
     const queueIg = (psid: string, text: string) =>
       queueSend(
@@ -369,6 +378,7 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
       eventId: `echo:${item.message.mid}`,
       pageId,
       platform,
+      standby: false,
       companyId: PAGE.companyId,
       psid,
       conversationKey: conversationKey(pageId, psid),

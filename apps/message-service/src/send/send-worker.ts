@@ -121,7 +121,12 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     }
     const page = await db.pageConnection.findUnique({ where: { pageId: request.pageId } });
     if (page?.status !== "active") {
-      await recordFailed(message, request, `the page cannot send: it is ${page?.status ?? "not connected"}`);
+      const why = page?.statusReason ? ` (${page.statusReason})` : "";
+      await recordFailed(
+        message,
+        request,
+        `the page cannot send: it is ${page?.status ?? "not connected"}${why}`,
+      );
       return "failed";
     }
 
