@@ -268,6 +268,107 @@ describe("Pages and an Instagram account side by side", () => {
     expect(view.data.filter((m) => m.deletedAt !== null)).toHaveLength(1);
   });
 
+  it("follows the thread to the Page inbox and back, and a block and unblock of a Page with a refused reply in between", async () => {
+    const PAGE_INBOX = "263902037430900";
+    const [ada] = peopleOf(P1.pageId) as [string];
+    const at = Date.now();
+    await postFromMeta("page", P1.pageId, [
+      fromPerson(
+        P1.pageId,
+        ada,
+        {
+          take_thread_control: {
+            previous_owner_app_id: "100000000000001",
+            new_owner_app_id: 263902037430900,
+          },
+        },
+        at,
+      ),
+    ]);
+    const conversation = () =>
+      system.db.conversation.findFirstOrThrow({ where: { pageId: P1.pageId, contact: { psid: ada } } });
+    await eventually(async () => (await conversation()).threadOwnerAppId === PAGE_INBOX, {
+      message: "the Page inbox owns the thread",
+    });
+    // While the inbox has it, Meta delivers the person's messages in standby.
+    const raw = JSON.stringify({
+      object: "page",
+      entry: [
+        {
+          id: P1.pageId,
+          time: Date.now(),
+          standby: [
+            fromPerson(P1.pageId, ada, { message: { mid: "m_standby_e2e", text: "to the inbox" } }, at + 500),
+          ],
+        },
+      ],
+    });
+    await fetch(`${system.ingressUrl}/webhooks/facebook`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-hub-signature-256": webhookSignature(raw, system.appSecret),
+      },
+      body: raw,
+    });
+    await postFromMeta("page", P1.pageId, [
+      fromPerson(
+        P1.pageId,
+        ada,
+        {
+          pass_thread_control: { previous_owner_app_id: 263902037430900, new_owner_app_id: 100000000000001 },
+        },
+        at + 1000,
+      ),
+    ]);
+    await eventually(async () => (await conversation()).threadOwnerAppId === "100000000000001", {
+      message: "the thread is ours again",
+    });
+    const standby = await eventually(
+      async () =>
+        (await system.db.message.findFirst({ where: { pageId: P1.pageId, mid: "m_standby_e2e" } })) ??
+        undefined,
+    );
+    expect(standby.receivedOnStandby).toBe(true);
+
+    // Meta blocks P2: its replies are refused with Meta's reason; unblocked, it sends again.
+    const [bob] = peopleOf(P2.pageId) as [string];
+    await postFromMeta("page", P2.pageId, [
+      {
+        recipient: { id: P2.pageId },
+        timestamp: Date.now(),
+        policy_enforcement: { action: "block", reason: "spam" },
+      },
+    ]);
+    await eventually(
+      async () =>
+        (await system.db.pageConnection.findUniqueOrThrow({ where: { pageId: P2.pageId } })).status ===
+        "blocked",
+    );
+    const refused = await api(`/v1/pages/${P2.pageId}/conversations/${bob}/messages`, {
+      method: "POST",
+      body: JSON.stringify({ text: "while blocked" }),
+    });
+    expect(refused.status).toBe(409);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(
+      "blocked by Meta: spam",
+    );
+    await postFromMeta("page", P2.pageId, [
+      { recipient: { id: P2.pageId }, timestamp: Date.now(), policy_enforcement: { action: "unblock" } },
+    ]);
+    await eventually(
+      async () =>
+        (await system.db.pageConnection.findUniqueOrThrow({ where: { pageId: P2.pageId } })).status ===
+        "active",
+    );
+    const again = await api(`/v1/pages/${P2.pageId}/conversations/${bob}/messages`, {
+      method: "POST",
+      body: JSON.stringify({ text: "after the unblock" }),
+    });
+    expect(again.status).toBe(202);
+    expect(await system.db.contact.count({ where: { psid: "unknown" } })).toBe(0);
+  });
+
   it("left nothing unrouted or dead-lettered", async () => {
     const metrics = await system.metrics("page-router");
     expect(metrics).not.toMatch(/switchboard_router_entries_unrouted_total\{[^}]*\} [1-9]/);

@@ -9,6 +9,8 @@ export interface IngressDeps {
   log: Logger;
   registry: Registry;
   appSecret: string;
+  /** INSTAGRAM_APP_SECRET, when the Instagram Login app has its own: its signatures are accepted too. */
+  instagramAppSecret?: string;
   verifyToken: string;
   bodyLimit?: string;
   publishTimeoutMs?: number;
@@ -40,6 +42,7 @@ export function createIngressApp(deps: IngressDeps): Express {
   // On the app itself, not a nested Router: one routing layer fewer on the hot path (pnpm bench).
   mountWebhookRoutes(app, {
     appSecret: deps.appSecret,
+    ...(deps.instagramAppSecret ? { instagramAppSecret: deps.instagramAppSecret } : {}),
     verifyToken: deps.verifyToken,
     bus: deps.bus,
     log: deps.log,

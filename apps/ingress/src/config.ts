@@ -7,6 +7,8 @@ export const ingressConfigSchema = z.object({
   BUS_NAMESPACE: env.busNamespace(),
   NATS_STREAM_REPLICAS: env.positiveInt(1),
   FB_APP_SECRET: env.secret(),
+  /** Instagram Login apps show their own secret; webhooks signed with it are accepted too. */
+  INSTAGRAM_APP_SECRET: z.preprocess((v) => (v === "" ? undefined : v), env.secret().optional()),
   FB_VERIFY_TOKEN: env.secret(4),
   /** Meta batches up to 1,000 updates in one POST. */
   WEBHOOK_BODY_LIMIT: z.preprocess(

@@ -26,6 +26,7 @@ runMain(async () => {
     log,
     registry,
     appSecret: config.FB_APP_SECRET,
+    ...(config.INSTAGRAM_APP_SECRET ? { instagramAppSecret: config.INSTAGRAM_APP_SECRET } : {}),
     verifyToken: config.FB_VERIFY_TOKEN,
     bodyLimit: config.WEBHOOK_BODY_LIMIT,
     publishTimeoutMs: config.PUBLISH_TIMEOUT,

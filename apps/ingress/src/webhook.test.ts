@@ -200,6 +200,39 @@ describe("ingress webhook", () => {
     expect(await stored(bus.topology.subjects.webhookEntry("2005"))).toHaveLength(0);
   });
 
+  it("accepts an Instagram webhook signed with the Instagram app's own secret when INSTAGRAM_APP_SECRET is set, and nothing else", async () => {
+    const both = createIngressApp({
+      bus,
+      log,
+      registry: createMetricsRegistry("ingress"),
+      appSecret,
+      instagramAppSecret: "instagram-login-app-secret",
+      verifyToken,
+      bodyLimit: "64kb",
+    });
+    const raw = JSON.stringify({
+      object: "instagram",
+      entry: [
+        {
+          id: "17841400000002006",
+          time: 1,
+          messaging: [buildTextMessageItem({ pageId: "17841400000002006", psid: "9" })],
+        },
+      ],
+    });
+    await signedPost(both, raw, webhookSignature(raw, "instagram-login-app-secret")).expect(200);
+    await signedPost(both, raw, webhookSignature(raw, appSecret)).expect(200);
+    await signedPost(both, raw, webhookSignature(raw, "another-secret")).expect(401);
+    // Without the setting, the Instagram secret is just another wrong secret.
+    const other = JSON.stringify({
+      ...JSON.parse(raw),
+      entry: [{ id: "17841400000002007", time: 2, messaging: [] }],
+    });
+    await signedPost(app, other, webhookSignature(other, "instagram-login-app-secret")).expect(401);
+    expect(await stored(bus.topology.subjects.webhookEntry("17841400000002006"))).toHaveLength(1);
+    expect(await stored(bus.topology.subjects.webhookEntry("17841400000002007"))).toHaveLength(0);
+  });
+
   it("answers 400 for a body that is not JSON and 413 for one over the limit", async () => {
     await signedPost(app, "{not json").expect(400);
     const big = JSON.stringify({ object: "page", entry: [{ id: "2006", padding: "x".repeat(70_000) }] });
@@ -458,7 +491,7 @@ describe("rejected signatures", () => {
         ["digest_mismatch", 0],
         ["wrong_prefix", 0],
       ]);
-      expect(rejected()[0]!.hint).toMatch(/is FB_APP_SECRET the app's secret\?/);
+      expect(rejected()[0]!.hint).toMatch(/is FB_APP_SECRET \(or INSTAGRAM_APP_SECRET\) the app's secret\?/);
 
       vi.setSystemTime(Date.now() + 10_001);
       await signedPost(app, body, webhookSignature(body, "wrong-secret")).expect(401);

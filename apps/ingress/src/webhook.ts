@@ -24,6 +24,11 @@ import type { IngressMetrics } from "./metrics";
 
 export interface WebhookOptions {
   appSecret: string;
+  /**
+   * The Instagram Login app's own secret (INSTAGRAM_APP_SECRET), when it differs: a body signed with
+   * either is Meta's.
+   */
+  instagramAppSecret?: string;
   verifyToken: string;
   bus: Bus;
   metrics: IngressMetrics;
@@ -53,7 +58,8 @@ const SIGNATURE_HINTS: Record<SignatureProblem, string> = {
   missing: "no X-Hub-Signature-256 header: Meta signs every delivery, so this did not come from Meta",
   wrong_prefix: "X-Hub-Signature-256 does not start with sha256=",
   wrong_length: "the digest after sha256= is not 64 hex digits",
-  digest_mismatch: "the body's HMAC-SHA256 does not match: is FB_APP_SECRET the app's secret?",
+  digest_mismatch:
+    "the body's HMAC-SHA256 does not match: is FB_APP_SECRET (or INSTAGRAM_APP_SECRET) the app's secret?",
 };
 
 /**
@@ -63,15 +69,17 @@ const SIGNATURE_HINTS: Record<SignatureProblem, string> = {
 export function signatureProblem(
   body: Buffer,
   header: string | undefined,
-  appSecret: string,
+  appSecret: string | readonly string[],
 ): SignatureProblem | undefined {
   if (!header) return "missing";
   if (!header.startsWith(SIGNATURE_PREFIX)) return "wrong_prefix";
   const given = Buffer.from(header.slice(SIGNATURE_PREFIX.length), "hex");
   // Buffer.from stops at the first non-hex digit, so this also catches a digest that is not hex.
   if (header.length !== SIGNATURE_PREFIX.length + 64 || given.length !== 32) return "wrong_length";
-  const expected = createHmac("sha256", appSecret).update(body).digest();
-  return timingSafeEqual(given, expected) ? undefined : "digest_mismatch";
+  for (const secret of typeof appSecret === "string" ? [appSecret] : appSecret) {
+    if (timingSafeEqual(given, createHmac("sha256", secret).update(body).digest())) return undefined;
+  }
+  return "digest_mismatch";
 }
 
 export function hasValidSignature(body: Buffer, header: string | undefined, appSecret: string): boolean {
@@ -208,7 +216,8 @@ const contentId = (data: Buffer) => hash("sha256", data, "base64url");
  * deliveries (POST). A delivery is answered 200 only once JetStream stored every entry in it.
  */
 export function mountWebhookRoutes(router: Express, options: WebhookOptions): void {
-  const { appSecret, verifyToken, bus, metrics, log } = options;
+  const { verifyToken, bus, metrics, log } = options;
+  const appSecret = [options.appSecret, ...(options.instagramAppSecret ? [options.instagramAppSecret] : [])];
   const { subjects } = bus.topology;
   const together = publishTogether();
   const forPage = pageMetrics(metrics);

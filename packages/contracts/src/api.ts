@@ -105,6 +105,18 @@ export const PageView = z
     tokenExpiresAt: z.iso.datetime().nullable().meta({
       description: "When the stored token expires, when known (Instagram tokens are refreshed before).",
     }),
+    policy: z
+      .object({
+        action: z
+          .string()
+          .meta({ description: "Meta's last policy enforcement: block, unblock or warning." }),
+        reason: z.string().nullable(),
+        changedAt: z.iso.datetime(),
+      })
+      .nullable()
+      .meta({
+        description: "Meta's last policy enforcement of the page; a blocked page has status blocked.",
+      }),
     subscription: z
       .object({
         status: z.string(),
@@ -139,6 +151,10 @@ export const MessageView = z
     deletedAt: z.iso.datetime().nullable().meta({
       description: "When the customer unsent it (Instagram); its text and attachment URLs are gone.",
     }),
+    receivedOnStandby: z.boolean().meta({
+      description:
+        "Received while another app (e.g. the Page inbox) controlled the thread (conversation routing).",
+    }),
     sentAt: z.iso.datetime().meta({ description: "Meta's timestamp (the conversation's order)." }),
     createdAt: z.iso.datetime(),
   })
@@ -159,6 +175,16 @@ export const ConversationView = z
       name: z.string().nullable().meta({ description: "Instagram: the display name." }),
       username: z.string().nullable().meta({ description: "Instagram: the @username." }),
     }),
+    threadOwner: z
+      .object({
+        appId: z.string().nullable(),
+        since: z.iso.datetime(),
+      })
+      .nullable()
+      .meta({
+        description:
+          "Conversation routing: the app Meta last gave the thread to (263902037430900 = the Page inbox, 1217981644879628 = the Instagram inbox); null when Meta never said.",
+      }),
     lastMessageAt: z.iso.datetime().nullable(),
     lastMessage: MessageView.nullable(),
   })

@@ -17,6 +17,19 @@ describe("desired fields", () => {
     );
   });
 
+  it("asks for Meta's recommended Page fields, conversation routing and edits included, never response_feedback", () => {
+    for (const field of [
+      "standby",
+      "messaging_handovers",
+      "message_edits",
+      "messaging_policy_enforcement",
+      "messaging_account_linking",
+    ]) {
+      expect(DEFAULT_SUBSCRIBED_FIELDS).toContain(field);
+    }
+    expect(DEFAULT_SUBSCRIBED_FIELDS).not.toContain("response_feedback");
+  });
+
   it("finds this app among the page's apps and what it lacks", () => {
     const apps = [
       { id: "999", subscribed_fields: [...DEFAULT_SUBSCRIBED_FIELDS] },

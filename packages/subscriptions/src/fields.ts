@@ -1,8 +1,11 @@
 import { z } from "zod";
 
 /**
- * The webhook fields each page is subscribed to by default: every Messenger event Switchboard handles
- * (https://developers.facebook.com/docs/messenger-platform/webhooks#event-notifications).
+ * The webhook fields each page is subscribed to by default: Meta's recommended set for a Page app, every
+ * Messenger event Switchboard applies (https://developers.facebook.com/docs/messenger-platform/webhooks#event-notifications):
+ * conversation routing (`messaging_handovers`, `standby`: what arrives while the Page inbox has the thread),
+ * edits, policy enforcement and account linking. Never `response_feedback`: subscribing it shows customers
+ * a feedback prompt. The reconcile loop adds fields new here to pages subscribed before.
  */
 export const DEFAULT_SUBSCRIBED_FIELDS = [
   "messages",
@@ -11,8 +14,13 @@ export const DEFAULT_SUBSCRIBED_FIELDS = [
   "message_reads",
   "message_echoes",
   "message_reactions",
+  "message_edits",
   "messaging_referrals",
   "messaging_optins",
+  "messaging_handovers",
+  "standby",
+  "messaging_policy_enforcement",
+  "messaging_account_linking",
 ] as const;
 
 /**

@@ -141,6 +141,27 @@ describe("page subscriptions: which failures are the page's", () => {
     expect(fake.state.callsTo("3201")).toEqual([]);
   });
 
+  it("adds the fields new in the defaults to a page subscribed before them at its next check, removing none", async () => {
+    await addPage("3301");
+    const before = [
+      "messages",
+      "messaging_postbacks",
+      "message_deliveries",
+      "message_reads",
+      "message_echoes",
+      "message_reactions",
+      "messaging_referrals",
+      "messaging_optins",
+      "feed",
+    ];
+    fake.state.subscribe("3301", before);
+    const result = await reconcileSubscription(context(), "3301", "reconcile");
+    expect(result).toMatchObject({ action: "repaired", status: "subscribed" });
+    expect(result.before).toEqual([...before].sort());
+    const now = fake.state.subscriptions("3301") ?? [];
+    for (const field of [...DEFAULT_SUBSCRIBED_FIELDS, "feed"]) expect(now).toContain(field);
+  });
+
   describe("Instagram accounts", () => {
     const IG_APP_ID = "200000000000002";
     let igFake: FakeMeta;

@@ -142,7 +142,7 @@ describe("pnpm sb subscriptions", () => {
     }>;
     const byPage = Object.fromEntries(rows.map((r) => [r.page, r]));
     expect(byPage["3001"]?.change).toBe("unchanged");
-    expect(byPage["3002"]?.change).toMatch(/^added message_deliveries, message_reactions/);
+    expect(byPage["3002"]?.change).toMatch(/^added message_deliveries, message_edits, message_reactions/);
     expect(byPage["3003"]?.change).toBe("subscribed (was not)");
     expect(byPage["3003"]?.after).toEqual(all);
     expect(byPage["3004"]?.change).toBe("failed");

@@ -22,6 +22,14 @@ export async function listCompanyPages(db: Db, companyId: string): Promise<PageV
       status: page.status,
       statusReason: page.statusReason,
       tokenExpiresAt: page.tokenExpiresAt?.toISOString() ?? null,
+      policy:
+        page.policyAction && page.policyChangedAt
+          ? {
+              action: page.policyAction,
+              reason: page.policyReason,
+              changedAt: page.policyChangedAt.toISOString(),
+            }
+          : null,
       subscription: subscription
         ? {
             status: subscription.status,
@@ -51,6 +59,7 @@ interface MessageRow {
   edit_count: number;
   edited_at: Date | string | null;
   deleted_at: Date | string | null;
+  received_on_standby: boolean;
   sent_by: MessageView["sentBy"];
   sent_at: Date;
   created_at: Date;
@@ -71,6 +80,7 @@ function toMessageView(row: MessageRow): MessageView {
     editCount: row.edit_count,
     editedAt: row.edited_at === null ? null : new Date(row.edited_at).toISOString(),
     deletedAt: row.deleted_at === null ? null : new Date(row.deleted_at).toISOString(),
+    receivedOnStandby: row.received_on_standby,
     sentAt: row.sent_at.toISOString(),
     createdAt: row.created_at.toISOString(),
   };
@@ -92,6 +102,8 @@ export async function listConversations(
       profile_pic_url: string | null;
       name: string | null;
       username: string | null;
+      thread_owner_app_id: string | null;
+      thread_owner_changed_at: Date | null;
       last_message_at: Date | null;
       last_message:
         | (Omit<MessageRow, "sent_at" | "created_at"> & { sent_at: string; created_at: string })
@@ -112,6 +124,9 @@ export async function listConversations(
         name: row.name,
         username: row.username,
       },
+      threadOwner: row.thread_owner_changed_at
+        ? { appId: row.thread_owner_app_id, since: row.thread_owner_changed_at.toISOString() }
+        : null,
       lastMessageAt: row.last_message_at?.toISOString() ?? null,
       lastMessage: row.last_message
         ? toMessageView({
@@ -170,14 +185,14 @@ export function conversationsQuery(
     : Prisma.empty;
   return Prisma.sql`
     SELECT c.id, ct.psid, c.platform::text AS platform, ct.first_name, ct.last_name, ct.profile_pic_url,
-           ct.name, ct.username, c.last_message_at,
+           ct.name, ct.username, c.thread_owner_app_id, c.thread_owner_changed_at, c.last_message_at,
            lm.row AS last_message
     FROM conversations c
     JOIN contacts ct ON ct.id = c.contact_id
     LEFT JOIN LATERAL (
       SELECT to_jsonb(m) AS row FROM (
         SELECT id, platform, mid, direction, kind, text, payload, status, error, sent_by, edit_count, edited_at,
-               deleted_at, sent_at, created_at
+               deleted_at, received_on_standby, sent_at, created_at
         FROM messages
         WHERE conversation_id = c.id
         ORDER BY sent_at DESC, COALESCE(mid, '') DESC, id DESC
@@ -207,7 +222,7 @@ export function messagesQuery(
   return Prisma.sql`
     SELECT id, platform::text AS platform, mid, direction::text AS direction, kind, text, payload,
            status::text AS status, error,
-           sent_by, edit_count, edited_at, deleted_at, sent_at, created_at
+           sent_by, edit_count, edited_at, deleted_at, received_on_standby, sent_at, created_at
     FROM messages
     WHERE conversation_id = ${conversationId}::uuid ${startAfter}
     ORDER BY sent_at ${direction}, COALESCE(mid, '') ${direction}, id ${direction}
