@@ -16,7 +16,14 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listMessages } from "./api/queries";
 import { conversationMessages } from "./message-store";
-import { createTestWorld, events, OUR_APP_ID, type ServiceInstance, type TestWorld } from "./test-support";
+import {
+  createTestWorld,
+  events,
+  OUR_APP_ID,
+  type ServiceInstance,
+  TEST_CIPHER,
+  type TestWorld,
+} from "./test-support";
 
 const PAGE = "100200300400500";
 let world: TestWorld;
@@ -785,5 +792,78 @@ describe("policy enforcement (messaging_policy_enforcement)", () => {
     expect((await lifecycle())[0]!.reason).toBe("blocked by Meta: The bot violated our Platform Policies.");
     expect(await world.db.pagePolicyEvent.count({ where: { pageId: page } })).toBe(4);
     expect(await world.db.contact.count({ where: { pageId: page } })).toBe(0);
+  });
+});
+
+describe("account linking and marketing-message opt-ins", () => {
+  const page = "100200300400540";
+  const base = (psid: string, timestamp: number) => ({
+    eventId: `${page}:${psid}:${timestamp}`,
+    pageId: page,
+    companyId: "company-1",
+    platform: "messenger" as const,
+    standby: false,
+    psid,
+    conversationKey: conversationKey(page, psid),
+    timestamp,
+    traceId: "trace",
+    receivedAt: timestamp,
+  });
+
+  it("links, then unlinks (the code cleared), the latest by Meta's time winning", async () => {
+    const psid = "7400000000000001";
+    const at = Date.now() - 60_000;
+    const link = (status: "linked" | "unlinked", timestamp: number): MessagingEvent => ({
+      ...base(psid, timestamp),
+      eventId: `${page}:account_linking:${psid}:${timestamp}`,
+      raw: { account_linking: { status } },
+      kind: "account_linking",
+      status,
+      authorizationCode: status === "linked" ? "auth-code-1" : null,
+    });
+    await world.publish(link("linked", at));
+    await world.settled();
+    const contact = () => world.db.contact.findFirstOrThrow({ where: { pageId: page, psid } });
+    expect(await contact()).toMatchObject({ accountLinkStatus: "linked", accountLinkCode: "auth-code-1" });
+    await world.publish(link("unlinked", at + 1000));
+    await world.publish(link("linked", at + 500));
+    await world.settled();
+    expect(await contact()).toMatchObject({ accountLinkStatus: "unlinked", accountLinkCode: null });
+  });
+
+  it("keeps a notification-messages token encrypted per topic, never in the clear, and follows stop and resume", async () => {
+    const psid = "7400000000000002";
+    const at = Date.now() - 60_000;
+    const token = "notif-token-SECRET-42";
+    const optin = (status: string | undefined, timestamp: number): MessagingEvent => {
+      const body = {
+        type: "notification_messages",
+        payload: "weekly-deals",
+        notification_messages_token: token,
+        notification_messages_frequency: "WEEKLY",
+        notification_messages_timezone: "Europe/Paris",
+        token_expiry_timestamp: timestamp + 86_400_000,
+        user_token_status: "NOT_REFRESHED",
+        ...(status ? { notification_messages_status: status } : {}),
+      };
+      return { ...base(psid, timestamp), raw: { optin: body }, kind: "optin", optin: body };
+    };
+    await world.publish(optin(undefined, at));
+    await world.settled();
+    const row = await world.db.contactNotificationToken.findFirstOrThrow({ where: { pageId: page, psid } });
+    expect(row).toMatchObject({ topic: "weekly-deals", status: "RESUME_NOTIFICATIONS", frequency: "WEEKLY" });
+    expect(row.tokenEnc).not.toContain(token);
+    expect(
+      TEST_CIPHER.decrypt(row.tokenEnc!, { context: `notification-token:${page}:${psid}:weekly-deals` }),
+    ).toBe(token);
+    const kept = await world.db.conversationEvent.findMany({ where: { pageId: page, kind: "optin" } });
+    expect(JSON.stringify(kept)).not.toContain(token);
+
+    await world.publish(optin("STOP_NOTIFICATIONS", at + 1000));
+    await world.publish(optin("RESUME_NOTIFICATIONS", at + 500));
+    await world.settled();
+    expect(
+      (await world.db.contactNotificationToken.findFirstOrThrow({ where: { pageId: page, psid } })).status,
+    ).toBe("STOP_NOTIFICATIONS");
   });
 });

@@ -75,6 +75,7 @@ runMain(async () => {
       probeDependencies,
       handlerTimeoutMs: config.HANDLER_TIMEOUT,
       appId: config.FB_APP_ID,
+      cipher: createTokenCipher(config.TOKEN_ENCRYPTION_KEYS),
     }),
     await startSendWorker({
       bus,

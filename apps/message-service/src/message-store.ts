@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import {
+  type AccountLinkingEvent,
   type BusTopology,
   type DeliveryEvent,
   type DomainEvent,
@@ -9,6 +10,8 @@ import {
   type IncomingMessageEvent,
   type MessageStatus,
   type MessagingEvent,
+  MetaTimestamp,
+  type OptinEvent,
   type OutgoingSender,
   type PageLifecycleEvent,
   type PageStatus,
@@ -20,7 +23,9 @@ import {
   threadOwnerOf,
   type UnsendEvent,
 } from "@switchboard/contracts";
+import type { TokenCipher } from "@switchboard/crypto";
 import { type Db, Prisma } from "@switchboard/db";
+import { z } from "zod";
 import { type OutboxRow, outboxRow, pageLifecycleOutboxRow, writeOutbox } from "./domain-events";
 
 type Tx = Prisma.TransactionClient;
@@ -54,6 +59,8 @@ export interface StoreOptions {
   now?: () => Date;
   /** Our Meta app id (`FB_APP_ID`): an echo with it that matches no row of ours is still ours. */
   appId?: string;
+  /** Encrypts the notification-message tokens people opt in with (TOKEN_ENCRYPTION_KEYS). */
+  cipher?: TokenCipher;
 }
 
 /**
@@ -120,6 +127,7 @@ export async function storeMessagingEvents(
           result,
           now,
           appId: options.appId,
+          cipher: options.cipher,
         };
         await storeOtherKind(context, event);
       }
@@ -238,8 +246,11 @@ async function storeOtherKind(
       return storeUnsend(context, event);
     case "thread_control":
       return storeThreadControl(context, event);
-    case "referral":
+    case "account_linking":
+      return storeAccountLinking(context, event);
     case "optin":
+      return storeOptin(context, event);
+    case "referral":
     case "unsupported":
       return storeConversationEvent(
         context,
@@ -257,6 +268,7 @@ interface Context {
   result: StoreResult;
   now: () => Date;
   appId: string | undefined;
+  cipher: TokenCipher | undefined;
 }
 
 const conversationKey = (event: { pageId: string; psid: string }) => `${event.pageId}\u0000${event.psid}`;
@@ -816,6 +828,83 @@ async function storeThreadControl(context: Context, event: ThreadControlEvent) {
     changedAt: event.timestamp,
     occurredAt: context.now().getTime(),
   });
+}
+
+/** Linked or unlinked, the latest by Meta's time; the authorization code is kept only while linked. */
+async function storeAccountLinking(context: Context, event: AccountLinkingEvent) {
+  await storeConversationEvent(context, "account_linking", { status: event.status });
+  const at = new Date(event.timestamp);
+  await context.tx.contact.updateMany({
+    where: {
+      pageId: event.pageId,
+      psid: event.psid,
+      OR: [{ accountLinkChangedAt: null }, { accountLinkChangedAt: { lt: at } }],
+    },
+    data: {
+      accountLinkStatus: event.status,
+      accountLinkCode: event.status === "linked" ? event.authorizationCode : null,
+      accountLinkChangedAt: at,
+    },
+  });
+}
+
+const NotificationOptin = z.looseObject({
+  type: z.literal("notification_messages"),
+  payload: z.string().optional(),
+  title: z.string().optional(),
+  notification_messages_token: z.string().optional(),
+  notification_messages_frequency: z.string().optional(),
+  notification_messages_timezone: z.string().optional(),
+  token_expiry_timestamp: MetaTimestamp.optional(),
+  user_token_status: z.string().optional(),
+  notification_messages_status: z.string().optional(),
+});
+
+/**
+ * Opt-ins are kept as conversation events; a marketing-messages opt-in (`notification_messages`) also
+ * keeps its token per topic, encrypted, and its status (STOP_NOTIFICATIONS / RESUME_NOTIFICATIONS), the
+ * latest by Meta's time. The token is never kept in the clear, not even in the event's raw copy.
+ */
+async function storeOptin(context: Context, event: OptinEvent) {
+  const parsed = NotificationOptin.safeParse(event.optin);
+  if (!parsed.success) return storeConversationEvent(context, "optin", event.raw);
+  const optin = parsed.data;
+  const token = optin.notification_messages_token;
+  await storeConversationEvent(context, "optin", redactNotificationToken(event.raw));
+  const topic = optin.payload ?? optin.title ?? "";
+  const at = new Date(event.timestamp);
+  const tokenEnc =
+    token && context.cipher
+      ? context.cipher.encrypt(token, {
+          context: `notification-token:${event.pageId}:${event.psid}:${topic}`,
+        })
+      : null;
+  const row = {
+    ...(tokenEnc ? { tokenEnc } : {}),
+    frequency: optin.notification_messages_frequency ?? null,
+    timezone: optin.notification_messages_timezone ?? null,
+    expiresAt: optin.token_expiry_timestamp ? new Date(optin.token_expiry_timestamp) : null,
+    userTokenStatus: optin.user_token_status ?? null,
+    status: optin.notification_messages_status ?? "RESUME_NOTIFICATIONS",
+    title: optin.title ?? null,
+    payload: optin.payload ?? null,
+    changedAt: at,
+  };
+  await context.tx.contactNotificationToken.createMany({
+    data: [{ pageId: event.pageId, psid: event.psid, topic, ...row }],
+    skipDuplicates: true,
+  });
+  // An existing topic: only a newer opt-in (or stop/resume) changes it.
+  await context.tx.contactNotificationToken.updateMany({
+    where: { pageId: event.pageId, psid: event.psid, topic, changedAt: { lt: at } },
+    data: row,
+  });
+}
+
+function redactNotificationToken(raw: unknown): unknown {
+  const item = raw as { optin?: Record<string, unknown> } | null;
+  if (!item?.optin || typeof item.optin.notification_messages_token !== "string") return raw;
+  return { ...item, optin: { ...item.optin, notification_messages_token: "[encrypted]" } };
 }
 
 function publishStatusChange(

@@ -10,6 +10,7 @@ import {
   type Settled,
 } from "@switchboard/bus";
 import { MessagingEvent } from "@switchboard/contracts";
+import type { TokenCipher } from "@switchboard/crypto";
 import { type Db, isDataRejection, postgresErrorOf } from "@switchboard/db";
 import type { Logger } from "pino";
 import type { ConversationLock } from "./conversation-lock";
@@ -38,6 +39,8 @@ export interface MessagingConsumerOptions {
   handlerTimeoutMs?: number;
   /** Our Meta app id (`FB_APP_ID`), to tell our echoes from other apps' and Meta's inbox's. */
   appId?: string;
+  /** Encrypts people's notification-message tokens before they are stored. */
+  cipher?: TokenCipher;
 }
 
 /**
@@ -77,7 +80,7 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
   const storeAlone = async (event: MessagingEvent): Promise<Settled<StoreResult>> => {
     try {
       const result = await lock.withConversationLock(event, (signal) =>
-        storeMessagingEvent(db, topology, event, { signal, appId: options.appId }),
+        storeMessagingEvent(db, topology, event, { signal, appId: options.appId, cipher: options.cipher }),
       );
       await publishCommitted([result]);
       return { ok: true, value: result };
@@ -107,7 +110,7 @@ export function startMessagingConsumer(options: MessagingConsumerOptions): Promi
     let results: StoreResult[];
     try {
       results = await lock.withConversationLocks(events, (signal) =>
-        storeMessagingEvents(db, topology, events, { signal, appId: options.appId }),
+        storeMessagingEvents(db, topology, events, { signal, appId: options.appId, cipher: options.cipher }),
       );
     } catch (error) {
       metrics.batchesSplit.inc({ reason: error instanceof RetryLaterError ? "lock_held" : "error" });

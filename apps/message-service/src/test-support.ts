@@ -7,6 +7,7 @@ import {
   type RunningConsumer,
 } from "@switchboard/bus";
 import { conversationKey, type DomainEvent, type MessagingEvent } from "@switchboard/contracts";
+import { createTokenCipher, generateTokenKey } from "@switchboard/crypto";
 import { applyMigrations, createDb, type Db } from "@switchboard/db";
 import { createLogger, createMetricsRegistry, type Registry } from "@switchboard/observability";
 import { closeRedisNodes, connectRedisNodes } from "@switchboard/redis-nodes";
@@ -100,6 +101,7 @@ export async function createTestWorld() {
       concurrency: settings.concurrency ?? 16,
       maxLockAttempts: settings.maxLockAttempts ?? 8,
       appId: OUR_APP_ID,
+      cipher: TEST_CIPHER,
     });
     let stopping: Promise<void> | undefined;
     const instance: ServiceInstance = {
@@ -177,6 +179,9 @@ export async function createTestWorld() {
   };
 }
 export type TestWorld = Awaited<ReturnType<typeof createTestWorld>>;
+
+/** The service's TOKEN_ENCRYPTION_KEYS in the test world. */
+export const TEST_CIPHER = createTokenCipher(generateTokenKey("test-world"));
 
 /** The app id the test world's service takes as its own (`FB_APP_ID`). */
 export const OUR_APP_ID = "100000000000001";

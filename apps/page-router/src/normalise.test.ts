@@ -161,7 +161,7 @@ describe("normaliseEntry", () => {
       "thread_control",
       "thread_control",
       "policy_enforcement",
-      "unsupported",
+      "account_linking",
       "unsupported",
       "edit",
       "message",
@@ -242,16 +242,14 @@ describe("normaliseEntry", () => {
     expect(optins[1]).toMatchObject({ psid: USER, optin: { type: "notification_messages" } });
   });
 
-  it("maps conversation routing and policy enforcement, and keeps account linking and game items whole as unsupported", () => {
+  it("maps conversation routing, policy enforcement and account linking, and keeps game items whole as unsupported", () => {
     const routing = events.filter((e) => e.kind === "thread_control");
     expect(routing.map((e) => (e as { action: string }).action)).toEqual(["pass", "take"]);
     const policy = events.find((e) => e.kind === "policy_enforcement")!;
     expect(policy).toMatchObject({ psid: "unknown", raw: documented.policy });
     const unsupported = events.filter((e) => e.kind === "unsupported");
-    expect(unsupported.map((e) => (e as { reason: string }).reason)).toEqual([
-      "unmodelled item: account_linking",
-      "unmodelled item: game_play",
-    ]);
+    expect(unsupported.map((e) => (e as { reason: string }).reason)).toEqual(["unmodelled item: game_play"]);
+    expect(events.find((e) => e.kind === "account_linking")).toMatchObject({ status: "linked" });
   });
 
   it("keeps the app ids of a thread's owners exact, and marks standby items", () => {

@@ -159,7 +159,15 @@ export function normaliseItem(raw: unknown, entryTime: number, context: EntryCon
       reason: policy.reason ?? null,
     };
   }
-  // Account linking, app roles, game plays: kept whole.
+  if (item.account_linking) {
+    return {
+      ...common("account_linking", `${context.pageId}:account_linking:${psid}:${timestamp}`),
+      kind: "account_linking",
+      status: item.account_linking.status,
+      authorizationCode: item.account_linking.authorization_code ?? null,
+    };
+  }
+  // App roles, game plays: kept whole.
   const fields = Object.keys(item).filter((k) => !["sender", "recipient", "timestamp"].includes(k));
   return {
     ...common("unsupported"),

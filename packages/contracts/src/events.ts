@@ -183,6 +183,13 @@ export const PolicyEnforcementEvent = EventBase.extend({
   reason: z.string().nullable(),
 });
 
+/** `messaging_account_linking`: the person linked or unlinked their account on the business's site. */
+export const AccountLinkingEvent = EventBase.extend({
+  kind: z.literal("account_linking"),
+  status: z.enum(["linked", "unlinked"]),
+  authorizationCode: z.string().nullable(),
+});
+
 export const UnsupportedEvent = EventBase.extend({ kind: z.literal("unsupported"), reason: z.string() });
 
 export const MessagingEvent = z.discriminatedUnion("kind", [
@@ -198,6 +205,7 @@ export const MessagingEvent = z.discriminatedUnion("kind", [
   OptinEvent,
   ThreadControlEvent,
   PolicyEnforcementEvent,
+  AccountLinkingEvent,
   UnsupportedEvent,
 ]);
 export type MessagingEvent = z.infer<typeof MessagingEvent>;
@@ -212,6 +220,7 @@ export type EditEvent = z.infer<typeof EditEvent>;
 export type UnsendEvent = z.infer<typeof UnsendEvent>;
 export type ThreadControlEvent = z.infer<typeof ThreadControlEvent>;
 export type PolicyEnforcementEvent = z.infer<typeof PolicyEnforcementEvent>;
+export type AccountLinkingEvent = z.infer<typeof AccountLinkingEvent>;
 export type ReferralEvent = z.infer<typeof ReferralEvent>;
 export type OptinEvent = z.infer<typeof OptinEvent>;
 export type UnsupportedEvent = z.infer<typeof UnsupportedEvent>;
