@@ -80,3 +80,12 @@ export function metricSum(exposition: string, name: string): number {
     .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
 }
+
+/** The Instagram account the demo connects beside the two pages (the same company as the first). */
+export const INSTAGRAM = {
+  pageId: "17841461000000001",
+  name: "Acme Shoes on Instagram",
+  company: "acme",
+  token: "IGAA-shoes-demo-instagram-token-0001",
+  person: { psid: "6100000000000001", name: "Ada Lovelace", username: "ada.codes" },
+};

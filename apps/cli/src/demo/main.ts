@@ -1,12 +1,22 @@
 import { env, loadConfig } from "@switchboard/config";
 import { z } from "zod";
-import { CheckFailed, check, type DemoPage, fake, masked, metricSum, PAGES, waitFor } from "./checklist";
+import {
+  CheckFailed,
+  check,
+  type DemoPage,
+  fake,
+  INSTAGRAM,
+  masked,
+  metricSum,
+  PAGES,
+  waitFor,
+} from "./checklist";
 import { type DemoSystem, startDemoSystem } from "./system";
 
 /**
  * `pnpm demo`: the seed's testing checklist, end to end, against the fake Meta — connect two pages,
  * check subscriptions, send to both pages within one minute, check for duplicates, fetch profiles for
- * both, send from the app to both. Each step prints ✓ or ✗ with its evidence; any ✗ exits non-zero.
+ * both, send from the app to both — then an Instagram account beside them. Each step prints ✓ or ✗ with its evidence; any ✗ exits non-zero.
  */
 const stores = loadConfig(
   z.object({
@@ -285,6 +295,142 @@ const steps: Step[] = [
         check(outgoing === 1, `page ${page.pageId} has ${outgoing} outgoing rows after its echo, expected 1`);
       }
       evidence.push("echoes from Meta matched the sent rows: 1 outgoing row per page");
+      return evidence;
+    },
+  },
+  {
+    title:
+      "an Instagram account beside the two pages: connect, a DM, an unsend, a reaction, a reply (sb messages send) and its seen",
+    async run(system) {
+      const ig = INSTAGRAM;
+      const evidence: string[] = [];
+      await fake(system, "/pages", {
+        pageId: ig.pageId,
+        token: ig.token,
+        name: ig.name,
+        platform: "instagram",
+      });
+      await fake(system, "/users", { pageId: ig.pageId, ...ig.person });
+      const out = await system.cli(
+        [
+          "pages",
+          "connect",
+          "--platform",
+          "instagram",
+          "--page-id",
+          ig.pageId,
+          "--name",
+          ig.name,
+          "--company",
+          ig.company,
+        ],
+        ig.token,
+      );
+      check(out.code === 0, `sb pages connect --platform instagram exited ${out.code}`, [out.stderr.trim()]);
+      evidence.push(
+        `$ sb pages connect --platform instagram --page-id ${ig.pageId} … → ${out.stdout.trim()}`,
+      );
+      await waitFor(
+        async () =>
+          (await system.db.pageSubscription.findUnique({ where: { pageId: ig.pageId } }))?.status ===
+          "subscribed",
+        "the subscription-service to subscribe the Instagram account",
+      );
+      const subscribe = await fake<Array<GraphCall & { host: string }>>(
+        system,
+        `/calls?pageId=${ig.pageId}&endpoint=subscribed_apps`,
+      );
+      check(
+        subscribe.length > 0 && subscribe.every((c) => c.host === "instagram" && c.token === ig.token),
+        "the Instagram account was subscribed on another host or with another token",
+      );
+      evidence.push(
+        `fake Meta: ${subscribe.map((c) => `${c.method} ${c.path}`).join(", ")} on the Instagram API, with ${masked(ig.token)}`,
+      );
+
+      const person = ig.person.psid;
+      const instagramWebhook = (messaging: unknown[]) =>
+        fake<{ status: number }>(system, "/webhooks", {
+          object: "instagram",
+          entries: [{ id: ig.pageId, time: Date.now(), messaging }],
+        });
+      const at = Date.now();
+      const from = (extra: Record<string, unknown>, timestamp = Date.now()) => ({
+        sender: { id: person },
+        recipient: { id: ig.pageId },
+        timestamp,
+        ...extra,
+      });
+      await instagramWebhook([
+        from({ message: { mid: "aWdf_demo_1", text: "Do you have these in red?" } }, at),
+        from({ message: { mid: "aWdf_demo_2", text: "oops, wrong photo" } }, at + 1),
+      ]);
+      await instagramWebhook([
+        from({ message: { mid: "aWdf_demo_2", is_deleted: true } }),
+        from({ reaction: { mid: "aWdf_demo_1", action: "react", reaction: "love", emoji: "❤" } }),
+      ]);
+      const rows = await waitFor(async () => {
+        const found = await system.db.message.findMany({
+          where: { pageId: ig.pageId, direction: "incoming" },
+        });
+        return found.length === 2 && found.some((m) => m.deletedAt !== null) ? found : undefined;
+      }, "both Instagram messages stored, one unsent");
+      check(
+        rows.every((r) => r.platform === "instagram"),
+        "Instagram rows without platform instagram",
+      );
+      const contact = await system.db.contact.findFirstOrThrow({
+        where: { pageId: ig.pageId, psid: person },
+      });
+      evidence.push(
+        `messages: 2 incoming, platform=instagram; aWdf_demo_2 unsent (deleted_at set, text ${rows.find((r) => r.mid === "aWdf_demo_2")?.text === null ? "cleared" : "KEPT"}); contact ${contact.name} @${contact.username} from the Instagram API`,
+      );
+      await waitFor(
+        async () => (await system.db.messageReaction.count({ where: { pageId: ig.pageId } })) === 1,
+        "the reaction stored",
+      );
+      evidence.push("message_reactions: ❤ on aWdf_demo_1");
+
+      const sent = await system.cli([
+        "messages",
+        "send",
+        "--page-id",
+        ig.pageId,
+        "--psid",
+        person,
+        "--text",
+        "Yes, in red too: sizes 36 to 42",
+        "--idempotency-key",
+        "demo-instagram",
+      ]);
+      check(sent.code === 0, `sb messages send for the Instagram account exited ${sent.code}`, [
+        sent.stderr.trim(),
+      ]);
+      const id = sent.stdout.trim();
+      const reply = await waitFor(async () => {
+        const message = await system.db.message.findUnique({ where: { id } });
+        return message && message.mid !== null && message.status !== "sending" ? message : undefined;
+      }, "the Instagram reply sent");
+      const sendCalls = await fake<Array<GraphCall & { host: string }>>(
+        system,
+        `/calls?pageId=${ig.pageId}&endpoint=messages`,
+      );
+      check(
+        sendCalls.length === 1 && sendCalls[0]!.host === "instagram",
+        `expected one Send API call on the Instagram API, got ${sendCalls.length}`,
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      const outgoing = await system.db.message.count({ where: { pageId: ig.pageId, direction: "outgoing" } });
+      check(outgoing === 1, `the Instagram account has ${outgoing} outgoing rows after its echo, expected 1`);
+      evidence.push(
+        `$ sb messages send --page-id ${ig.pageId} … → ${id}: sent once through the Instagram API, mid=${reply.mid}; its echo (no metadata) matched: 1 outgoing row`,
+      );
+      await instagramWebhook([from({ read: { mid: reply.mid } })]);
+      await waitFor(
+        async () => (await system.db.message.findUnique({ where: { id } }))?.status === "read",
+        "the reply marked read by Instagram's seen",
+      );
+      evidence.push(`seen (read.mid=${reply.mid}) → the reply is read`);
       return evidence;
     },
   },
