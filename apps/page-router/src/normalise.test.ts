@@ -258,7 +258,12 @@ describe("normaliseEntry", () => {
         id: PAGE,
         time: T,
         standby: [
-          { sender: { id: USER }, recipient: { id: PAGE }, timestamp: T, message: { mid: "m_sb", text: "hi" } },
+          {
+            sender: { id: USER },
+            recipient: { id: PAGE },
+            timestamp: T,
+            message: { mid: "m_sb", text: "hi" },
+          },
         ],
         messaging: [
           {
