@@ -96,10 +96,8 @@ export async function connectPage(
   // as absent, which only turns that `page.token_updated` into a (harmless) second `page.connected`.
   const platform = input.platform ?? "messenger";
   const tokenExpiresAt = input.tokenExpiresAt ?? null;
-  const [row] = await db.$queryRaw<
-    Array<PageConnection & { previousStatus: PageStatus | null; previousPlatform: Platform | null }>
-  >`
-    WITH previous AS (SELECT status, platform FROM page_connections WHERE page_id = ${input.pageId})
+  const [row] = await db.$queryRaw<Array<PageConnection & { previousStatus: PageStatus | null }>>`
+    WITH previous AS (SELECT status FROM page_connections WHERE page_id = ${input.pageId})
     INSERT INTO page_connections (id, company_id, page_id, name, page_access_token_enc, platform,
                                   token_obtained_at, token_expires_at, updated_at)
     VALUES (gen_random_uuid(), ${input.companyId}, ${input.pageId}, ${input.name}, ${pageAccessTokenEnc},
@@ -121,8 +119,7 @@ export async function connectPage(
       status_reason AS "statusReason", platform::text AS platform,
       token_obtained_at AS "tokenObtainedAt", token_expires_at AS "tokenExpiresAt",
       token_refreshed_at AS "tokenRefreshedAt", created_at AS "createdAt", updated_at AS "updatedAt",
-      (SELECT status::text FROM previous) AS "previousStatus",
-      (SELECT platform::text FROM previous) AS "previousPlatform"`;
+      (SELECT status::text FROM previous) AS "previousStatus"`;
   if (!row) {
     const existing = await db.pageConnection.findUnique({
       where: { pageId: input.pageId },
@@ -133,7 +130,7 @@ export async function connectPage(
     }
     throw new PageOwnedByAnotherCompanyError(input.pageId);
   }
-  const { previousStatus, previousPlatform: _previousPlatform, ...page } = row;
+  const { previousStatus, ...page } = row;
   const type =
     previousStatus === "active" || previousStatus === "blocked" ? "page.token_updated" : "page.connected";
   await publishPageEvent(bus, {
