@@ -45,6 +45,14 @@ const HATS = {
   psid: "7100000000000002",
 };
 const PAGES = [SHOES, HATS];
+const INSTAGRAM = {
+  pageId: "17841400000000003",
+  name: "Acme on Instagram",
+  token: "IGAA-quickstart-acme",
+  psid: "9100000000000003",
+};
+const EVERY_PAGE = [SHOES, HATS, INSTAGRAM];
+const everyPageId = EVERY_PAGE.map((p) => p.pageId).sort();
 
 type StepRun = CliResult;
 
@@ -100,23 +108,36 @@ describe("docs/quickstart.md, run as written on a system of its own", () => {
     },
     register: async () => {
       const pages = (await (await system.fakeMeta("/pages")).json()) as Array<{ pageId: string }>;
-      expect(pages.map((p) => p.pageId).sort()).toEqual([SHOES.pageId, HATS.pageId]);
+      expect(pages.map((p) => p.pageId).sort()).toEqual(everyPageId);
     },
     connect: async (run) => {
       for (const page of PAGES)
         expect(run.stdout).toContain(`connected page ${page.pageId} (${page.name}) for acme`);
+      expect(run.stdout).toContain(
+        `connected Instagram account ${INSTAGRAM.pageId} (${INSTAGRAM.name}) for acme`,
+      );
       const rows = await system.db.pageConnection.findMany({
         where: { companyId: "acme", status: "active" },
       });
-      expect(rows.map((r) => r.pageId).sort()).toEqual([SHOES.pageId, HATS.pageId]);
+      expect(rows.map((r) => `${r.pageId} ${r.platform}`).sort()).toEqual([
+        `${SHOES.pageId} messenger`,
+        `${HATS.pageId} messenger`,
+        `${INSTAGRAM.pageId} instagram`,
+      ]);
     },
     subscribed: async () => {
       const rows = await system.db.pageSubscription.findMany({ where: { status: "subscribed" } });
-      expect(rows.map((r) => r.pageId).sort()).toEqual([SHOES.pageId, HATS.pageId]);
+      expect(rows.map((r) => r.pageId).sort()).toEqual(everyPageId);
+      // The account on the Instagram host, with its own token.
+      const igCalls = (await (
+        await system.fakeMeta(`/calls?pageId=${INSTAGRAM.pageId}&endpoint=subscribed_apps`)
+      ).json()) as Array<{ host: string; token: string }>;
+      expect(igCalls.length).toBeGreaterThan(0);
+      for (const call of igCalls) expect(call).toMatchObject({ host: "instagram", token: INSTAGRAM.token });
     },
     webhooks: (run) => {
       const deliveries = jsonLines(run.stdout);
-      expect(deliveries).toHaveLength(2);
+      expect(deliveries).toHaveLength(3);
       for (const delivery of deliveries) {
         expect(delivery.status).toBe(200);
         expect(JSON.parse(delivery.body).status).toBe("stored");
@@ -132,8 +153,9 @@ describe("docs/quickstart.md, run as written on a system of its own", () => {
       expect(rows.map((r) => `${r.pageId} ${r.mid}`).sort()).toEqual([
         `${SHOES.pageId} m_quickstart-shoes-1`,
         `${HATS.pageId} m_quickstart-hats-1`,
+        `${INSTAGRAM.pageId} aWdfZAG1f-quickstart-ig-1`,
       ]);
-      const [conversation, message] = jsonLines(run.stdout);
+      const [conversation, message, instagram] = jsonLines(run.stdout);
       expect(conversation.psid).toBe(SHOES.psid);
       expect(conversation.contact).toMatchObject({ firstName: "Ada", lastName: "Lovelace" });
       expect(message).toMatchObject({
@@ -141,20 +163,28 @@ describe("docs/quickstart.md, run as written on a system of its own", () => {
         status: "received",
         mid: "m_quickstart-hats-1",
       });
+      expect(instagram).toEqual({
+        psid: INSTAGRAM.psid,
+        platform: "instagram",
+        name: "Ada Lovelace",
+        username: "ada",
+        lastMessage: "Do you ship to Lisbon?",
+      });
     },
     reply: (run) => {
       const answers = jsonLines(run.stdout);
-      expect(answers.map((a) => a.status)).toEqual(["sending", "sending"]);
+      expect(answers.map((a) => a.status)).toEqual(["sending", "sending", "sending"]);
     },
     settled: async (run) => {
       const replies = await system.db.message.findMany({ where: { direction: "outgoing" } });
-      expect(replies).toHaveLength(2);
+      expect(replies).toHaveLength(3);
       const echoes = await echoesSent();
       for (const reply of replies) {
         expect(reply.status).toBe("sent");
         // Meta's timestamp on the row: the echo reached this row (and made no second one).
         const echo = echoes.find((e) => e.message.mid === reply.mid);
-        expect(echo?.message.metadata).toBe(reply.id);
+        // Instagram echoes carry no metadata: matched by mid (or the send in flight).
+        expect(echo?.message.metadata).toBe(reply.platform === "instagram" ? undefined : reply.id);
         expect(reply.sentAt.getTime()).toBe(echo?.timestamp);
       }
       const listed = jsonLines(run.stdout);
@@ -163,31 +193,42 @@ describe("docs/quickstart.md, run as written on a system of its own", () => {
         "outgoing sent",
         "incoming received",
         "outgoing sent",
+        "incoming received",
+        "outgoing sent",
       ]);
     },
     "fake-meta-records": async (run) => {
       const replies = await system.db.message.findMany({ where: { direction: "outgoing" } });
-      const [firstCall, secondCall, ...echoes] = jsonLines(run.stdout);
-      for (const page of PAGES) {
+      const lines = jsonLines(run.stdout);
+      const calls = lines.filter((line) => "host" in line);
+      const echoes = lines.filter((line) => !("host" in line));
+      for (const page of EVERY_PAGE) {
         const reply = replies.find((r) => r.pageId === page.pageId);
-        expect([firstCall, secondCall]).toContainEqual({
+        const instagram = page === INSTAGRAM;
+        expect(calls).toContainEqual({
+          host: instagram ? "instagram" : "facebook",
           pageId: page.pageId,
           token: page.token,
           appsecretProofValid: true,
-          metadata: reply?.id,
+          metadata: instagram ? null : reply?.id,
         });
         expect(echoes).toContainEqual({
           status: 200,
           page: page.pageId,
           mid: reply?.mid,
-          metadata: reply?.id,
+          metadata: instagram ? null : reply?.id,
         });
       }
-      expect(echoes).toHaveLength(2);
+      expect(calls).toHaveLength(3);
+      expect(echoes).toHaveLength(3);
     },
     console: (run) => {
       const pages = jsonLines(run.stdout);
-      expect(pages.map((p) => p.pageId).sort()).toEqual([SHOES.pageId, HATS.pageId]);
+      expect(pages.map((p) => `${p.pageId} ${p.platform}`).sort()).toEqual([
+        `${SHOES.pageId} messenger`,
+        `${HATS.pageId} messenger`,
+        `${INSTAGRAM.pageId} instagram`,
+      ]);
       for (const page of pages)
         expect(page).toMatchObject({ subscriptionStatus: "subscribed", tokenStatus: "ok", problems: [] });
     },

@@ -622,6 +622,114 @@ describe("operator console", () => {
       await db.pageConnection.deleteMany({ where: { companyId: "bulk" } });
     }
   });
+
+  it("shows a page's conversations with their platform and thread owner, and a conversation's edited, unsent, unsupported and standby messages", async () => {
+    meta.state.addPage({ pageId: "17841400000000077", token: "token-ig" });
+    await connectPage(
+      { db, bus, cipher: createTokenCipher(generateTokenKey("k1")) },
+      {
+        pageId: "17841400000000077",
+        name: "Shoes on Instagram",
+        companyId: "acme",
+        token: "token-ig",
+        platform: "instagram",
+      },
+    );
+    const page = "17841400000000077";
+    const contact = await db.contact.create({
+      data: { pageId: page, psid: "5310000000000077", name: "Grace H.", username: "grace" },
+    });
+    const at = new Date("2026-12-04T03:00:00.000Z");
+    const conversation = await db.conversation.create({
+      data: {
+        pageId: page,
+        contactId: contact.id,
+        platform: "instagram",
+        lastMessageAt: new Date(at.getTime() + 3000),
+        threadOwnerAppId: "1217981644879628",
+        threadOwnerChangedAt: at,
+      },
+    });
+    const message = (mid: string, offset: number, data: Record<string, unknown>) => ({
+      pageId: page,
+      conversationId: conversation.id,
+      platform: "instagram" as const,
+      mid,
+      direction: "incoming" as const,
+      kind: "text",
+      status: "received" as const,
+      sentAt: new Date(at.getTime() + offset),
+      ...data,
+    });
+    await db.message.createMany({
+      data: [
+        message("ig_edited", 0, { text: "four pairs", editCount: 2, editedAt: at }),
+        message("ig_unsent", 1000, { text: null, deletedAt: at }),
+        message("ig_unsupported", 2000, { text: null, payload: { unsupported: true } }),
+        message("ig_standby", 3000, {
+          text: "hello inbox",
+          receivedOnStandby: true,
+          payload: { replyToStory: { id: "1790", url: null } },
+        }),
+      ],
+    });
+
+    const overview = await request(app).get("/").set("Cookie", cookie).expect(200);
+    expect(overview.text).toContain(`href="/pages/${page}/conversations"`);
+
+    const list = await request(app).get(`/pages/${page}/conversations`).set("Cookie", cookie).expect(200);
+    const row = new RegExp(`<tr data-conversation-id="${conversation.id}">[\\s\\S]*?</tr>`).exec(
+      list.text,
+    )?.[0];
+    expect(row).toContain("@grace (Grace H.)");
+    expect(row).toContain('data-field="platform">Instagram');
+    expect(row).toContain('data-field="thread-owner">Instagram inbox');
+    expect(row).toContain("hello inbox");
+    expect(row).toContain('data-marker="standby"');
+
+    const thread = await request(app)
+      .get(`/conversations/${conversation.id}`)
+      .set("Cookie", cookie)
+      .expect(200);
+    const rowOf = (mid: string) =>
+      new RegExp(`<tr data-message-id="[^"]+" data-mid="${mid}">[\\s\\S]*?</tr>`).exec(thread.text)?.[0] ??
+      "";
+    expect(rowOf("ig_edited")).toContain("four pairs");
+    expect(rowOf("ig_edited")).toContain("edited ×2");
+    expect(rowOf("ig_unsent")).toContain("unsent by the customer");
+    expect(rowOf("ig_unsent")).toContain('data-marker="unsent"');
+    expect(rowOf("ig_unsupported")).toContain('data-marker="unsupported"');
+    expect(rowOf("ig_standby")).toContain('data-marker="story-reply"');
+    expect(rowOf("ig_edited")).not.toContain('data-marker="unsent"');
+    expect(thread.text.indexOf("ig_edited")).toBeLessThan(thread.text.indexOf("ig_standby"));
+
+    const json = await request(app)
+      .get(`/api/conversations/${conversation.id}`)
+      .set("Cookie", cookie)
+      .expect(200);
+    expect(json.body.conversation).toMatchObject({
+      platform: "instagram",
+      threadOwner: { appId: "1217981644879628" },
+    });
+    expect(
+      json.body.data.map((m: { mid: string; editCount: number; deletedAt: string | null }) => [
+        m.mid,
+        m.editCount,
+        m.deletedAt !== null,
+      ]),
+    ).toEqual([
+      ["ig_edited", 2, false],
+      ["ig_unsent", 0, true],
+      ["ig_unsupported", 0, false],
+      ["ig_standby", 0, false],
+    ]);
+
+    await request(app).get("/pages/424242/conversations").set("Cookie", cookie).expect(404);
+    await request(app).get("/conversations/not-a-uuid").set("Cookie", cookie).expect(404);
+    await request(app).get(`/pages/${page}/conversations?cursor=nonsense`).set("Cookie", cookie).expect(400);
+    // Behind sign-in like every screen.
+    await request(app).get(`/api/conversations/${conversation.id}`).expect(401);
+  });
 });
 
 describe("sign-in throttle", () => {

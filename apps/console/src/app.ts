@@ -1,5 +1,12 @@
 import type { Bus } from "@switchboard/bus";
 import { parseDuration } from "@switchboard/config";
+import {
+  findConversation,
+  findPageView,
+  InvalidCursorError,
+  listConversations,
+  listMessages,
+} from "@switchboard/conversations";
 import { createOpsRouter, type ReadinessCheck, type Registry } from "@switchboard/observability";
 import { PageNotFoundError } from "@switchboard/pages";
 import type { SubscriptionContext } from "@switchboard/subscriptions";
@@ -10,7 +17,7 @@ import { replayUnrouted, resubscribePage } from "./actions";
 import { needsCsrf, type Operator, type OperatorAuth, SESSION_COOKIE } from "./auth";
 import type { TrustProxy } from "./config";
 import { loadOverview, type OverviewDeps } from "./overview";
-import { loginPage, type Notice, overviewPage, webhooksPage } from "./views";
+import { conversationsPage, loginPage, messagesPage, type Notice, overviewPage, webhooksPage } from "./views";
 
 export interface ConsoleDeps {
   auth: OperatorAuth;
@@ -22,6 +29,8 @@ export interface ConsoleDeps {
   checks: ReadinessCheck[];
   /** Rows per page of the overview (CONSOLE_PAGE_SIZE). */
   pageSize?: number;
+  /** FB_APP_ID: a thread our app owns is shown as ours. */
+  ourAppId?: string;
   /** CONSOLE_TRUST_PROXY: which X-Forwarded-For hops name the client the sign-in throttle counts. */
   trustProxy?: TrustProxy;
 }
@@ -150,6 +159,87 @@ export function createConsoleApp(deps: ConsoleDeps): Express {
     const next = rest.offset + rows.length < rest.total ? rest.offset + rows.length : null;
     res.json({ pages: rows, ...rest, next });
   });
+
+  // A page's conversations and one conversation's messages: what the Conversations API shows, read by the
+  // same queries (one screen per keyset cursor), so an operator sees edits, unsends and thread owners.
+  const cursorOf = (query: Request["query"]) =>
+    typeof query.cursor === "string" && query.cursor.length <= 500 ? query.cursor : undefined;
+  const conversationScreen = 50;
+  const notFound = (res: Response, what: string) =>
+    res.status(404).type("text/plain").send(`${what} not found`);
+  const badCursor = (res: Response) =>
+    res.status(400).type("text/plain").send("cursor is not one this console issued");
+
+  const loadConversations = async (req: Request) => {
+    const pageView = await findPageView(deps.overview.db, String(req.params.pageId));
+    if (!pageView) return undefined;
+    const cursor = cursorOf(req.query);
+    const conversations = await listConversations(deps.overview.db, pageView.pageId, {
+      limit: conversationScreen,
+      ...(cursor ? { cursor } : {}),
+    });
+    return { pageView, conversations };
+  };
+  const loadMessages = async (req: Request) => {
+    const id = String(req.params.conversationId);
+    if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+    const conversation = await findConversation(deps.overview.db, id);
+    if (!conversation) return undefined;
+    const pageView = await findPageView(deps.overview.db, conversation.pageId);
+    if (!pageView) return undefined;
+    const cursor = cursorOf(req.query);
+    const messages = await listMessages(deps.overview.db, id, {
+      limit: conversationScreen,
+      order: "asc",
+      ...(cursor ? { cursor } : {}),
+    });
+    return { pageView, conversation, messages };
+  };
+  const withCursor =
+    (handler: (req: Request, res: Response) => Promise<unknown>) => async (req: Request, res: Response) => {
+      try {
+        await handler(req, res);
+      } catch (error) {
+        if (error instanceof InvalidCursorError) return badCursor(res);
+        throw error;
+      }
+    };
+  const viewOptions = () => ({ now: new Date(), ...(deps.ourAppId ? { ourAppId: deps.ourAppId } : {}) });
+
+  app.get(
+    "/pages/:pageId/conversations",
+    withCursor(async (req, res) => {
+      const loaded = await loadConversations(req);
+      if (!loaded) return notFound(res, "page");
+      res.type("html").send(conversationsPage(loaded.pageView, loaded.conversations, viewOptions()));
+    }),
+  );
+  app.get(
+    "/api/pages/:pageId/conversations",
+    withCursor(async (req, res) => {
+      const loaded = await loadConversations(req);
+      if (!loaded) return res.status(404).json({ error: "page not found" });
+      res.json({ page: loaded.pageView, ...loaded.conversations });
+    }),
+  );
+  app.get(
+    "/conversations/:conversationId",
+    withCursor(async (req, res) => {
+      const loaded = await loadMessages(req);
+      if (!loaded) return notFound(res, "conversation");
+      res
+        .type("html")
+        .send(messagesPage(loaded.pageView, loaded.conversation, loaded.messages, viewOptions()));
+    }),
+  );
+  app.get(
+    "/api/conversations/:conversationId",
+    withCursor(async (req, res) => {
+      const loaded = await loadMessages(req);
+      if (!loaded) return res.status(404).json({ error: "conversation not found" });
+      res.json({ page: loaded.pageView, conversation: loaded.conversation, ...loaded.messages });
+    }),
+  );
 
   app.post("/pages/:pageId/resubscribe", async (req, res) => {
     if (!checkCsrf(req, res)) return;

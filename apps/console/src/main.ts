@@ -50,6 +50,7 @@ runMain(async () => {
     log,
     registry,
     trustProxy: config.CONSOLE_TRUST_PROXY,
+    ...(config.FB_APP_ID ? { ourAppId: config.FB_APP_ID } : {}),
     pageSize: config.CONSOLE_PAGE_SIZE,
     checks: [
       { name: "nats", check: () => bus.isConnected() },

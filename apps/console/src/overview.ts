@@ -14,7 +14,7 @@ export interface PageRow {
   name: string | null;
   companyId: string | null;
   /** `messenger` (a Facebook Page) or `instagram` (an Instagram account); null for an id nobody connected. */
-  platform: string | null;
+  platform: "messenger" | "instagram" | null;
   /** When the token expires, when known (Instagram tokens last 60 days and are refreshed before). */
   tokenExpiresAt: Date | null;
   pageStatus: string | null;

@@ -1,3 +1,10 @@
+import {
+  type ConversationView,
+  type MessageView,
+  type PageView,
+  threadOwnerOf,
+} from "@switchboard/contracts";
+import type { ConversationHeader } from "@switchboard/conversations";
 import type { Overview, PageRow } from "./overview";
 
 const escapeHtml = (value: unknown): string =>
@@ -46,6 +53,8 @@ const STYLE = `
   form { display: inline; }
   button { font: inherit; padding: 2px 8px; margin: 0 4px 4px 0; cursor: pointer; white-space: nowrap; }
   ul.problems { margin: 0; padding-left: 16px; color: #b3263e; }
+  .marker { font-size: 0.75em; padding: 0 0.4em; border-radius: 0.6em; background: #f4f6f9; color: #5b6576; margin-left: 4px; }
+  .unsent { color: #5b6576; font-style: italic; }
 `;
 
 function page(title: string, body: Html): string {
@@ -103,6 +112,116 @@ function actions(row: PageRow, csrf: string): Html {
   return html`${resubscribe}${replay}`;
 }
 
+function platformBadge(platform: "messenger" | "instagram"): Html {
+  return html` <span class="platform platform-${platform}" data-field="platform">${platform === "instagram" ? "Instagram" : "Messenger"}</span>`;
+}
+
+const OWNER_LABELS = {
+  switchboard: "Switchboard",
+  page_inbox: "Page inbox",
+  instagram_inbox: "Instagram inbox",
+  other_app: "another app",
+  idle: "nobody",
+} as const;
+
+/** Conversation routing: who Meta last gave the thread to (our app, Meta's inbox, another app). */
+function threadOwnerCell(
+  conversation: ConversationHeader | ConversationView,
+  ourAppId: string | undefined,
+): Html {
+  if (conversation.threadOwner === null) return html`<span class="id">—</span>`;
+  const owner = threadOwnerOf(conversation.threadOwner.appId, ourAppId);
+  return html`<span class="${owner === "switchboard" || owner === "idle" ? "" : "bad"}" data-field="thread-owner">${OWNER_LABELS[owner]}</span>${conversation.threadOwner.appId ? html`<div class="id">app ${conversation.threadOwner.appId}</div>` : ""}`;
+}
+
+/** A message's text with what happened to it: edited, unsent, unsupported, received on standby, a story reply. */
+function messageCell(message: MessageView): Html {
+  const text =
+    message.deletedAt !== null
+      ? html`<span class="unsent">unsent by the customer</span>`
+      : message.unsupported
+        ? html`<span class="unsent">a message Meta does not deliver</span>`
+        : (message.text ?? html`<span class="id">(${message.kind})</span>`);
+  const markers = [
+    message.editCount > 0
+      ? html`<span class="marker" data-marker="edited" title="${message.editedAt ?? ""}">edited ×${String(message.editCount)}</span>`
+      : "",
+    message.deletedAt !== null
+      ? html`<span class="marker" data-marker="unsent" title="${message.deletedAt}">unsent</span>`
+      : "",
+    message.unsupported ? html`<span class="marker" data-marker="unsupported">unsupported</span>` : "",
+    message.receivedOnStandby ? html`<span class="marker" data-marker="standby">on standby</span>` : "",
+    message.replyTo?.story
+      ? html`<span class="marker" data-marker="story-reply">reply to a story</span>`
+      : "",
+  ];
+  return html`${text}${markers}`;
+}
+
+function contactName(conversation: ConversationHeader | ConversationView): string {
+  const { contact } = conversation;
+  if (contact.username) return `@${contact.username}${contact.name ? ` (${contact.name})` : ""}`;
+  const name = [contact.firstName, contact.lastName].filter(Boolean).join(" ") || contact.name;
+  return name || conversation.psid;
+}
+
+function pageHeading(pageView: PageView): Html {
+  return html`<strong>${pageView.name}</strong>${platformBadge(pageView.platform)} <span class="id">${pageView.pageId}</span>${pageView.status !== "active" ? html` · <span class="bad" data-field="page-status">${pageView.status}${pageView.statusReason ? `: ${pageView.statusReason}` : ""}</span>` : ""}`;
+}
+
+/** A page's conversations, newest first, a keyset screen at a time. */
+export function conversationsPage(
+  pageView: PageView,
+  conversations: { data: ConversationView[]; nextCursor: string | null },
+  options: { now: Date; ourAppId?: string },
+): string {
+  const base = `/pages/${encodeURIComponent(pageView.pageId)}/conversations`;
+  const body = html`
+<h1>Conversations — ${pageHeading(pageView)}</h1>
+<div class="meta"><a href="/">pages</a> · ${options.now.toISOString()}</div>
+<table>
+<thead><tr><th>Person</th><th>Platform</th><th>Thread owner</th><th>Last message</th><th></th></tr></thead>
+<tbody>
+${conversations.data.map(
+  (c) => html`<tr data-conversation-id="${c.id}">
+<td><a href="/conversations/${c.id}">${contactName(c)}</a><div class="id">${c.psid}</div></td>
+<td>${platformBadge(c.platform)}</td>
+<td>${threadOwnerCell(c, options.ourAppId)}</td>
+<td>${c.lastMessage ? messageCell(c.lastMessage) : html`<span class="id">none yet</span>`}</td>
+<td>${c.lastMessageAt ? ago(new Date(c.lastMessageAt), options.now) : ""}</td>
+</tr>`,
+)}
+</tbody></table>
+${conversations.nextCursor ? html`<nav class="pager"><a href="${base}?cursor=${encodeURIComponent(conversations.nextCursor)}" rel="next">older →</a></nav>` : ""}`;
+  return page(`Switchboard console — ${pageView.name}`, body);
+}
+
+/** One conversation's messages in Meta's order. */
+export function messagesPage(
+  pageView: PageView,
+  conversation: ConversationHeader,
+  messages: { data: MessageView[]; nextCursor: string | null },
+  options: { now: Date; ourAppId?: string },
+): string {
+  const body = html`
+<h1>${contactName(conversation)} — ${pageHeading(pageView)}</h1>
+<div class="meta"><a href="/pages/${encodeURIComponent(pageView.pageId)}/conversations">conversations</a> · thread owner: ${threadOwnerCell(conversation, options.ourAppId)} · ${options.now.toISOString()}</div>
+<table>
+<thead><tr><th>When</th><th>From</th><th>Message</th><th>Status</th></tr></thead>
+<tbody>
+${messages.data.map(
+  (m) => html`<tr data-message-id="${m.id}" data-mid="${m.mid ?? ""}">
+<td><time datetime="${m.sentAt}">${m.sentAt}</time></td>
+<td>${m.direction === "incoming" ? "customer" : (m.sentBy ?? "page")}</td>
+<td>${messageCell(m)}</td>
+<td>${m.status}${m.error ? html`<div class="bad fields">${m.error}</div>` : ""}</td>
+</tr>`,
+)}
+</tbody></table>
+${messages.nextCursor ? html`<nav class="pager"><a href="/conversations/${conversation.id}?cursor=${encodeURIComponent(messages.nextCursor)}" rel="next">later →</a></nav>` : ""}`;
+  return page(`Switchboard console — ${contactName(conversation)}`, body);
+}
+
 export interface Notice {
   text: string;
   error: boolean;
@@ -130,7 +249,7 @@ ${options.notice ? html`<div class="notice ${options.notice.error ? "error" : ""
 <tbody>
 ${rows.map(
   (row) => html`<tr class="${row.problems.length > 0 ? "problem" : "healthy"}" data-page-id="${row.pageId}">
-<td><strong>${row.name ?? "(not connected)"}</strong>${row.platform ? html` <span class="platform platform-${row.platform}">${row.platform === "instagram" ? "Instagram" : "Messenger"}</span>` : ""}<div class="id">${row.pageId}${row.pageStatus && row.pageStatus !== "active" ? html` · <span class="bad">${row.pageStatus}</span>` : ""}</div></td>
+<td><strong>${row.name ? html`<a href="/pages/${encodeURIComponent(row.pageId)}/conversations">${row.name}</a>` : "(not connected)"}</strong>${row.platform ? platformBadge(row.platform) : ""}<div class="id">${row.pageId}${row.pageStatus && row.pageStatus !== "active" ? html` · <span class="bad">${row.pageStatus}</span>` : ""}</div></td>
 <td>${row.companyId ?? "—"}</td>
 <td>${subscriptionCell(row)}</td>
 <td>${tokenCell(row)}</td>

@@ -5,8 +5,8 @@
  * API runs it: first screen and a screen deep in the history.
  */
 import { randomUUID } from "node:crypto";
+import { conversationsQuery, messagesQuery } from "@switchboard/conversations";
 import { applyMigrations, createDb, type Prisma } from "@switchboard/db";
-import { conversationsQuery, messagesQuery } from "../src/api/queries";
 
 const server = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const name = `sb_explain_${Date.now()}`;

@@ -13,8 +13,8 @@ import {
   quoteLongIds,
   USER_REF_PSID_PREFIX,
 } from "@switchboard/contracts";
+import { listMessages } from "@switchboard/conversations";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { listMessages } from "./api/queries";
 import { conversationMessages } from "./message-store";
 import {
   createTestWorld,
@@ -520,6 +520,9 @@ describe("recorded messages and postbacks", () => {
       ],
       quickReplyPayload: null,
       replyToMid: null,
+      replyToStory: null,
+      unsupported: false,
+      referral: null,
     });
     expect(sticker).toMatchObject({ kind: "attachment" });
     expect(sticker?.payload).toMatchObject({
@@ -543,6 +546,49 @@ describe("recorded messages and postbacks", () => {
     });
     expect(replyTo).toMatchObject({ kind: "text", text: "answering" });
     expect(replyTo?.payload).toMatchObject({ replyToMid: "m_original", quickReplyPayload: null });
+  });
+});
+
+describe("Instagram message details", () => {
+  it("keeps a story reply, an unsupported message (flagged, no content) and an ad referral, and the API shows them", async () => {
+    const account = "17841400000000901";
+    const psid = "5310000000000901";
+    const at = 1_761_287_294_000;
+    const ig = { platform: "instagram" as const, conversationKey: conversationKey(account, psid) };
+    const story = {
+      ...events.message(account, psid, "ig_story_reply", at, "love this"),
+      ...ig,
+      replyToStory: { id: "17900000000000001", url: "https://lookaside.fbsbx.com/story.jpg" },
+    };
+    const unsupported = {
+      ...events.message(account, psid, "ig_unsupported", at + 1),
+      ...ig,
+      text: null,
+      unsupported: true,
+    };
+    const fromAd = {
+      ...events.message(account, psid, "ig_from_ad", at + 2, "still available?"),
+      ...ig,
+      referral: { source: "ADS", ad_id: "120210000000000001" },
+    };
+    for (const event of [story, unsupported, fromAd]) await publishTwice(event as MessagingEvent);
+    await world.settled();
+
+    expect(await world.db.message.count({ where: { pageId: account } })).toBe(3);
+    const conversation = await world.db.conversation.findFirstOrThrow({ where: { pageId: account } });
+    const { data } = await listMessages(world.db, conversation.id, { limit: 10, order: "asc" });
+    expect(data.map((m) => [m.mid, m.platform, m.text, m.unsupported, m.replyTo])).toEqual([
+      [
+        "ig_story_reply",
+        "instagram",
+        "love this",
+        false,
+        { mid: null, story: { id: "17900000000000001", url: "https://lookaside.fbsbx.com/story.jpg" } },
+      ],
+      ["ig_unsupported", "instagram", null, true, null],
+      ["ig_from_ad", "instagram", "still available?", false, null],
+    ]);
+    expect(data[2]?.payload).toMatchObject({ referral: { source: "ADS", ad_id: "120210000000000001" } });
   });
 });
 

@@ -218,6 +218,9 @@ export const events = {
       attachments: [],
       quickReplyPayload: null,
       replyToMid: null,
+      replyToStory: null,
+      unsupported: false,
+      referral: null,
       profile: { firstName: "Ada", lastName: "Lovelace", profilePicUrl: null, name: null, username: null },
       profileStatus: "fetched",
     };

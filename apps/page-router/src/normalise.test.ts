@@ -432,3 +432,116 @@ describe("message_edits and Instagram's seen", () => {
     expect(event).toMatchObject({ kind: "read", watermark: T });
   });
 });
+
+describe("recorded Instagram payloads (fixtures/instagram-webhooks.json)", () => {
+  const fixtures = JSON.parse(
+    readFileSync(
+      new URL("../../../packages/contracts/fixtures/instagram-webhooks.json", import.meta.url),
+      "utf8",
+    ),
+  ) as Array<{
+    name: string;
+    messaging_event?: Record<string, unknown>;
+    body?: { entry: Array<{ id: string; messaging: Array<Record<string, unknown>> }> };
+  }>;
+  const ig = { ...context, platform: "instagram" as const };
+  const itemOf = (f: (typeof fixtures)[number]) => f.messaging_event ?? f.body!.entry[0]!.messaging[0]!;
+  // The account is the recipient, except for what it sent (echoes) or saw being read.
+  const accountOf = (item: Record<string, unknown>) => {
+    const message = item.message as { is_echo?: boolean } | undefined;
+    const side = message?.is_echo === true ? item.sender : item.recipient;
+    return String((side as { id: string }).id);
+  };
+  const url = (t: string) => `https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1813${t}`;
+  const expected: Record<string, Record<string, unknown>> = {
+    "ig-text": { kind: "message", text: "MESSAGE-TEXT", psid: "1234567890123456" },
+    "ig-story-reply": {
+      kind: "message",
+      text: "This is the story reply",
+      replyToMid: null,
+      replyToStory: { id: "chatwoot-app-user-id-1", url: "https://chatwoot-assets.local/sample.png" },
+    },
+    "ig-unsend": { kind: "unsend", mid: "message-id-to-delete" },
+    "ig-story-mention": {
+      kind: "message",
+      attachments: [
+        expect.objectContaining({ type: "story_mention", url: "https://www.example.com/test.jpeg" }),
+      ],
+    },
+    "ig-seen": { kind: "read", watermark: 1631082844000 },
+    "ig-post-share": { kind: "message", text: null },
+    "ig-unsupported": { kind: "message", unsupported: true, text: null, attachments: [] },
+    "ig-echo": { kind: "echo", text: "Thanks!", appId: null, psid: "1234567890123456" },
+    "ig-attachment-image": {
+      kind: "message",
+      attachments: [expect.objectContaining({ type: "image", url: url("image") })],
+    },
+    "ig-attachment-video": {
+      kind: "message",
+      attachments: [expect.objectContaining({ type: "video", url: url("video") })],
+    },
+    "ig-attachment-audio": {
+      kind: "message",
+      attachments: [expect.objectContaining({ type: "audio", url: url("audio") })],
+    },
+    "ig-attachment-file": {
+      kind: "message",
+      attachments: [expect.objectContaining({ type: "file", url: url("file") })],
+    },
+    "ig-attachment-reel": {
+      kind: "message",
+      attachments: [expect.objectContaining({ type: "reel", url: url("reel"), title: "A reel caption" })],
+    },
+    "ig-attachment-ig-reel": {
+      kind: "message",
+      attachments: [
+        expect.objectContaining({ type: "ig_reel", url: url("ig_reel"), title: "A reel caption" }),
+      ],
+    },
+    "ig-attachment-ephemeral": {
+      kind: "message",
+      attachments: [expect.objectContaining({ type: "ephemeral", url: null })],
+    },
+    "ig-reply-to-message": {
+      kind: "message",
+      replyToMid: "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEimage",
+      replyToStory: null,
+    },
+    "ig-quick-reply": { kind: "message", text: "Red", quickReplyPayload: "PICKED_RED" },
+    "ig-message-referral-ad": {
+      kind: "message",
+      text: "Is this still available?",
+      referral: expect.objectContaining({ ad_id: "120210000000000001", source: "ADS" }),
+    },
+    "ig-referral-igme-link": { kind: "referral", referral: expect.objectContaining({ source: "IGME_LINK" }) },
+    "ig-postback": { kind: "postback", title: "Talk to a person", payload: "HUMAN" },
+    "ig-reaction-react": {
+      kind: "reaction",
+      action: "react",
+      emoji: "❤️",
+      targetMid: "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEreply",
+    },
+    "ig-reaction-unreact": { kind: "reaction", action: "unreact", emoji: null },
+  };
+
+  it("covers every recorded fixture", () => {
+    expect(Object.keys(expected).sort()).toEqual(fixtures.map((f) => f.name).sort());
+  });
+
+  it.each(fixtures.map((f) => [f.name, f] as const))(
+    "normalises %s as an Instagram event",
+    (name, fixture) => {
+      const item = itemOf(fixture);
+      const pageId = accountOf(item);
+      const event = normaliseItem(item, 0, { ...ig, pageId });
+      expect(MessagingEvent.safeParse(event).success).toBe(true);
+      expect(event).toMatchObject({ platform: "instagram", ...expected[name] });
+      expect(event.conversationKey).toBe(`${pageId}:${event.psid}`);
+    },
+  );
+
+  it("flags nothing unsupported and no story on an ordinary message", () => {
+    const event = normaliseItem(itemOf(fixtures.find((f) => f.name === "ig-quick-reply")!), 0, ig);
+    expect(event).toMatchObject({ unsupported: false, replyToStory: null, referral: null });
+  });
+});

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import {
   type Attachment,
   conversationKey,
+  type IncomingMessageEvent,
   type MessageAttachment,
   type MessagingEvent,
   MessagingItem,
@@ -84,6 +85,9 @@ export function normaliseItem(raw: unknown, entryTime: number, context: EntryCon
       attachments: attachmentsOf(item.message.attachments),
       quickReplyPayload: item.message.quick_reply?.payload ?? null,
       replyToMid: item.message.reply_to?.mid ?? null,
+      replyToStory: storyOf(item.message.reply_to?.story),
+      unsupported: item.message.is_unsupported === true,
+      referral: item.message.referral ?? null,
       profile: null,
       profileStatus: "not_requested",
     };
@@ -211,6 +215,11 @@ function personOf(value: unknown, pageId: string, isEcho = false): string {
   const ref = id(item.sender?.user_ref) ?? id(item.optin?.user_ref) ?? id(item.recipient?.user_ref);
   if (ref) return `${USER_REF_PSID_PREFIX}${ref}`;
   return NO_PERSON_PSID;
+}
+
+function storyOf(story: { id?: string; url?: string } | undefined): IncomingMessageEvent["replyToStory"] {
+  if (story === undefined) return null;
+  return { id: story.id ?? null, url: story.url ?? null };
 }
 
 function attachmentsOf(list: Array<z.infer<typeof MessageAttachment>> | undefined): Attachment[] {

@@ -151,6 +151,20 @@ export const MessageView = z
     deletedAt: z.iso.datetime().nullable().meta({
       description: "When the customer unsent it (Instagram); its text and attachment URLs are gone.",
     }),
+    replyTo: z
+      .object({
+        mid: z.string().nullable(),
+        story: z.object({ id: z.string().nullable(), url: z.string().nullable() }).nullable(),
+      })
+      .nullable()
+      .meta({
+        description:
+          "What the customer answered: one of the conversation's messages (`mid`) or, on Instagram, the account's story.",
+      }),
+    unsupported: z.boolean().meta({
+      description:
+        "Instagram `is_unsupported`: a message kind Meta's API does not deliver (kept without content).",
+    }),
     receivedOnStandby: z.boolean().meta({
       description:
         "Received while another app (e.g. the Page inbox) controlled the thread (conversation routing).",

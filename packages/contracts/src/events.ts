@@ -70,6 +70,12 @@ export const IncomingMessageEvent = EventBase.extend({
   attachments: z.array(Attachment),
   quickReplyPayload: z.string().nullable(),
   replyToMid: z.string().nullable(),
+  /** Instagram: the customer answered the account's story (its id, and its CDN URL while it lives). */
+  replyToStory: z.object({ id: z.string().nullable(), url: z.string().nullable() }).nullable().default(null),
+  /** Instagram `is_unsupported`: a message kind the API does not deliver; kept, flagged, without content. */
+  unsupported: z.boolean().default(false),
+  /** The ad or link the person came from (`message.referral`), as Meta sent it. */
+  referral: z.unknown().nullable().default(null),
   profile: ContactProfile.nullable(),
   profileStatus: ProfileStatus,
 });

@@ -67,6 +67,8 @@ export const MessageBody = z.looseObject({
   is_deleted: z.boolean().optional(),
   /** Instagram: a message kind the API does not deliver (the row is kept, flagged). */
   is_unsupported: z.boolean().optional(),
+  /** A message that came from an ad or an ig.me / m.me link (`source`, `ref`, `ad_id` …). */
+  referral: z.looseObject({}).optional(),
 });
 
 export const PostbackBody = z.looseObject({

@@ -1,6 +1,13 @@
 import { randomUUID } from "node:crypto";
 import type { Bus } from "@switchboard/bus";
 import { MessagesQuery, PaginationQuery, SendMessageRequest } from "@switchboard/contracts";
+import {
+  findConversationId,
+  InvalidCursorError,
+  listCompanyPages,
+  listConversations,
+  listMessages,
+} from "@switchboard/conversations";
 import type { Db } from "@switchboard/db";
 import { Counter, type Registry } from "@switchboard/observability";
 import {
@@ -12,10 +19,8 @@ import {
 import express, { type NextFunction, type Request, type Response, type Router } from "express";
 import type { Logger } from "pino";
 import { callerOf, requireApiKey } from "./auth";
-import { InvalidCursorError } from "./cursor";
 import { sendError, sendInvalid } from "./errors";
 import { buildOpenApiDocument } from "./openapi";
-import { findConversationId, listCompanyPages, listConversations, listMessages } from "./queries";
 import { mountWebhookEndpointRoutes, type WebhookEndpointsApiDeps } from "./webhook-endpoints";
 
 export interface ConversationsApiDeps {

@@ -3,6 +3,7 @@ import {
   UpdateWebhookEndpointRequest,
   WebhookDeliveriesQuery,
 } from "@switchboard/contracts";
+import { decodeCursor, encodeCursor } from "@switchboard/conversations";
 import type { TokenCipher } from "@switchboard/crypto";
 import type { Db } from "@switchboard/db";
 import {
@@ -20,7 +21,6 @@ import {
 import type { Router } from "express";
 import { z } from "zod";
 import { callerOf } from "./auth";
-import { decodeCursor, encodeCursor } from "./cursor";
 import { sendError, sendInvalid } from "./errors";
 
 export interface WebhookEndpointsApiDeps {

@@ -1,5 +1,5 @@
 import type { ConversationView, MessageView, PageView } from "@switchboard/contracts";
-import { type Db, Prisma } from "@switchboard/db";
+import { type Db, type PageConnection, Prisma } from "@switchboard/db";
 import { ConversationCursor, decodeCursor, encodeCursor, MessageCursor } from "./cursor";
 
 /** The reads behind the Conversations API, each a keyset page over an index. */
@@ -9,6 +9,16 @@ export async function listCompanyPages(db: Db, companyId: string): Promise<PageV
     where: { companyId },
     orderBy: [{ name: "asc" }, { pageId: "asc" }],
   });
+  return pageViewsOf(db, pages);
+}
+
+/** One connected page or Instagram account as the API shows it, whatever its company. */
+export async function findPageView(db: Db, pageId: string): Promise<PageView | undefined> {
+  const page = await db.pageConnection.findUnique({ where: { pageId } });
+  return page ? (await pageViewsOf(db, [page]))[0] : undefined;
+}
+
+async function pageViewsOf(db: Db, pages: PageConnection[]): Promise<PageView[]> {
   const subscriptions = await db.pageSubscription.findMany({
     where: { pageId: { in: pages.map((p) => p.pageId) } },
   });
@@ -39,6 +49,33 @@ export async function listCompanyPages(db: Db, companyId: string): Promise<PageV
         : null,
     };
   });
+}
+
+/** A conversation's person, platform and thread owner (its messages are `listMessages`). */
+export type ConversationHeader = Omit<ConversationView, "lastMessage" | "lastMessageAt"> & { pageId: string };
+
+export async function findConversation(
+  db: Db,
+  conversationId: string,
+): Promise<ConversationHeader | undefined> {
+  const row = await db.conversation.findUnique({ where: { id: conversationId }, include: { contact: true } });
+  if (!row) return undefined;
+  return {
+    id: row.id,
+    pageId: row.pageId,
+    psid: row.contact.psid,
+    platform: row.platform,
+    contact: {
+      firstName: row.contact.firstName,
+      lastName: row.contact.lastName,
+      profilePicUrl: row.contact.profilePicUrl,
+      name: row.contact.name,
+      username: row.contact.username,
+    },
+    threadOwner: row.threadOwnerChangedAt
+      ? { appId: row.threadOwnerAppId, since: row.threadOwnerChangedAt.toISOString() }
+      : null,
+  };
 }
 
 export interface PageOf<T> {
@@ -80,10 +117,26 @@ function toMessageView(row: MessageRow): MessageView {
     editCount: row.edit_count,
     editedAt: row.edited_at === null ? null : new Date(row.edited_at).toISOString(),
     deletedAt: row.deleted_at === null ? null : new Date(row.deleted_at).toISOString(),
+    replyTo: replyToOf(row.payload),
+    unsupported: row.payload?.unsupported === true,
     receivedOnStandby: row.received_on_standby,
     sentAt: row.sent_at.toISOString(),
     createdAt: row.created_at.toISOString(),
   };
+}
+
+/** What an incoming message answered, from the payload the store wrote (`replyToMid`, `replyToStory`). */
+function replyToOf(payload: Record<string, unknown> | null): MessageView["replyTo"] {
+  const mid = typeof payload?.replyToMid === "string" ? payload.replyToMid : null;
+  const story = payload?.replyToStory as { id?: unknown; url?: unknown } | null | undefined;
+  const storyView =
+    story && typeof story === "object"
+      ? {
+          id: typeof story.id === "string" ? story.id : null,
+          url: typeof story.url === "string" ? story.url : null,
+        }
+      : null;
+  return mid === null && storyView === null ? null : { mid, story: storyView };
 }
 
 export async function listConversations(

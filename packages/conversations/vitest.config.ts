@@ -1,0 +1,3 @@
+import { switchboardTestConfig } from "@switchboard/vitest-config";
+
+export default switchboardTestConfig();
