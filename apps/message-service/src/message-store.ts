@@ -27,6 +27,7 @@ import type { TokenCipher } from "@switchboard/crypto";
 import { type Db, Prisma } from "@switchboard/db";
 import { z } from "zod";
 import { type OutboxRow, outboxRow, pageLifecycleOutboxRow, writeOutbox } from "./domain-events";
+import { sameSentText } from "./echo-text";
 
 type Tx = Prisma.TransactionClient;
 
@@ -794,7 +795,7 @@ async function inFlightSendEchoed(context: Context, event: EchoEvent) {
     take: 1,
   });
   if (!inFlight) return undefined;
-  if (inFlight.text !== null) return inFlight.text === event.text ? inFlight : undefined;
+  if (inFlight.text !== null) return sameSentText(inFlight.text, event.text) ? inFlight : undefined;
   const request = (inFlight.payload as { request?: { attachment?: { type?: string } } }).request;
   const type = request?.attachment?.type;
   return event.text === null && type !== undefined && event.attachments.some((a) => a.type === type)

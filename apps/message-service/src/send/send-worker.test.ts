@@ -46,6 +46,10 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
   let workerDb: Db;
   /** When set, the next `$transaction` of the worker fails as a dropped connection would. */
   let failNextCommit = false;
+  /** What Meta's echo says instead of what was sent (Meta may normalise a text it echoes). */
+  let echoText: ((text: string | undefined) => string | undefined) | undefined;
+  /** Meta's Send API answer waits until the echo it sent first is stored (its own row, by mid). */
+  let holdAnswerUntilEchoStored = false;
   const stops: Array<() => Promise<void>> = [];
 
   beforeAll(async () => {
@@ -55,7 +59,16 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
     receiver.post("/webhooks/facebook", async (req, res) => {
       const platform = req.body.object === "instagram" ? "instagram" : "messenger";
       for (const entry of req.body.entry) {
-        for (const item of entry.messaging) await world.publish(echoEvent(String(entry.id), item, platform));
+        for (const item of entry.messaging) {
+          if (echoText && item.message) item.message.text = echoText(item.message.text);
+          await world.publish(echoEvent(String(entry.id), item, platform));
+          if (holdAnswerUntilEchoStored && item.message) {
+            const mid = item.message.mid;
+            await eventually(async () => (await world.db.message.count({ where: { mid } })) > 0, {
+              message: "the echo stored",
+            });
+          }
+        }
       }
       res.sendStatus(200);
     });
@@ -114,6 +127,8 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
   });
 
   afterEach(() => {
+    echoText = undefined;
+    holdAnswerUntilEchoStored = false;
     meta.state.echoMode = "off";
     meta.state.clearErrors(PAGE.pageId);
     meta.state.clearErrors(IG.pageId);
@@ -345,6 +360,51 @@ describe("send worker: exactly once, in order, never throttled into failure", ()
       }
       const conversations = await world.db.conversation.findMany({ where: { pageId: IG.pageId } });
       expect(conversations.every((c) => c.platform === "instagram")).toBe(true);
+    });
+
+    it("Meta echoes a trimmed text before its answer, which is lost: still the send in flight, sent once, one row", async () => {
+      meta.state.echoMode = "before";
+      meta.state.injectError(IG.pageId, { endpoint: "messages", afterSending: true, delayMs: 600, times: 1 });
+      echoText = (text) => text?.trim();
+      const before = igSends().length;
+      const { id } = await queueIg(IG_PEOPLE[1]!, "  spaced out reply  ");
+      const row = await settled(id);
+      expect(row.status).toBe("sent");
+      expect(igSends()).toHaveLength(before + 1);
+      const mid = igSends().at(-1)!.mid;
+      expect(row.mid).toBe(mid);
+      await new Promise((r) => setTimeout(r, 500));
+      const withMid = await world.db.message.findMany({ where: { pageId: IG.pageId, mid } });
+      expect(withMid.map((r) => [r.id, r.sentBy])).toEqual([[id, "switchboard"]]);
+    });
+
+    it("an echo no send matched (Meta changed its words) stored before Meta's answer is merged into the send's row, sent once", async () => {
+      meta.state.echoMode = "before";
+      echoText = (text) => `${text} ✨`;
+      // Meta's answer waits until the echo's own row is stored: the worker then meets Meta's mid on it.
+      holdAnswerUntilEchoStored = true;
+      const before = igSends().length;
+      const { id } = await queueIg(IG_PEOPLE[2]!, "your parcel left today");
+      const row = await settled(id);
+      expect(row.status).toBe("sent");
+      expect(igSends()).toHaveLength(before + 1);
+      const mid = igSends().at(-1)!.mid;
+      expect(row.mid).toBe(mid);
+      const withMid = await world.db.message.findMany({ where: { pageId: IG.pageId, mid } });
+      expect(withMid.map((r) => [r.id, r.sentBy, r.text])).toEqual([
+        [id, "switchboard", "your parcel left today"],
+      ]);
+      // The product heard of the echo's row, and hears it is gone; ours is announced sent.
+      await eventually(
+        async () => {
+          const announced = await world.domainEvents();
+          return (
+            announced.some((e) => e.type === "message.deleted" && e.mid === mid && e.messageId !== id) &&
+            announced.some((e) => e.type === "message.sent" && e.messageId === id && e.mid === mid)
+          );
+        },
+        { message: "message.deleted for the echo's row and message.sent for ours" },
+      );
     });
 
     it("the answer was lost and no echo came: the Instagram thread says it went out, so it is not sent again", async () => {

@@ -8,7 +8,7 @@ import {
 } from "@switchboard/bus";
 import { type DomainEvent, SendRequest } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
-import type { Db, Message } from "@switchboard/db";
+import { type Db, isUniqueViolation, type Message } from "@switchboard/db";
 import { type GraphClients, type SendMessageBody, TransientGraphError } from "@switchboard/graph-api";
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
 import { createPageQuota } from "@switchboard/page-quota";
@@ -18,6 +18,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { ConversationLock } from "../conversation-lock";
 import { type OutboxRow, outboxRow, publishOutbox, writeOutbox } from "../domain-events";
+import { sameSentText } from "../echo-text";
 import { explainSendFailure } from "./send-failure";
 
 export interface SendWorkerOptions {
@@ -202,10 +203,17 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
     }
     const token = await readPageToken(db, cipher, request.pageId);
     const thread = await graphs[message.platform].getThreadMessages(request.pageId, token, request.psid);
+    // Thread messages already stored are not this send — except an Instagram echo stored on its own
+    // (no app id says whose it is, and no send in flight matched it): that may be this very send, and
+    // recording it merges the two rows.
     const known = new Set(
       (
         await db.message.findMany({
-          where: { pageId: request.pageId, mid: { in: thread.map((m) => m.id) } },
+          where: {
+            pageId: request.pageId,
+            mid: { in: thread.map((m) => m.id) },
+            NOT: { direction: "outgoing", sentBy: "unknown", platform: "instagram" },
+          },
           select: { mid: true },
         })
       ).map((m) => m.mid),
@@ -217,7 +225,7 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
         m.from?.id === request.pageId &&
         !known.has(m.id) &&
         Date.parse(m.created_time) >= since &&
-        (message.text === null ? m.message === undefined || m.message === "" : m.message === message.text),
+        sameSentText(message.text, m.message),
     );
     const current = await db.message.findUnique({ where: { id: message.id } });
     if (!current || settled(current)) return undefined; // the echo confirmed it meanwhile
@@ -308,6 +316,44 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
   }
 
   async function recordSent(message: Message, request: SendRequest, mid: string, sentAt: Date) {
+    const attempt = () => db.$transaction((tx) => markSent(tx, message, request, mid, sentAt));
+    // The echo's row and ours can race for the mid: the loser sees the winner's commit on a second try.
+    const rows = await attempt().catch((error: unknown) => {
+      if (!isUniqueViolation(error)) throw error;
+      return attempt();
+    });
+    log.info({ pageId: message.pageId, psid: request.psid, messageId: message.id, mid }, "message sent");
+    if (rows.length > 0) await publishAfterCommit(rows);
+  }
+
+  /**
+   * Only a row still `sending` without a mid moves: if the echo confirmed it first, it keeps its status
+   * (possibly already delivered or read) and the echo published `message.sent`. An Instagram echo that no
+   * send in flight matched (Meta echoed a text it had changed) was stored as its own row with this mid:
+   * it is this send, so ours takes the mid, Meta's time and any later status, and that row goes.
+   */
+  async function markSent(
+    tx: Parameters<Parameters<Db["$transaction"]>[0]>[0],
+    message: Message,
+    request: SendRequest,
+    mid: string,
+    sentAt: Date,
+  ): Promise<OutboxRow[]> {
+    const [echoed] = await tx.$queryRaw<
+      Array<{ id: string; conversation_id: string; status: Message["status"]; sent_at: Date }>
+    >`
+      DELETE FROM messages
+      WHERE page_id = ${message.pageId} AND mid = ${mid} AND id <> ${message.id}::uuid
+        AND direction = 'outgoing' AND sent_by = 'unknown' AND platform = 'instagram'
+        AND EXISTS (SELECT 1 FROM messages ours WHERE ours.id = ${message.id}::uuid AND ours.mid IS NULL
+                    AND ours.status = 'sending')
+      RETURNING id::text, conversation_id::text, status, sent_at`;
+    const status = echoed && SENT_RANK[echoed.status] > SENT_RANK.sent ? echoed.status : "sent";
+    const { count } = await tx.message.updateMany({
+      where: { id: message.id, status: "sending", mid: null },
+      data: { mid, status, error: null, sentAt: echoed?.sent_at ?? sentAt, sendAttemptStartedAt: null },
+    });
+    if (count === 0) return [];
     const now = Date.now();
     const events: DomainEvent[] = [
       {
@@ -319,21 +365,28 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
         mid,
         occurredAt: now,
       },
-      statusChanged(message, request, "sent", now),
+      statusChanged(message, request, status, now),
     ];
-    const rows = events.map((e) => outboxRow(topology, e));
-    // Only a row still `sending` without a mid moves: if the echo confirmed it first, it keeps its status
-    // (possibly already delivered or read) and the echo published `message.sent`.
-    const moved = await db.$transaction(async (tx) => {
-      const { count } = await tx.message.updateMany({
-        where: { id: message.id, status: "sending", mid: null },
-        data: { mid, status: "sent", error: null, sentAt, sendAttemptStartedAt: null },
+    if (echoed) {
+      events.push({
+        type: "message.deleted",
+        messageId: echoed.id,
+        conversationId: echoed.conversation_id,
+        pageId: message.pageId,
+        platform: message.platform,
+        psid: request.psid,
+        mid,
+        deletedAt: now,
+        occurredAt: now,
       });
-      if (count > 0) await writeOutbox(tx, rows);
-      return count > 0;
-    });
-    log.info({ pageId: message.pageId, psid: request.psid, messageId: message.id, mid }, "message sent");
-    if (moved) await publishAfterCommit(rows);
+      log.info(
+        { pageId: message.pageId, messageId: message.id, duplicate: echoed.id, mid },
+        "an echo stored on its own was this send: merged into its row",
+      );
+    }
+    const rows = events.map((e) => outboxRow(topology, e));
+    await writeOutbox(tx, rows);
+    return rows;
   }
 
   async function recordFailed(
@@ -428,10 +481,20 @@ function safeJson(msg: JsMsg): unknown {
   }
 }
 
+/** Outgoing statuses only move forward: sent, then delivered, then read. */
+const SENT_RANK: Record<Message["status"], number> = {
+  received: 0,
+  sending: 0,
+  failed: 0,
+  sent: 1,
+  delivered: 2,
+  read: 3,
+};
+
 function statusChanged(
   message: Pick<Message, "id" | "pageId" | "platform">,
   request: SendRequest,
-  status: "sent" | "failed",
+  status: Message["status"],
   at: number,
 ): DomainEvent {
   return {
