@@ -101,7 +101,7 @@ describe("operator console in a real browser (Debian's chromium, headless)", () 
     await system?.stop();
   });
 
-  it("asks for the operator token, lists the pages problems first, re-subscribes a page, and signs out", async () => {
+  it("asks for the operator token, lists the pages problems first, re-subscribes a page, opens a page's conversations and a conversation, and signs out", async () => {
     const page = await browser.newPage();
     await page.goto(operatorConsole.url);
     expect(new URL(page.url()).pathname).toBe("/login");
@@ -140,6 +140,24 @@ describe("operator console in a real browser (Debian's chromium, headless)", () 
     expect(await after.locator("[data-field=subscription]").textContent()).toBe("subscribed");
     const atMeta = (await (await fake(`/pages/${PAGES[1]!.pageId}/subscription`)).json()) as unknown;
     expect(JSON.stringify(atMeta)).toContain("messages");
+
+    // A page's name opens its conversations, a conversation its messages.
+    const shoesNow = page.locator(`tr[data-page-id="${PAGES[0]!.pageId}"]`);
+    expect(await shoesNow.locator("[data-field=platform]").textContent()).toBe("Messenger");
+    await shoesNow.locator(`a[href="/pages/${PAGES[0]!.pageId}/conversations"]`).click();
+    await page.waitForURL((url) => url.pathname === `/pages/${PAGES[0]!.pageId}/conversations`);
+    const conversation = page.locator("tbody tr[data-conversation-id]");
+    expect(await conversation.count()).toBe(1);
+    expect(await conversation.textContent()).toContain("7001");
+    expect(await conversation.textContent()).toContain("hi");
+    expect(await conversation.locator("[data-field=platform]").textContent()).toBe("Messenger");
+    await conversation.locator("a").first().click();
+    await page.waitForURL((url) => url.pathname.startsWith("/conversations/"));
+    const message = page.locator('tbody tr[data-mid="m_console_1"]');
+    expect(await message.textContent()).toContain("customer");
+    expect(await message.textContent()).toContain("received");
+    await page.locator('a[href^="/pages/"]').first().click();
+    await page.goto(operatorConsole.url);
 
     await page.click("button[data-action=sign-out]");
     await page.waitForURL((url) => url.pathname === "/login");
