@@ -39,7 +39,7 @@ export function createPageRouterMetrics(registry: Registry, pageLabel = createPa
     }),
     entriesUnrouted: new Counter({
       name: "switchboard_router_entries_unrouted_total",
-      help: "Entries parked on the unrouted stream, per page and reason (unknown_page, page_disabled, undecodable)",
+      help: "Entries parked on the unrouted stream, per page and reason (unknown_page, page_disabled, platform_mismatch, undecodable)",
       labelNames: ["page_id", "reason"],
       registers,
     }),

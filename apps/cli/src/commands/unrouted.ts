@@ -72,7 +72,7 @@ export function registerUnroutedCommands(program: Command, context: CliContext) 
     .option("--page-id <id>", "only this page's entries")
     .option(
       "--reason <code>",
-      "only entries parked for this reason (unknown_page, page_disabled, undecodable)",
+      "only entries parked for this reason (unknown_page, page_disabled, platform_mismatch, undecodable)",
     )
     .action(async (options: { pageId?: string; reason?: string }) => {
       const { bus, stored, prefix } = await read(options.pageId);
