@@ -455,20 +455,31 @@ async function insertIncoming(
       sent_at: row.sentAt.toISOString(),
     }))
     .sort((a, b) => (a.page_id === b.page_id ? (a.mid < b.mid ? -1 : 1) : a.page_id < b.page_id ? -1 : 1));
-  const inserted = await tx.$queryRaw<Array<{ id: string }>>`
-    INSERT INTO messages (id, page_id, platform, conversation_id, received_on_standby, mid, direction, kind,
-                          text, payload, status, sent_at, updated_at)
-    SELECT id, page_id, platform, conversation_id, received_on_standby, mid, 'incoming'::message_direction,
-           kind, text, payload, 'received'::message_status, sent_at, now()
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(
-      id uuid, page_id text, platform platform, conversation_id uuid, received_on_standby boolean, mid text,
-      kind text, text text, payload jsonb, sent_at timestamptz)
-    ON CONFLICT DO NOTHING
-    RETURNING id`;
+  // The insert also says which new messages have an edit or an unsend waiting for them (they came
+  // first): only those take the extra statements, so a batch with none runs this one alone.
+  const inserted = await tx.$queryRaw<Array<{ id: string; edit_waiting: boolean; unsend_waiting: boolean }>>`
+    WITH stored AS (
+      INSERT INTO messages (id, page_id, platform, conversation_id, received_on_standby, mid, direction, kind,
+                            text, payload, status, sent_at, updated_at)
+      SELECT id, page_id, platform, conversation_id, received_on_standby, mid, 'incoming'::message_direction,
+             kind, text, payload, 'received'::message_status, sent_at, now()
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(
+        id uuid, page_id text, platform platform, conversation_id uuid, received_on_standby boolean, mid text,
+        kind text, text text, payload jsonb, sent_at timestamptz)
+      ON CONFLICT DO NOTHING
+      RETURNING id, page_id, mid)
+    SELECT s.id::text,
+           EXISTS (SELECT 1 FROM message_edits e WHERE e.page_id = s.page_id AND e.mid = s.mid) AS edit_waiting,
+           EXISTS (SELECT 1 FROM message_unsends u WHERE u.page_id = s.page_id AND u.mid = s.mid) AS unsend_waiting
+    FROM stored s`;
   const stored = new Set(inserted.map((r) => r.id));
-  const edited = stored.size > 0 ? await applyWaitingEdits(tx, [...stored]) : new Map<string, AppliedEdit>();
+  const awaitingEdit = inserted.filter((r) => r.edit_waiting).map((r) => r.id);
+  const awaitingUnsend = inserted.filter((r) => r.unsend_waiting).map((r) => r.id);
+  const edited =
+    awaitingEdit.length > 0 ? await applyWaitingEdits(tx, awaitingEdit) : new Map<string, AppliedEdit>();
   // After the edits: an unsent message keeps no text, whatever revision it had.
-  const unsent = stored.size > 0 ? await applyWaitingUnsends(tx, [...stored]) : new Map<string, Date>();
+  const unsent =
+    awaitingUnsend.length > 0 ? await applyWaitingUnsends(tx, awaitingUnsend) : new Map<string, Date>();
   const occurredAt = now().getTime();
   for (const { i, event, row, id, conversationId } of items) {
     if (!stored.has(id)) continue;

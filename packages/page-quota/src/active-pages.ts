@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { coalescePerTick } from "./coalesce";
 
 export interface ActivePagesOptions {
   redis: Redis;
@@ -25,6 +26,19 @@ export function createActivePages(options: ActivePagesOptions): ActivePages {
   const key = `${options.keyPrefix}fair-share:active-pages`;
   const markedAt = new Map<string, number>();
   let snapshot: { at: number; pages: Promise<string[]> } | undefined;
+  // Every page marked in one tick in one ZADD: with thousands of pages, each is marked once per
+  // `cacheMs`, and a burst of them costs one round trip, not one transaction each.
+  const mark = coalescePerTick<string, void>(async (pageIds) => {
+    const now = Date.now();
+    const members = [...new Set(pageIds)].flatMap((pageId) => [now, pageId]);
+    await redis
+      .multi()
+      .zadd(key, ...members)
+      .zremrangebyscore(key, "-inf", now - windowMs)
+      .pexpire(key, windowMs * 10)
+      .exec();
+    return pageIds.map(() => undefined);
+  });
 
   return {
     async markActive(pageId) {
@@ -32,12 +46,7 @@ export function createActivePages(options: ActivePagesOptions): ActivePages {
       if (now - (markedAt.get(pageId) ?? 0) < cacheMs) return;
       markedAt.set(pageId, now);
       if (markedAt.size > 10_000) markedAt.clear();
-      await redis
-        .multi()
-        .zadd(key, now, pageId)
-        .zremrangebyscore(key, "-inf", now - windowMs)
-        .pexpire(key, windowMs * 10)
-        .exec();
+      await mark(pageId);
     },
     async othersActive(pageId) {
       const now = Date.now();

@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { coalescePerTick } from "./coalesce";
 
 export interface PsidFloodOptions {
   redis: Redis;
@@ -16,17 +17,38 @@ export interface PsidFloodDetector {
   observe(pageId: string, psid: string, count?: number): Promise<boolean>;
 }
 
+interface Observation {
+  key: string;
+  count: number;
+}
+
 export function createPsidFloodDetector(options: PsidFloodOptions): PsidFloodDetector {
+  const { redis, threshold, windowMs } = options;
+  // The observations of one tick in one pipeline: a counter per person (INCRBY is atomic, so across
+  // replicas exactly one increment crosses the threshold) and its expiry.
+  const count = coalescePerTick<Observation, boolean>(async (observations) => {
+    const totals = new Map<string, number>();
+    for (const { key, count } of observations) totals.set(key, (totals.get(key) ?? 0) + count);
+    const pipeline = redis.pipeline();
+    for (const [key, total] of totals) pipeline.incrby(key, total).pexpire(key, windowMs * 2);
+    const replies = (await pipeline.exec()) ?? [];
+    // The counter after this tick's increments, walked back to where this tick started.
+    const running = new Map<string, number>();
+    [...totals.entries()].forEach(([key, total], i) => {
+      const [error, after] = replies[i * 2] ?? [new Error("no reply")];
+      if (error) throw error;
+      running.set(key, Number(after) - total);
+    });
+    return observations.map(({ key, count }) => {
+      const before = running.get(key)!;
+      running.set(key, before + count);
+      return before < threshold && before + count >= threshold;
+    });
+  });
   return {
-    async observe(pageId, psid, count = 1) {
-      const window = Math.floor(Date.now() / options.windowMs);
-      const key = `${options.keyPrefix}psid-flood:${pageId}:${psid}:${window}`;
-      const [[, total]] = (await options.redis
-        .multi()
-        .incrby(key, count)
-        .pexpire(key, options.windowMs * 2)
-        .exec()) as [[Error | null, number], [Error | null, number]];
-      return total >= options.threshold && total - count < options.threshold;
+    observe(pageId, psid, n = 1) {
+      const window = Math.floor(Date.now() / windowMs);
+      return count({ key: `${options.keyPrefix}psid-flood:${pageId}:${psid}:${window}`, count: n });
     },
   };
 }

@@ -116,6 +116,15 @@ describe("active pages (contention)", () => {
     expect(await a.othersActive("1")).toBe(false);
     expect(await a.othersActive("3")).toBe(false);
   });
+
+  it("marks every page of a burst, however many arrive in one tick", async () => {
+    const keyPrefix = `${uniqueId()}:`;
+    const replica = createActivePages({ redis, keyPrefix, windowMs: 1000, cacheMs: 0 });
+    const pages = Array.from({ length: 500 }, (_, i) => String(10_000 + i));
+    await Promise.all(pages.map((page) => replica.markActive(page)));
+    expect(await redis.zcard(`${keyPrefix}fair-share:active-pages`)).toBe(500);
+    expect(await replica.othersActive("10000")).toBe(true);
+  });
 });
 
 describe("per-PSID flood detector", () => {
@@ -132,5 +141,23 @@ describe("per-PSID flood detector", () => {
     expect(flags.indexOf(true)).toBe(9);
     expect(await detector.observe("1", "901", 5)).toBe(false);
     expect(await detector.observe("2", "900")).toBe(false);
+  });
+
+  it("flags exactly once when the messages of one tick, and of two replicas at once, cross the threshold together", async () => {
+    const keyPrefix = `${uniqueId()}:`;
+    const options = { redis, keyPrefix, threshold: 15, windowMs: 60_000 };
+    const one = createPsidFloodDetector(options);
+    const other = createPsidFloodDetector(options);
+    // Entries routed side by side: their observations share one pipeline, in the order they were made.
+    const firstTick = await Promise.all(Array.from({ length: 12 }, () => one.observe("1", "900")));
+    expect(firstTick.indexOf(true)).toBe(-1);
+    const together = await Promise.all([
+      ...Array.from({ length: 6 }, () => one.observe("1", "900")),
+      ...Array.from({ length: 6 }, () => other.observe("1", "900")),
+      one.observe("1", "901", 3),
+    ]);
+    expect(together.filter(Boolean)).toHaveLength(1);
+    expect(together.at(-1)).toBe(false);
+    expect(await one.observe("1", "900")).toBe(false);
   });
 });
