@@ -9,8 +9,12 @@ export function coalescePerTick<In, Out>(run: (inputs: In[]) => Promise<Out[]>):
     const batch = pending;
     pending = [];
     run(batch.map((p) => p.input)).then(
-      (outs) => batch.forEach((p, i) => p.resolve(outs[i] as Out)),
-      (error: unknown) => batch.forEach((p) => p.reject(error)),
+      (outs) => {
+        for (const [i, p] of batch.entries()) p.resolve(outs[i] as Out);
+      },
+      (error: unknown) => {
+        for (const p of batch) p.reject(error);
+      },
     );
   };
   return (input) =>
