@@ -216,16 +216,17 @@ export async function startPageRouter(deps: PageRouterDeps): Promise<RunningPage
 
   /** enrich: the fair share counts the entry's messages once; each message gets its contact's profile. */
   const enrich = async (msg: JsMsg, page: RoutablePage, { events }: Normalised, shared: boolean) => {
-    await fairShare?.account(msg, page.pageId, events, shared);
-    await Promise.all(
-      events.map(async (event) => {
+    // Side by side: the flood counters and the profile reads of the tick's entries share Redis writes.
+    await Promise.all([
+      fairShare?.account(msg, page.pageId, events, shared),
+      ...events.map(async (event) => {
         if (event.kind !== "message") return;
         const { profile, status } = await profiles.profileFor(page, event.psid);
         event.profile = profile;
         event.profileStatus = status;
         metrics.profileLookups.inc({ page_id: page.pageId, status });
       }),
-    );
+    ]);
   };
 
   /** publish: each event checked against the contracts, then published with the entries routed beside it. */
