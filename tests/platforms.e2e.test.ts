@@ -271,20 +271,10 @@ describe("Pages and an Instagram account side by side", () => {
   it("follows the thread to the Page inbox and back, and a block and unblock of a Page with a refused reply in between", async () => {
     const PAGE_INBOX = "263902037430900";
     const [ada] = peopleOf(P1.pageId) as [string];
+    // A person at the Page answers in Meta's inbox: Meta moves the thread there and says so (signed).
+    const taken = await system.fakeMeta(`/pages/${P1.pageId}/thread-owner`, { psid: ada, appId: PAGE_INBOX });
+    expect(taken.ok).toBe(true);
     const at = Date.now();
-    await postFromMeta("page", P1.pageId, [
-      fromPerson(
-        P1.pageId,
-        ada,
-        {
-          take_thread_control: {
-            previous_owner_app_id: "100000000000001",
-            new_owner_app_id: 263902037430900,
-          },
-        },
-        at,
-      ),
-    ]);
     const conversation = () =>
       system.db.conversation.findFirstOrThrow({ where: { pageId: P1.pageId, contact: { psid: ada } } });
     await eventually(async () => (await conversation()).threadOwnerAppId === PAGE_INBOX, {
@@ -311,16 +301,25 @@ describe("Pages and an Instagram account side by side", () => {
       },
       body: raw,
     });
-    await postFromMeta("page", P1.pageId, [
-      fromPerson(
-        P1.pageId,
-        ada,
-        {
-          pass_thread_control: { previous_owner_app_id: 263902037430900, new_owner_app_id: 100000000000001 },
-        },
-        at + 1000,
-      ),
-    ]);
+    // Our reply meanwhile: Meta refuses it (10/2018300), and the row says why at once, not after retries.
+    const meanwhile = await api(`/v1/pages/${P1.pageId}/conversations/${ada}/messages`, {
+      method: "POST",
+      body: JSON.stringify({ text: "while the inbox has it" }),
+    });
+    expect(meanwhile.status).toBe(202);
+    const { id: refusedId } = (await meanwhile.json()) as { id: string };
+    const refusedRow = await eventually(async () => {
+      const row = await system.db.message.findUniqueOrThrow({ where: { id: refusedId } });
+      return row.status === "failed" ? row : undefined;
+    });
+    expect(refusedRow.error).toContain("another app controls this conversation");
+    expect(refusedRow.sendAttempts).toBe(1);
+    // The inbox gives the thread back.
+    const passed = await system.fakeMeta(`/pages/${P1.pageId}/thread-owner`, {
+      psid: ada,
+      appId: "100000000000001",
+    });
+    expect(passed.ok).toBe(true);
     await eventually(async () => (await conversation()).threadOwnerAppId === "100000000000001", {
       message: "the thread is ours again",
     });

@@ -474,3 +474,36 @@ describe("Conversations API (GET /{page-id}/conversations?user_id=)", () => {
     expect((await thread(TOKEN, `user_id=${PSID}&platform=instagram`)).json.error.code).toBe(100);
   });
 });
+
+describe("conversation routing", () => {
+  it("moves a person's thread to Meta's inbox and back: signed take/pass_thread_control, and our sends refused with 10/2018300 meanwhile", async () => {
+    const PAGE_INBOX = "263902037430900";
+    const taken = await control("POST", `/pages/${PAGE}/thread-owner`, { psid: PSID, appId: PAGE_INBOX });
+    expect(taken.status).toBe(200);
+    expect(taken.json).toMatchObject({ status: 200, previousOwnerAppId: null });
+    const item = (n: number) =>
+      (JSON.parse(receiver.received[n]!.raw) as { object: string; entry: Array<{ messaging: unknown[] }> })
+        .entry[0]!.messaging[0];
+    expect(item(0)).toMatchObject({
+      sender: { id: PSID },
+      recipient: { id: PAGE },
+      take_thread_control: { previous_owner_app_id: APP_ID, new_owner_app_id: PAGE_INBOX },
+    });
+    // Long app ids arrive as exact digits, as Meta writes them.
+    expect(receiver.received[0]!.raw).toContain(`"new_owner_app_id":"${PAGE_INBOX}"`);
+
+    const refused = await send("are you there?");
+    expect(refused.status).toBe(400);
+    expect(refused.json.error).toMatchObject({ code: 10, error_subcode: 2018300 });
+    expect(fake.state.sentMessages).toHaveLength(0);
+
+    await control("POST", `/pages/${PAGE}/thread-owner`, { psid: PSID, appId: APP_ID });
+    expect(item(1)).toMatchObject({
+      pass_thread_control: { previous_owner_app_id: PAGE_INBOX, new_owner_app_id: APP_ID },
+    });
+    expect((await send("back with you")).status).toBe(200);
+    expect(fake.state.sentMessages).toHaveLength(1);
+    // Another person's thread was never moved.
+    expect(fake.state.threadOwner(PAGE, "8000000000999")).toBeUndefined();
+  });
+});

@@ -150,7 +150,11 @@ export function createFakeMeta(options: FakeMetaOptions): FakeMeta {
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });
-  app.use("/_fake", requireControlToken(controlToken), createControlRouter(state, sendWebhook));
+  app.use(
+    "/_fake",
+    requireControlToken(controlToken),
+    createControlRouter(state, sendWebhook, { messenger: appId, instagram: instagramAppId }),
+  );
   // Before the Facebook routes, whose `/:version/:id` would otherwise take `/instagram-api/…` paths.
   app.use(
     INSTAGRAM_API_PATH,
@@ -262,6 +266,7 @@ const PLATFORMS: readonly unknown[] = ["messenger", "instagram"] satisfies FakeP
 function createControlRouter(
   state: FakeMetaState,
   sendWebhook: (body: unknown, options?: SendWebhookOptions) => Promise<DeliveryResult>,
+  ownAppIds: Record<FakePlatform, string>,
 ) {
   const router = express.Router();
   router.use(express.json({ limit: "10mb" }));
@@ -340,6 +345,37 @@ function createControlRouter(
     handle((req, res) => {
       state.setUsage(pageId(req), Number(req.body?.percent ?? 0));
       res.json({ ok: true });
+    }),
+  );
+  // Conversation routing: Meta moves the person's thread (a person answered in Meta's inbox, or the inbox
+  // gave it back). Sends of an app that does not control the thread are refused with 10/2018300, and the
+  // move reaches the app as a signed `take_thread_control` (away from it) or `pass_thread_control` (to it).
+  router.post(
+    "/pages/:pageId/thread-owner",
+    handle(async (req, res) => {
+      const { psid, appId, metadata } = req.body ?? {};
+      if (typeof psid !== "string") throw new Error("psid is required");
+      if (appId !== null && typeof appId !== "string") throw new Error("appId: an app id, or null for idle");
+      const page = state.page(pageId(req));
+      if (!page) throw new Error(`no page ${pageId(req)}`);
+      const ours = ownAppIds[page.platform];
+      const previous = state.setThreadOwner(page.pageId, psid, appId) ?? null;
+      const now = Date.now();
+      const control = {
+        previous_owner_app_id: previous ?? (appId === ours ? null : ours),
+        new_owner_app_id: appId,
+        ...(typeof metadata === "string" ? { metadata } : {}),
+      };
+      const item = {
+        sender: { id: psid },
+        recipient: { id: page.pageId },
+        timestamp: now,
+        ...(appId === ours ? { pass_thread_control: control } : { take_thread_control: control }),
+      };
+      const result = await sendWebhook([{ id: page.pageId, time: now, messaging: [item] }], {
+        object: page.platform === "instagram" ? "instagram" : "page",
+      });
+      res.json({ status: result.status, body: result.body, previousOwnerAppId: previous });
     }),
   );
   router.post(

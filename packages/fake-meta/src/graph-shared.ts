@@ -467,6 +467,18 @@ export interface SendRules {
   unknownRecipientSubcode: number;
 }
 
+/**
+ * Conversation routing: while another app (Meta's inbox, say) controls the person's thread, Meta refuses
+ * this app's sends with code 10, subcode 2018300.
+ */
+const THREAD_OWNED_ELSEWHERE: MetaError = {
+  status: 400,
+  code: 10,
+  subcode: 2018300,
+  type: "OAuthException",
+  message: "(#10) Another app is controlling this thread now.",
+};
+
 export interface SendRequest {
   user: FakeUser;
   recipient: { id: string };
@@ -480,6 +492,8 @@ export function readSendRequest(
   auth: Authorised,
   body: Record<string, unknown>,
   rules: SendRules,
+  /** This host's app: a thread it controls (or nobody does) takes its sends. */
+  ownAppId: string,
 ): SendRequest | undefined {
   const bad = (message: string, subcode?: number) => {
     sendBadParameter(res, message, subcode);
@@ -511,6 +525,11 @@ export function readSendRequest(
   const user = state.user(recipient.id);
   if (!user || user.pageId !== auth.tokenPageId) {
     return bad("(#100) No matching user found", rules.unknownRecipientSubcode);
+  }
+  const owner = state.threadOwner(auth.tokenPageId, user.psid);
+  if (owner !== undefined && owner !== null && owner !== ownAppId) {
+    sendError(res, THREAD_OWNED_ELSEWHERE);
+    return undefined;
   }
   return { user, recipient: { ...recipient, id: recipient.id }, message };
 }

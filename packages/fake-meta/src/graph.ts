@@ -84,7 +84,7 @@ export function createGraphRouter(options: GraphRouterOptions): Router {
     });
     if (!auth) return;
     const body = req.body as Record<string, unknown>;
-    const request = readSendRequest(res, state, auth, body, SEND_RULES);
+    const request = readSendRequest(res, state, auth, body, SEND_RULES, appId);
     if (!request) return;
     const { user, recipient, message } = request;
     const mid = `m_${randomBytes(24).toString("base64url")}`;

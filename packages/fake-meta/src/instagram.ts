@@ -146,7 +146,7 @@ export function createInstagramRouter(options: InstagramRouterOptions): Router {
     const auth = await authorise(req, res, "messages", { pageId: String(req.params.igId), pageScoped: true });
     if (!auth) return;
     const body = req.body as Record<string, unknown>;
-    const request = readSendRequest(res, state, auth, body, SEND_RULES);
+    const request = readSendRequest(res, state, auth, body, SEND_RULES, instagramAppId);
     if (!request) return;
     const { user, recipient, message } = request;
     const sent = {

@@ -173,6 +173,8 @@ export class FakeMetaState {
   private readonly tokens = new Map<string, { pageId: string; status: TokenStatus }>();
   private readonly users = new Map<string, FakeUser>();
   private readonly errors = new Map<string, InjectedError[]>();
+  /** Conversation routing: the app each (page, person) thread belongs to, when Meta moved it. */
+  private readonly threadOwners = new Map<string, string | null>();
   private readonly registrationListeners: Array<() => void> = [];
 
   constructor(private readonly defaultEchoMode: EchoMode = "random") {
@@ -365,7 +367,21 @@ export class FakeMetaState {
     );
   }
 
+  /** Who controls the person's thread on the page: an app id, null (idle), undefined (never moved). */
+  threadOwner(pageId: string, psid: string): string | null | undefined {
+    return this.threadOwners.get(`${pageId}:${psid}`);
+  }
+
+  /** Moves the person's thread to `appId` (null: idle); returns the owner before. */
+  setThreadOwner(pageId: string, psid: string, appId: string | null): string | null | undefined {
+    const key = `${pageId}:${psid}`;
+    const previous = this.threadOwners.get(key);
+    this.threadOwners.set(key, appId);
+    return previous;
+  }
+
   reset(): void {
+    this.threadOwners.clear();
     this.calls.length = 0;
     this.sentMessages.length = 0;
     this.webhookDeliveries.length = 0;
