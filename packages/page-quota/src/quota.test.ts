@@ -94,6 +94,22 @@ describe("page quota: taking slots only when free", () => {
     expect(await quota.take("other", 2)).toBe(2);
   });
 
+  it("takes for many pages in one call, each page's calls in the order they were made", async () => {
+    const quota = createPageQuota({ redis, keyPrefix: `${uniqueId()}:`, ratePerSecond: 10, burst: 2 });
+    // One tick: a page asked twice, two others once; the burst of 2 (+1 at the rate) is each page's own.
+    const granted = await Promise.all([
+      quota.take("1", 2),
+      quota.take("2", 5),
+      quota.take("1", 5),
+      quota.take("3", 1),
+    ]);
+    expect(granted).toEqual([2, 3, 1, 1]);
+    const waits = await Promise.all([quota.reserve("4", 1), quota.reserve("4", 1), quota.reserve("4", 5)]);
+    expect(waits[0]).toBe(0);
+    expect(waits[2]).toBeGreaterThanOrEqual(0);
+    expect(await quota.take("4", 1)).toBe(0);
+  });
+
   it("a reservation made in debt delays what can be taken after it", async () => {
     const quota = createPageQuota({ redis, keyPrefix: `${uniqueId()}:`, ratePerSecond: 10, burst: 0 });
     await quota.reserve("1", 20);
