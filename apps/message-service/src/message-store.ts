@@ -8,6 +8,7 @@ import {
   type EditEvent,
   echoSenderOf,
   type IncomingMessageEvent,
+  laterOutgoingStatus,
   type MessageStatus,
   type MessagingEvent,
   MetaTimestamp,
@@ -43,16 +44,6 @@ interface ConversationRow {
   deliveredWatermark: Date | null;
   readWatermark: Date | null;
 }
-
-/** Outgoing status order: a status only moves right. `failed` ranks with `sending`: an echo proves it went out. */
-const OUTGOING_RANK: Record<MessageStatus, number> = {
-  received: 0,
-  sending: 0,
-  failed: 0,
-  sent: 1,
-  delivered: 2,
-  read: 3,
-};
 
 export interface StoreOptions {
   /** Checked just before commit: when the lock was lost, the transaction rolls back. */
@@ -717,10 +708,6 @@ function statusByWatermarks(conversation: ConversationRow, sentAt: Date): Messag
   return "sent";
 }
 
-function laterStatus(a: MessageStatus, b: MessageStatus): MessageStatus {
-  return OUTGOING_RANK[b] > OUTGOING_RANK[a] ? b : a;
-}
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -750,7 +737,7 @@ async function storeEcho(context: Context, event: EchoEvent) {
     (event.platform === "instagram" ? await inFlightSendEchoed(context, event) : undefined);
   if (ours) {
     if (ours.direction !== "outgoing") return;
-    const status = laterStatus(ours.status, statusByWatermarks(conversation, sentAt));
+    const status = laterOutgoingStatus(ours.status, statusByWatermarks(conversation, sentAt));
     if (ours.mid === event.mid && status === ours.status && ours.sentAt.getTime() === sentAt.getTime())
       return;
     await tx.message.update({

@@ -165,6 +165,19 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
   let outage: Promise<void> | undefined;
 
   const heartbeat = (msg: JsMsg) => setInterval(() => msg.working(), Math.max(1000, ackWaitMs / 2));
+  // The acks of every handler finishing in this event-loop turn leave together: nats.js writes its buffer
+  // in a microtask after the first command, so acks issued from separate continuations each cost a socket
+  // write. An ack lost to a crash in between only redelivers a message whose effects are already stored.
+  let acksDue: JsMsg[] = [];
+  const sendDueAcks = () => {
+    const due = acksDue;
+    acksDue = [];
+    for (const m of due) m.ack();
+  };
+  const ackTogether = (msg: JsMsg) => {
+    if (acksDue.length === 0) setImmediate(sendDueAcks);
+    acksDue.push(msg);
+  };
 
   const runHandler = async (msg: JsMsg) => {
     let timer: NodeJS.Timeout | undefined;
@@ -243,7 +256,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
       for (;;) {
         try {
           await runHandler(msg);
-          msg.ack();
+          ackTogether(msg);
           options.onOutcome?.("acked", msg);
           return;
         } catch (error) {
@@ -351,6 +364,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<RunningCons
       await current?.close().catch(() => undefined);
       await loop.catch(() => undefined);
       await Promise.allSettled([...inFlight]);
+      // Before the connection drains: the last handlers' acks go now, not in a turn that may come too late.
+      sendDueAcks();
     },
   };
 }

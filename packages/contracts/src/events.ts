@@ -261,6 +261,21 @@ export const MessageDirection = z.enum(["incoming", "outgoing"]);
 export const MessageStatus = z.enum(["received", "sending", "sent", "delivered", "read", "failed"]);
 export type MessageStatus = z.infer<typeof MessageStatus>;
 
+/** Outgoing status order: a status only moves right. `failed` ranks with `sending`: an echo proves it went out. */
+const OUTGOING_RANK: Record<MessageStatus, number> = {
+  received: 0,
+  sending: 0,
+  failed: 0,
+  sent: 1,
+  delivered: 2,
+  read: 3,
+};
+
+/** The later of two statuses of an outgoing message (statuses never move backwards). */
+export function laterOutgoingStatus(a: MessageStatus, b: MessageStatus): MessageStatus {
+  return OUTGOING_RANK[b] > OUTGOING_RANK[a] ? b : a;
+}
+
 /** Facts published after commit for the product built on Switchboard. */
 export const DomainEvent = z.discriminatedUnion("type", [
   z.object({

@@ -162,10 +162,6 @@ export type WebhookEntry = z.infer<typeof WebhookEntry>;
 /** What the ingress needs of an entry to give it its page's subject: the page id. */
 export const WebhookEntryAddress = z.looseObject({ id: MetaId });
 
-/**
- * The envelope the ingress checks before it splits a body into entries; each entry is then checked on
- * its own (`WebhookEntryAddress`), so one malformed entry does not hold back the other pages' entries.
- */
 /** Where a conversation happens: a Facebook Page (Messenger) or an Instagram professional account. */
 export const Platform = z.enum(["messenger", "instagram"]);
 export type Platform = z.infer<typeof Platform>;
@@ -192,6 +188,10 @@ export function appObjectLabel(object: string): (typeof APP_OBJECTS)[number] | "
     : "other";
 }
 
+/**
+ * The envelope the ingress checks before it splits a body into entries; each entry is then checked on
+ * its own (`WebhookEntryAddress`), so one malformed entry does not hold back the other pages' entries.
+ */
 export const WebhookEnvelope = z.looseObject({
   object: z.string(),
   entry: z.array(z.unknown()).min(1),

@@ -6,7 +6,7 @@ import {
   RetryLaterError,
   runConsumer,
 } from "@switchboard/bus";
-import { type DomainEvent, SendRequest } from "@switchboard/contracts";
+import { type DomainEvent, laterOutgoingStatus, SendRequest } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
 import { type Db, isUniqueViolation, type Message } from "@switchboard/db";
 import { type GraphClients, type SendMessageBody, TransientGraphError } from "@switchboard/graph-api";
@@ -348,7 +348,7 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
         AND EXISTS (SELECT 1 FROM messages ours WHERE ours.id = ${message.id}::uuid AND ours.mid IS NULL
                     AND ours.status = 'sending')
       RETURNING id::text, conversation_id::text, status, sent_at`;
-    const status = echoed && SENT_RANK[echoed.status] > SENT_RANK.sent ? echoed.status : "sent";
+    const status = echoed ? laterOutgoingStatus("sent", echoed.status) : "sent";
     const { count } = await tx.message.updateMany({
       where: { id: message.id, status: "sending", mid: null },
       data: { mid, status, error: null, sentAt: echoed?.sent_at ?? sentAt, sendAttemptStartedAt: null },
@@ -480,16 +480,6 @@ function safeJson(msg: JsMsg): unknown {
     return undefined;
   }
 }
-
-/** Outgoing statuses only move forward: sent, then delivered, then read. */
-const SENT_RANK: Record<Message["status"], number> = {
-  received: 0,
-  sending: 0,
-  failed: 0,
-  sent: 1,
-  delivered: 2,
-  read: 3,
-};
 
 function statusChanged(
   message: Pick<Message, "id" | "pageId" | "platform">,
