@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { MessageDirection, MessageStatus, OutgoingSender, PageStatus } from "./events";
+import { MessageDirection, MessageStatus, OutgoingSender, PageStatus, StoryReference } from "./events";
 import { Platform } from "./webhook";
 
 /**
@@ -154,7 +154,7 @@ export const MessageView = z
     replyTo: z
       .object({
         mid: z.string().nullable(),
-        story: z.object({ id: z.string().nullable(), url: z.string().nullable() }).nullable(),
+        story: StoryReference.nullable(),
       })
       .nullable()
       .meta({

@@ -63,6 +63,9 @@ const EventBase = z.object({
   raw: z.unknown(),
 });
 
+/** An Instagram story a message answers: its id, and its CDN URL while the story lives. */
+export const StoryReference = z.object({ id: z.string().nullable(), url: z.string().nullable() });
+
 export const IncomingMessageEvent = EventBase.extend({
   kind: z.literal("message"),
   mid: z.string(),
@@ -71,7 +74,7 @@ export const IncomingMessageEvent = EventBase.extend({
   quickReplyPayload: z.string().nullable(),
   replyToMid: z.string().nullable(),
   /** Instagram: the customer answered the account's story (its id, and its CDN URL while it lives). */
-  replyToStory: z.object({ id: z.string().nullable(), url: z.string().nullable() }).nullable().default(null),
+  replyToStory: StoryReference.nullable().default(null),
   /** Instagram `is_unsupported`: a message kind the API does not deliver; kept, flagged, without content. */
   unsupported: z.boolean().default(false),
   /** The ad or link the person came from (`message.referral`), as Meta sent it. */

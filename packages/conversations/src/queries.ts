@@ -1,4 +1,9 @@
-import type { ConversationView, MessageView, PageView } from "@switchboard/contracts";
+import {
+  type ConversationView,
+  type MessageView,
+  type PageView,
+  StoryReference,
+} from "@switchboard/contracts";
 import { type Db, type PageConnection, Prisma } from "@switchboard/db";
 import { ConversationCursor, decodeCursor, encodeCursor, MessageCursor } from "./cursor";
 
@@ -128,14 +133,8 @@ function toMessageView(row: MessageRow): MessageView {
 /** What an incoming message answered, from the payload the store wrote (`replyToMid`, `replyToStory`). */
 function replyToOf(payload: Record<string, unknown> | null): MessageView["replyTo"] {
   const mid = typeof payload?.replyToMid === "string" ? payload.replyToMid : null;
-  const story = payload?.replyToStory as { id?: unknown; url?: unknown } | null | undefined;
-  const storyView =
-    story && typeof story === "object"
-      ? {
-          id: typeof story.id === "string" ? story.id : null,
-          url: typeof story.url === "string" ? story.url : null,
-        }
-      : null;
+  const story = StoryReference.safeParse(payload?.replyToStory);
+  const storyView = story.success ? story.data : null;
   return mid === null && storyView === null ? null : { mid, story: storyView };
 }
 

@@ -8,7 +8,7 @@ import {
 } from "@switchboard/bus";
 import { type DomainEvent, laterOutgoingStatus, SendRequest } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
-import { type Db, isUniqueViolation, type Message } from "@switchboard/db";
+import { type Db, isUniqueViolation, type Message, type Prisma } from "@switchboard/db";
 import { type GraphClients, type SendMessageBody, TransientGraphError } from "@switchboard/graph-api";
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchboard/observability";
 import { createPageQuota } from "@switchboard/page-quota";
@@ -333,7 +333,7 @@ export async function startSendWorker(options: SendWorkerOptions): Promise<{ sto
    * it is this send, so ours takes the mid, Meta's time and any later status, and that row goes.
    */
   async function markSent(
-    tx: Parameters<Parameters<Db["$transaction"]>[0]>[0],
+    tx: Prisma.TransactionClient,
     message: Message,
     request: SendRequest,
     mid: string,
