@@ -25,7 +25,7 @@ import {
   type UnsendEvent,
 } from "@switchboard/contracts";
 import type { TokenCipher } from "@switchboard/crypto";
-import { type Db, Prisma } from "@switchboard/db";
+import { type Db, type Message, Prisma } from "@switchboard/db";
 import { z } from "zod";
 import { type OutboxRow, outboxRow, pageLifecycleOutboxRow, writeOutbox } from "./domain-events";
 import { sameSentText } from "./echo-text";
@@ -718,8 +718,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 async function storeEcho(context: Context, event: EchoEvent) {
   const { tx, conversation } = context;
   const sentAt = new Date(event.timestamp);
-  // ONE lookup, by mid or by our metadata: the send worker may commit the mid between two lookups (its
-  // own transaction, not under this lock), and neither would find the row.
+  // ONE lookup, by mid, by our metadata or (Instagram, no metadata) as the conversation's send in flight:
+  // the send worker may commit the mid between two lookups (its own transaction, not under this lock),
+  // and neither would find the row.
   const candidates = await tx.message.findMany({
     where: {
       pageId: event.pageId,
@@ -728,13 +729,15 @@ async function storeEcho(context: Context, event: EchoEvent) {
         ...(event.metadata && UUID.test(event.metadata)
           ? [{ id: event.metadata, direction: "outgoing" as const }]
           : []),
+        ...(event.platform === "instagram" ? [inFlightSendOf(conversation.id)] : []),
       ],
     },
+    orderBy: { queueSeq: "asc" },
   });
   const ours =
     candidates.find((row) => row.mid === event.mid) ??
     candidates.find((row) => row.id === event.metadata && row.mid === null) ??
-    (event.platform === "instagram" ? await inFlightSendEchoed(context, event) : undefined);
+    (event.platform === "instagram" ? inFlightSendEchoed(candidates, conversation.id, event) : undefined);
   if (ours) {
     if (ours.direction !== "outgoing") return;
     const status = laterOutgoingStatus(ours.status, statusByWatermarks(conversation, sentAt));
@@ -775,23 +778,31 @@ async function storeEcho(context: Context, event: EchoEvent) {
   });
 }
 
+/** The conversation's send whose Send API call is under way (the worker set its attempt, no mid yet). */
+function inFlightSendOf(conversationId: string) {
+  return {
+    conversationId,
+    direction: "outgoing" as const,
+    status: "sending" as const,
+    mid: null,
+    sendAttemptStartedAt: { not: null },
+  };
+}
+
 /**
  * Instagram echoes carry no metadata: an echo whose mid we do not know yet is our send when it is the
  * conversation's send whose Send API call is under way (at most one: attempts are serialised per
  * conversation) and says the same thing. Meta answered, the worker has not recorded the mid yet.
  */
-async function inFlightSendEchoed(context: Context, event: EchoEvent) {
-  const [inFlight] = await context.tx.message.findMany({
-    where: {
-      conversationId: context.conversation.id,
-      direction: "outgoing",
-      status: "sending",
-      mid: null,
-      sendAttemptStartedAt: { not: null },
-    },
-    orderBy: { queueSeq: "asc" },
-    take: 1,
-  });
+function inFlightSendEchoed(candidates: Message[], conversationId: string, event: EchoEvent) {
+  const inFlight = candidates.find(
+    (row) =>
+      row.conversationId === conversationId &&
+      row.direction === "outgoing" &&
+      row.status === "sending" &&
+      row.mid === null &&
+      row.sendAttemptStartedAt !== null,
+  );
   if (!inFlight) return undefined;
   if (inFlight.text !== null) return sameSentText(inFlight.text, event.text) ? inFlight : undefined;
   const request = (inFlight.payload as { request?: { attachment?: { type?: string } } }).request;
